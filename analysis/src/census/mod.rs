@@ -1,0 +1,1 @@
+//! Call-site census of ELF binaries (see issue: census).

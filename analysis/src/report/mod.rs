@@ -1,0 +1,3 @@
+//! Results: the CSV row types (one per output file), machine identity, plots and the summary.
+
+pub mod rows;

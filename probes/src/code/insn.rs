@@ -1,0 +1,195 @@
+//! The few instructions a patchable site can hold, as bytes — the user-space twin of the kernel's
+//! `__static_call_transform` insn types (CALL, NOP, JMP, RET) plus the cs-prefixed call.
+//!
+//! Encoding goes through iced-x86's `Encoder`, which encodes exactly the `Code` it is given (unlike the
+//! block encoder, it never shortens `jmp rel32` to `jmp rel8`), so a site is always the 5 or 6 bytes
+//! the patcher expects. Decoding goes through iced-x86's `Decoder` and accepts only these exact forms.
+
+use iced_x86::{Code, Decoder, DecoderOptions, Encoder, Instruction, Register};
+use thiserror::Error;
+
+/// Length of `call rel32` / `jmp rel32` / the 5-byte nop.
+pub const REL32_LEN: usize = 5;
+/// Length of `cs call rel32` (`2e e8 rel32`).
+pub const CS_CALL_LEN: usize = 6;
+/// `int3`, the byte every protocol parks on byte 0 while the rest of a site changes.
+pub const INT3: u8 = 0xcc;
+/// The `cs` segment-override prefix (a no-op in 64-bit mode; a branch hint on some cores).
+pub const CS_PREFIX: u8 = 0x2e;
+/// The SDM's recommended 5-byte nop, `nopl 0x0(%rax,%rax,1)` — the kernel's `BYTES_NOP5`.
+pub const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+
+/// One site instruction and, for branches, its absolute target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Insn {
+    /// `e8 rel32`.
+    Call(usize),
+    /// `e9 rel32` (a trampoline, or a tail call).
+    Jmp(usize),
+    /// `2e e8 rel32`.
+    CsCall(usize),
+    /// The 5-byte nop (a conditional static call set to "no function").
+    Nop5,
+    /// `c3` padded to 5 bytes with `int3` (a trampoline for a "no function" key returns at once).
+    Ret,
+}
+
+impl Insn {
+    /// Encoded length in bytes.
+    pub fn len(self) -> usize {
+        match self {
+            Insn::CsCall(_) => CS_CALL_LEN,
+            _ => REL32_LEN,
+        }
+    }
+
+    /// Always false; instructions have bytes.
+    pub fn is_empty(self) -> bool {
+        false
+    }
+
+    /// The branch target, if any.
+    pub fn target(self) -> Option<usize> {
+        match self {
+            Insn::Call(t) | Insn::Jmp(t) | Insn::CsCall(t) => Some(t),
+            Insn::Nop5 | Insn::Ret => None,
+        }
+    }
+
+    /// Offset of the rel32 field within the instruction, for branches.
+    pub fn rel32_offset(self) -> Option<usize> {
+        match self {
+            Insn::Call(_) | Insn::Jmp(_) => Some(1),
+            Insn::CsCall(_) => Some(2),
+            Insn::Nop5 | Insn::Ret => None,
+        }
+    }
+}
+
+/// Why an instruction could not be encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum EncodeError {
+    /// The target is beyond the ±2 GiB that a rel32 displacement reaches from the site.
+    #[error("target {target:#x} is out of rel32 range of the site at {site:#x}")]
+    OutOfRange {
+        /// Site address.
+        site: usize,
+        /// Requested target.
+        target: usize,
+    },
+}
+
+/// The bytes of one encoded instruction (at most 6), with its length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InsnBytes {
+    buf: [u8; 8],
+    len: u8,
+}
+
+impl InsnBytes {
+    /// Copies up to 8 bytes.
+    pub fn from_slice(bytes: &[u8]) -> InsnBytes {
+        assert!(bytes.len() <= 8, "an instruction of {} bytes is not a site", bytes.len());
+        let mut buf = [0; 8];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        InsnBytes { buf, len: bytes.len() as u8 }
+    }
+
+    /// The encoded bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+}
+
+impl std::ops::Deref for InsnBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+/// True when a rel32 branch of `len` bytes at `site` reaches `target`.
+pub fn in_rel32_range(site: usize, len: usize, target: usize) -> bool {
+    let next = site as i128 + len as i128;
+    let disp = target as i128 - next;
+    disp >= i32::MIN as i128 && disp <= i32::MAX as i128
+}
+
+/// Encodes `insn` as it must appear at address `site`.
+pub fn encode(insn: Insn, site: usize) -> Result<InsnBytes, EncodeError> {
+    let (code, target, prefix) = match insn {
+        Insn::Nop5 => return Ok(InsnBytes::from_slice(&NOP5)),
+        Insn::Ret => return Ok(InsnBytes::from_slice(&[0xc3, INT3, INT3, INT3, INT3])),
+        Insn::Call(t) => (Code::Call_rel32_64, t, None),
+        Insn::Jmp(t) => (Code::Jmp_rel32_64, t, None),
+        Insn::CsCall(t) => (Code::Call_rel32_64, t, Some(CS_PREFIX)),
+    };
+    if !in_rel32_range(site, insn.len(), target) {
+        return Err(EncodeError::OutOfRange { site, target });
+    }
+    let at = site + usize::from(prefix.is_some());
+    let instr = Instruction::with_branch(code, target as u64).expect("rel32 branch codes take a target");
+    let mut enc = Encoder::new(64);
+    enc.encode(&instr, at as u64).expect("in-range rel32 branch always encodes");
+    let body = enc.take_buffer();
+    debug_assert_eq!(body.len(), REL32_LEN);
+    let mut bytes = Vec::with_capacity(CS_CALL_LEN);
+    bytes.extend(prefix);
+    bytes.extend_from_slice(&body);
+    Ok(InsnBytes::from_slice(&bytes))
+}
+
+/// Decodes the bytes of a site at address `site` as one of the [`Insn`] forms, or `None` when they are
+/// anything else (including an `int3` left by an interrupted patch, or a short branch).
+pub fn decode(bytes: &[u8], site: usize) -> Option<Insn> {
+    if bytes.starts_with(&NOP5) {
+        return Some(Insn::Nop5);
+    }
+    if bytes.first() == Some(&0xc3) {
+        return Some(Insn::Ret);
+    }
+    let mut dec = Decoder::with_ip(64, bytes, site as u64, DecoderOptions::NONE);
+    let i = dec.decode();
+    let target = i.near_branch_target() as usize;
+    match (i.code(), i.len(), i.segment_prefix()) {
+        (Code::Call_rel32_64, REL32_LEN, Register::None) => Some(Insn::Call(target)),
+        (Code::Jmp_rel32_64, REL32_LEN, Register::None) => Some(Insn::Jmp(target)),
+        (Code::Call_rel32_64, CS_CALL_LEN, Register::CS) if bytes[0] == CS_PREFIX => Some(Insn::CsCall(target)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_round_trips_with_exact_length() {
+        let site = 0x7f00_0000_1000usize;
+        for insn in [
+            Insn::Call(site + 0x1234),
+            Insn::Jmp(site - 0x10_0000),
+            Insn::CsCall(site + 7),
+            Insn::Jmp(site + 5), // a jmp to the next instruction: still 5 bytes, never rel8
+            Insn::Nop5,
+            Insn::Ret,
+        ] {
+            let b = encode(insn, site).unwrap();
+            assert_eq!(b.len(), insn.len(), "{insn:?}");
+            assert_eq!(decode(&b, site), Some(insn), "{insn:?} -> {:02x?}", b.as_slice());
+        }
+        assert_eq!(encode(Insn::Call(site + 5), site).unwrap().as_slice(), [0xe8, 0, 0, 0, 0]);
+        assert_eq!(encode(Insn::CsCall(site + 6), site).unwrap().as_slice(), [0x2e, 0xe8, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn out_of_range_and_foreign_bytes_are_rejected() {
+        let site = 0x1000_0000usize;
+        let far = site + (1usize << 31) + 5;
+        assert_eq!(encode(Insn::Call(far), site), Err(EncodeError::OutOfRange { site, target: far }));
+        assert!(encode(Insn::Call(site + 5 + i32::MAX as usize), site).is_ok());
+        assert_eq!(decode(&[0xcc, 0, 0, 0, 0], site), None);
+        assert_eq!(decode(&[0xeb, 0x03, 0, 0, 0], site), None, "jmp rel8 is not a site");
+        assert_eq!(decode(&[0xff, 0xd0, 0, 0, 0], site), None, "call *%rax is not a site");
+    }
+}

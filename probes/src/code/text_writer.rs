@@ -1,0 +1,273 @@
+//! The one path by which code bytes are written once they may be executing.
+//!
+//! Hardware fact: x86 keeps instruction fetch coherent with stores on the *same* core (self-modifying
+//! code is detected), but another core may already have fetched or decoded the old bytes. A writer only
+//! stores; making other cores see the new bytes (serialising them) is the patcher's `sync`, and choosing
+//! which bytes may be stored while others run them is the protocol's job.
+//!
+//! Methods:
+//! - `Direct`: a plain store; the page must already be writable (an `Rwx` arena).
+//! - `Alias`: a store through the RW view of a dual-mapped (`memfd`) arena: W^X at every instant.
+//! - `Mprotect`: the page(s) are made RWX for the duration of one write, then RX again. This is the
+//!   method for the program's own `.text` (static calls) and for a sealed arena.
+//! - `ProcMem`: `pwrite` to `/proc/self/mem`, which the kernel performs with `FOLL_FORCE` on a private
+//!   RX mapping (copy-on-write), so no page is ever writable from user space. Not atomic: refused for
+//!   the single-store (aligned) protocol.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use super::arena::{page_size, Arena, ArenaMode};
+
+/// How a [`TextWriter`] gets bytes into executable memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WriteMethod {
+    /// Plain store into a page that is already writable.
+    Direct,
+    /// Store through the RW alias of a dual mapping.
+    Alias,
+    /// RWX window with `mprotect` around each write.
+    Mprotect,
+    /// `pwrite` to `/proc/self/mem`.
+    ProcMem,
+}
+
+impl WriteMethod {
+    /// Every method.
+    pub const ALL: [WriteMethod; 4] =
+        [WriteMethod::Direct, WriteMethod::Alias, WriteMethod::Mprotect, WriteMethod::ProcMem];
+
+    /// Name used on the command line and in CSV rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            WriteMethod::Direct => "direct",
+            WriteMethod::Alias => "alias",
+            WriteMethod::Mprotect => "mprotect",
+            WriteMethod::ProcMem => "procmem",
+        }
+    }
+
+    /// Whether a single aligned store by this method is one hardware store (and so atomic).
+    pub fn has_atomic_store(self) -> bool {
+        self != WriteMethod::ProcMem
+    }
+}
+
+impl std::str::FromStr for WriteMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        WriteMethod::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown write method `{s}` (expected direct, alias, mprotect or procmem)"))
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct AliasMap {
+    exec: usize,
+    rw: usize,
+    len: usize,
+}
+
+/// Writes bytes into code that may be executing. Cheap to create; holds no lock (the patcher
+/// serialises all writers with its text mutex).
+#[derive(Debug)]
+pub struct TextWriter {
+    method: WriteMethod,
+    alias: Option<AliasMap>,
+    mem: Option<File>,
+}
+
+impl TextWriter {
+    /// A writer for memory outside any arena (the program's `.text`): `Mprotect`, `ProcMem` or `Direct`.
+    pub fn new(method: WriteMethod) -> TextWriter {
+        TextWriter { method, alias: None, mem: None }
+    }
+
+    /// The natural writer for an arena's mode: `Direct` for `Rwx` and for `Sealed` before sealing,
+    /// `Mprotect` for a sealed arena, `Alias` for `DualMap`.
+    pub fn for_arena(arena: &Arena) -> TextWriter {
+        let method = match arena.mode() {
+            ArenaMode::Rwx => WriteMethod::Direct,
+            ArenaMode::Sealed if arena.is_sealed() => WriteMethod::Mprotect,
+            ArenaMode::Sealed => WriteMethod::Direct,
+            ArenaMode::DualMap => WriteMethod::Alias,
+        };
+        Self::with_method(arena, method).expect("the natural method always fits its arena")
+    }
+
+    /// A writer for `arena` using `method`, or an error when the two don't fit together (`Alias` needs a
+    /// dual mapping; `Mprotect`/`ProcMem` need a private mapping; `Direct` needs a writable page).
+    pub fn with_method(arena: &Arena, method: WriteMethod) -> io::Result<TextWriter> {
+        let fits = match method {
+            WriteMethod::Direct => {
+                arena.mode() == ArenaMode::Rwx || !arena.is_sealed() && arena.mode() == ArenaMode::Sealed
+            }
+            WriteMethod::Alias => arena.mode() == ArenaMode::DualMap,
+            WriteMethod::Mprotect | WriteMethod::ProcMem => arena.mode() != ArenaMode::DualMap,
+        };
+        if !fits {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("write method `{}` cannot write a `{}` arena", method.name(), arena.mode().name()),
+            ));
+        }
+        let alias = arena.rw_alias(arena.base()).map(|rw| AliasMap { exec: arena.base(), rw, len: arena.len() });
+        Ok(TextWriter { method, alias, mem: None })
+    }
+
+    /// The method in use.
+    pub fn method(&self) -> WriteMethod {
+        self.method
+    }
+
+    fn rw_address(&self, addr: usize, len: usize) -> io::Result<usize> {
+        match (self.method, self.alias) {
+            (WriteMethod::Alias, Some(a)) if addr >= a.exec && addr + len <= a.exec + a.len => {
+                Ok(a.rw + (addr - a.exec))
+            }
+            (WriteMethod::Alias, _) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{addr:#x}+{len} is not inside the dual-mapped arena"),
+            )),
+            _ => Ok(addr),
+        }
+    }
+
+    /// Copies `bytes` to execution address `addr`. Not atomic as a whole; the protocols decide which
+    /// bytes may be written while other threads run them.
+    pub fn write(&self, addr: usize, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        match self.method {
+            WriteMethod::ProcMem => self.proc_mem()?.write_all_at(bytes, addr as u64),
+            WriteMethod::Mprotect => with_write_window(addr, bytes.len(), || {
+                // SAFETY: the window makes `[addr, addr+len)` writable; `bytes` is Rust data elsewhere.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) }
+            }),
+            WriteMethod::Direct | WriteMethod::Alias => {
+                let dst = self.rw_address(addr, bytes.len())?;
+                // SAFETY: `dst` is writable (an RWX page or the RW alias, checked above).
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst as *mut u8, bytes.len()) };
+                Ok(())
+            }
+        }
+    }
+
+    /// Stores 4 bytes at `addr` with one `mov dword` instruction. Hardware fact (SDM vol. 3 §9.1.1): on
+    /// P6 and later, an unaligned 32-bit access that stays within one cache line is atomic — the basis
+    /// of the aligned-only policy. Refuses a store that crosses a line, and `ProcMem`.
+    pub fn store_u32_atomic(&self, addr: usize, value: u32) -> io::Result<()> {
+        if addr / super::CACHE_LINE != (addr + 3) / super::CACHE_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a 4-byte store at {addr:#x} crosses a cache line and would not be atomic"),
+            ));
+        }
+        self.store_with(addr, 4, |dst| {
+            // SAFETY: `dst` is writable for 4 bytes (see `store_with`); one `mov` is the atomic store.
+            unsafe { core::arch::asm!("mov dword ptr [{p}], {v:e}", p = in(reg) dst, v = in(reg) value, options(nostack, preserves_flags)) }
+        })
+    }
+
+    /// Stores 8 bytes at an 8-byte-aligned `addr` with one `mov qword` (atomic on every x86-64).
+    pub fn store_u64_atomic(&self, addr: usize, value: u64) -> io::Result<()> {
+        if addr % 8 != 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{addr:#x} is not 8-byte aligned")));
+        }
+        self.store_with(addr, 8, |dst| {
+            // SAFETY: `dst` is writable and 8-byte aligned (see `store_with`); one aligned `mov`.
+            unsafe { core::arch::asm!("mov qword ptr [{p}], {v}", p = in(reg) dst, v = in(reg) value, options(nostack, preserves_flags)) }
+        })
+    }
+
+    /// Runs `store(dst)` with `dst` a writable address for execution address `addr`.
+    fn store_with(&self, addr: usize, len: usize, store: impl FnOnce(usize)) -> io::Result<()> {
+        match self.method {
+            WriteMethod::ProcMem => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "/proc/self/mem writes are copies, not single stores: no atomicity guarantee",
+            )),
+            WriteMethod::Mprotect => with_write_window(addr, len, || store(addr)),
+            WriteMethod::Direct | WriteMethod::Alias => {
+                store(self.rw_address(addr, len)?);
+                Ok(())
+            }
+        }
+    }
+
+    fn proc_mem(&self) -> io::Result<&File> {
+        match &self.mem {
+            Some(f) => Ok(f),
+            None => Err(io::Error::other("unreachable: ProcMem writer without a file")),
+        }
+    }
+
+    /// Opens `/proc/self/mem` now (for `ProcMem`); other methods need nothing. Call once after creating
+    /// a `ProcMem` writer.
+    pub fn open(mut self) -> io::Result<TextWriter> {
+        if self.method == WriteMethod::ProcMem && self.mem.is_none() {
+            self.mem = Some(std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/mem")?);
+        }
+        Ok(self)
+    }
+}
+
+/// Makes the pages under `[addr, addr+len)` RWX, runs `f`, and makes them RX again — the window is
+/// as short as the write. Assumes those pages are RX outside the window (code pages).
+fn with_write_window(addr: usize, len: usize, f: impl FnOnce()) -> io::Result<()> {
+    let page = page_size();
+    let start = addr - addr % page;
+    let end = (addr + len).next_multiple_of(page);
+    let rwx = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+    // SAFETY: changes protection only; the range covers code pages the caller owns and names.
+    if unsafe { libc::mprotect(start as *mut libc::c_void, end - start, rwx) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    f();
+    // SAFETY: as above; restores the RX protection code pages have outside the window.
+    if unsafe { libc::mprotect(start as *mut libc::c_void, end - start, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fitting_method_writes_and_stores() {
+        for mode in ArenaMode::ALL {
+            for method in WriteMethod::ALL {
+                let mut a = Arena::new(8192, mode).unwrap();
+                let at = a.alloc_at_line_offset(8, 16).unwrap();
+                a.seal().unwrap();
+                let Ok(w) = TextWriter::with_method(&a, method) else {
+                    assert!(matches!(
+                        (mode, method),
+                        (ArenaMode::DualMap, WriteMethod::Direct | WriteMethod::Mprotect | WriteMethod::ProcMem)
+                            | (ArenaMode::Rwx | ArenaMode::Sealed, WriteMethod::Alias)
+                            | (ArenaMode::Sealed, WriteMethod::Direct)
+                    ));
+                    continue;
+                };
+                let w = w.open().unwrap();
+                w.write(at, &[1, 2, 3]).unwrap();
+                assert_eq!(a.read(at, 3), [1, 2, 3], "{mode:?}/{method:?}");
+                if method.has_atomic_store() {
+                    w.store_u32_atomic(at + 1, 0xdead_beef).unwrap();
+                    assert_eq!(a.read(at + 1, 4), 0xdead_beefu32.to_le_bytes());
+                    w.store_u64_atomic(at, u64::MAX).unwrap();
+                    assert_eq!(a.read(at, 8), [0xff; 8]);
+                    assert!(w.store_u32_atomic(at - 8 + 62, 0).is_err(), "crossing store refused");
+                } else {
+                    assert!(w.store_u32_atomic(at + 1, 0).is_err());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Pinned timing and counters (see issue: foundation harness).

@@ -1,0 +1,1 @@
+//! The live patcher (see issue: patcher).

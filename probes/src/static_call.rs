@@ -1,0 +1,1 @@
+//! static_call! for Rust programs (see issue: static_call).

@@ -1,0 +1,10 @@
+//! One file per subcommand.
+
+pub mod calls;
+pub mod census;
+pub mod hazard;
+pub mod patch;
+pub mod perf;
+pub mod plot;
+pub mod run;
+pub mod stress;

@@ -1,0 +1,53 @@
+//! `callpatch`: the command line. Each subcommand lives in `src/cmd/<name>.rs` and only parses,
+//! calls the libraries (`callpatch-probes`, `callpatch-analysis`), writes rows and plots.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// What a call costs on x86-64 — indirect, retpoline, trampoline, inline patched — and live patching.
+#[derive(Parser)]
+#[command(name = "callpatch", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure every call flavor in every scenario (cycles per call).
+    Calls(cmd::calls::Args),
+    /// Measure patch latency per protocol and batch size.
+    Patch(cmd::patch::Args),
+    /// Patch continuously while caller threads run the sites; verify no call is lost or misdirected.
+    Stress(cmd::stress::Args),
+    /// Show the torn-write hazard of unprotected patching (in a child process).
+    Hazard(cmd::hazard::Args),
+    /// Count call sites and cache-line crossings in ELF binaries.
+    Census(cmd::census::Args),
+    /// Rebuild plots and summary.md from CSV files of one or many machines.
+    Plot(cmd::plot::Args),
+    /// Run a probe under a perf-event counter group.
+    Perf(cmd::perf::Args),
+    /// The main job: measure this machine end to end into results/.
+    Run(cmd::run::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Calls(a) => cmd::calls::main(a),
+        Command::Patch(a) => cmd::patch::main(a),
+        Command::Stress(a) => cmd::stress::main(a),
+        Command::Hazard(a) => cmd::hazard::main(a),
+        Command::Census(a) => cmd::census::main(a),
+        Command::Plot(a) => cmd::plot::main(a),
+        Command::Perf(a) => cmd::perf::main(a),
+        Command::Run(a) => cmd::run::main(a),
+    };
+    if let Err(e) = result {
+        // One clear line, non-zero exit: the whole cause chain on one line.
+        eprintln!("callpatch: error: {e:#}");
+        std::process::exit(1);
+    }
+}
