@@ -122,7 +122,7 @@ pub fn software_events() -> Vec<EventSpec> {
 }
 
 /// Why a counter could not be opened or read.
-#[derive(Clone, Debug, Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum CounterError {
     /// `perf_event_open` failed for `event` with `errno`.
     #[error("{errno_name}: {explanation} (perf_event_open of `{event}`)")]

@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use super::counters::{self, CounterGroup, Reading};
+use super::counters::{self, CounterGroup, ReadPath, Reading};
 use super::stats::{self, Summary};
 use super::{tsc, Knobs, MeasureError};
 
@@ -97,6 +97,11 @@ pub struct Measured {
     pub ns_median: f64,
     /// Per-call medians of each event in the group, in the group's order.
     pub counts: Vec<Counted>,
+    /// How the group was read (the last read; `None` without a group or if no read succeeded).
+    pub read_path: Option<ReadPath>,
+    /// Smallest fraction of a timed run's enabled time the group was on the PMU (1.0: never
+    /// multiplexed).
+    pub running_fraction: f64,
 }
 
 /// Measures the cost of one call of whatever `run` executes (see the module doc), with the hardware
@@ -152,6 +157,7 @@ pub fn measure(
         _ => None,
     };
     let mut running_fraction = 1.0f64;
+    let mut read_path = None;
     let mut t_single = Vec::with_capacity(knobs.repeats as usize);
     let mut t_double = Vec::with_capacity(knobs.repeats as usize);
     let mut per_call = Vec::with_capacity(knobs.repeats as usize);
@@ -170,6 +176,7 @@ pub fn measure(
             let after = read_counters(&mut group, &mut counter_failure);
             ticks[slot] = t1.wrapping_sub(t0);
             if let (Some(b), Some(a)) = (before, after) {
+                read_path = Some(a.via);
                 let enabled = a.time_enabled_ns.saturating_sub(b.time_enabled_ns);
                 let running = a.time_running_ns.saturating_sub(b.time_running_ns);
                 if running < enabled {
@@ -213,7 +220,7 @@ pub fn measure(
             }
         })
         .collect();
-    Ok(Measured { cycles, ns_median: cycles.median / hz * 1e9, counts })
+    Ok(Measured { cycles, ns_median: cycles.median / hz * 1e9, counts, read_path, running_fraction })
 }
 
 /// Reads the group if there is one and it has not failed yet; records the first failure.

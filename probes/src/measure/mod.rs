@@ -22,12 +22,17 @@
 //!    [`Counted::Unavailable`] with the errno and reason, never 0.
 //!
 //! Every knob (U, iterations, R, warm-up) is one plain struct, [`Knobs`], written into each CSV row.
+//!
+//! For outside tools: [`session`] measures a probe under any perf event group (`callpatch perf`), and
+//! [`perf_map`] announces generated code in `/tmp/perf-<pid>.map` so `perf report` can name it.
 
 pub mod counters;
 pub mod error;
 pub mod harness;
 pub mod knobs;
+pub mod perf_map;
 pub mod pin;
+pub mod session;
 pub mod stats;
 pub mod tsc;
 
@@ -35,5 +40,7 @@ pub use counters::{hardware_counters_status, CounterError, CounterGroup, EventSp
 pub use error::MeasureError;
 pub use harness::{measure, per_call, Counted, Measured, PerCall, Unroll};
 pub use knobs::Knobs;
+pub use perf_map::{parse_perf_map, perf_map_path, write_own_perf_map, write_perf_map, MapEntry, PerfMapError};
 pub use pin::{allowed_cores, pin_current_thread};
+pub use session::{counter_session, Figure, Session};
 pub use stats::Summary;
