@@ -13,9 +13,12 @@
 //!    ([`Unroll`]); the difference divided by U × iterations is the cost of one call, with the loop
 //!    overhead, the fences and the timer reads cancelled exactly rather than estimated
 //!    ([`harness`]). A 2U run that is not slower than the U run is rejected as non-monotonic.
-//! 4. **Repeat and keep order statistics** ([`stats`]): R interleaved U/2U pairs give R estimates.
-//!    The minimum is the least-disturbed one (interrupts, preemption and cache misses only ever add
-//!    time), the median is what a call typically costs, p90 the tail. Means are not reported.
+//! 4. **Repeat and keep order statistics** ([`stats`]): R interleaved U/2U pairs give R paired
+//!    estimates; their median is what a call typically costs, p90 the tail. The minimum comes from
+//!    the fastest U run and the fastest 2U run: interrupts, preemption and cache misses only ever add
+//!    time, so each loop's fastest run is its least-disturbed one (a paired minimum would instead
+//!    catch the repeat whose U run was disturbed most). Means are not reported: one interrupt would
+//!    drag them.
 //! 5. **Count** where the PMU allows: the same U/2U subtraction over a perf group {cycles,
 //!    instructions, branches, branch-misses} gives core cycles, instructions and branch misses per
 //!    call. Without a PMU (a VM without passthrough: `ENOENT`) those are

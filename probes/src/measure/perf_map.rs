@@ -44,6 +44,13 @@ impl fmt::Display for MapEntry {
     }
 }
 
+impl From<&crate::code::Symbol> for MapEntry {
+    /// A probe's named range (target, thunk, trampoline, loop) as a map line.
+    fn from(s: &crate::code::Symbol) -> MapEntry {
+        MapEntry { start: s.addr, size: s.len, name: s.name.clone() }
+    }
+}
+
 /// A map file that cannot be parsed or ranges that cannot be written.
 #[derive(Debug, thiserror::Error)]
 pub enum PerfMapError {
