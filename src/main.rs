@@ -33,8 +33,25 @@ enum Command {
     Run(cmd::run::Args),
 }
 
+/// Parses the command line; a usage error is one line (clap's first line) and exit status 2, while
+/// `--help` and `--version` print as usual.
+fn parse() -> Cli {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("callpatch: error: {first} (try --help)");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse();
     let result = match cli.command {
         Command::Calls(a) => cmd::calls::main(a),
         Command::Patch(a) => cmd::patch::main(a),
