@@ -4,9 +4,7 @@
 
 use std::path::Path;
 
-use callpatch_analysis::report::rows::{
-    write_csv, CallsRow, CensusOffsetRow, CensusRow, MachineRow, PatchRow, StressRow,
-};
+use callpatch_analysis::report::rows::{write_csv, CallsRow, CensusOffsetRow, CensusRow, MachineRow};
 use callpatch_analysis::report::{render_all, ReportError};
 
 /// Synthetic machine identity.
@@ -48,16 +46,18 @@ fn call(id: &str, flavor: &str, scenario: &str, param: &str, min: f64, median: f
     }
 }
 
-/// Synthetic calls: (flavor, mono median, random poly 2/4/16 medians or none). `scale` varies machines.
+/// Synthetic calls: (flavor, mono median, random poly 2/4/16 medians). As in the real flavor table, only
+/// flavors that take their target from a register or memory have poly rows; a direct-style site (direct,
+/// trampoline, inline, cs-inline, trap) has one target. `scale` varies machines.
 fn calls(id: &str, scale: f64) -> Vec<CallsRow> {
     let table: [(&str, f64, Option<[f64; 3]>); 9] = [
         ("direct", 2.0, None),
         ("indirect", 3.0, Some([11.0, 20.0, 26.0])),
-        ("indirect-mem", 3.5, None),
+        ("indirect-mem", 3.5, Some([12.0, 21.0, 27.0])),
         ("retpoline", 36.0, Some([38.0, 40.0, 41.0])),
-        ("lfence", 22.0, None),
+        ("lfence", 22.0, Some([24.0, 25.0, 26.0])),
         ("trampoline", 3.0, None),
-        ("inline", 2.0, Some([3.2, 4.0, 6.0])),
+        ("inline", 2.0, None),
         ("cs-inline", 2.1, None),
         ("trap", 3000.0, None),
     ];
@@ -65,9 +65,9 @@ fn calls(id: &str, scale: f64) -> Vec<CallsRow> {
     for (flavor, mono, poly) in table {
         let m = mono * scale;
         rows.push(call(id, flavor, "mono", "", m * 0.95, m));
-        rows.push(call(id, flavor, "poly-rr", "4", m * 1.0, m * 1.1));
         rows.push(call(id, flavor, "sites", "16384", m * 1.4, m * 1.6));
         if let Some(p) = poly {
+            rows.push(call(id, flavor, "poly-rr", "4", m, m * 1.1));
             for (k, v) in [2, 4, 16].into_iter().zip(p) {
                 rows.push(call(id, flavor, "poly-random", &k.to_string(), v * scale * 0.9, v * scale));
             }
@@ -76,49 +76,47 @@ fn calls(id: &str, scale: f64) -> Vec<CallsRow> {
     rows
 }
 
-fn patch_row(id: &str, protocol: &str, batch: u64, syncs: u64, median: f64) -> PatchRow {
-    PatchRow {
-        machine_id: id.into(),
-        protocol: protocol.into(),
-        batch,
-        syncs,
-        latency_ns_min: median * 0.9,
-        latency_ns_median: median,
-        traps: 0,
-    }
-}
+/// The patch.csv header with the columns the patcher appends to the DESIGN.md schema.
+const PATCH_HEADER: &str =
+    "machine_id,protocol,batch,syncs,latency_ns_min,latency_ns_median,traps,callers,method,sync_ns,fallback,late_traps";
 
-/// Synthetic patch.csv rows: one membarrier = 20 µs; bp batch 1 = 64 µs, batch 10 = 66 µs.
-fn patches(id: &str) -> Vec<PatchRow> {
-    let mut v = vec![patch_row(id, "membarrier", 1, 1, 20_000.0)];
+/// Synthetic patch.csv, as text in the patcher's shape: one membarrier = 20 µs quiet (30 µs with a
+/// caller); quiet bp batch 1 = 64 µs, batch 10 = 66 µs; a caller makes every batch 1.5× slower.
+fn patches(id: &str) -> String {
+    let mut text = format!("{PATCH_HEADER}\n{id},membarrier,1,1,18000,20000,0,0,alias,20000,0,0\n");
+    text += &format!("{id},membarrier,1,1,27000,30000,0,1,alias,30000,0,0\n");
     for (batch, bp, cs, al) in [
-        (1, 64_000.0, 65_000.0, 22_000.0),
+        (1u64, 64_000.0, 65_000.0, 22_000.0),
         (10, 66_000.0, 67_000.0, 23_000.0),
         (100, 80_000.0, 82_000.0, 30_000.0),
         (1000, 200_000.0, 210_000.0, 90_000.0),
     ] {
-        v.push(patch_row(id, "bp", batch, 3, bp));
-        v.push(patch_row(id, "cs-prefix", batch, 3, cs));
-        v.push(patch_row(id, "aligned", batch, 1, al));
+        for (callers, slow, sync, traps) in [(0, 1.0, 20_000, 0), (1, 1.5, 30_000, 7)] {
+            for (protocol, syncs, ns, fallback) in
+                [("bp", 3, bp, 0), ("cs-prefix", 3, cs, 0), ("aligned", 1, al, batch * 3 / 64)]
+            {
+                let ns = ns * slow;
+                let traps = if protocol == "aligned" { 0 } else { traps };
+                text += &format!(
+                    "{id},{protocol},{batch},{syncs},{},{ns},{traps},{callers},alias,{sync},{fallback},{}\n",
+                    ns * 0.9,
+                    traps / 7
+                );
+            }
+        }
     }
-    v
+    text
 }
 
-fn stress(id: &str) -> Vec<StressRow> {
-    ["bp", "cs-prefix", "aligned"]
-        .into_iter()
-        .map(|p| StressRow {
-            machine_id: id.into(),
-            protocol: p.into(),
-            callers: 2,
-            seconds: 3.0,
-            patches: 150_000,
-            calls: 900_000_000,
-            misdirected: 0,
-            traps: 1234,
-            crashed: false,
-        })
-        .collect()
+/// Synthetic stress.csv, as text in the patcher's shape.
+fn stress(id: &str) -> String {
+    let mut text =
+        "machine_id,protocol,callers,seconds,patches,calls,misdirected,traps,crashed,late_traps,lost,patches_per_s\n"
+            .to_string();
+    for p in ["bp", "cs-prefix", "aligned"] {
+        text += &format!("{id},{p},2,3.0,150000,900000000,0,1234,false,98,0,50000\n");
+    }
+    text
 }
 
 /// Offsets biased towards 16-byte boundaries, as compilers align functions.
@@ -176,13 +174,14 @@ fn write_full(dir: &Path, id: &str, scale: f64) {
     std::fs::create_dir_all(dir).unwrap();
     write_csv(&dir.join("machine.csv"), &[machine(id)]).unwrap();
     write_csv(&dir.join("calls.csv"), &calls(id, scale)).unwrap();
-    write_csv(&dir.join("patch.csv"), &patches(id)).unwrap();
-    write_csv(&dir.join("stress.csv"), &stress(id)).unwrap();
+    std::fs::write(dir.join("patch.csv"), patches(id)).unwrap();
+    std::fs::write(dir.join("stress.csv"), stress(id)).unwrap();
     std::fs::write(
         dir.join("hazard.csv"),
         format!(
-            "machine_id,writer,patches,torn,torn_per_million\n{id},byte-copy,1000000,35000,35000\n\
-             {id},split-store,1000000,150,150\n{id},bp,1000000,0,0\n"
+            "machine_id,writer,patches,torn,torn_per_million,calls,seconds,crashed\n\
+             {id},naive-bytewise,1000000,35000,35000,2000000000,5.0,false\n\
+             {id},naive-split4,1000000,150,150,2000000000,5.0,false\n{id},bp,1000000,0,0,2000000000,5.0,false\n"
         ),
     )
     .unwrap();
@@ -231,10 +230,17 @@ fn full_results_give_every_plot_in_svg_and_png_and_a_summary() {
     }
     for (stem, labels) in [
         ("calls", &["call flavor", "cycles per call (TSC reference cycles", "random poly-4", "retpoline"][..]),
-        ("poly", &["targets visited in random order", "indirect", "inline"][..]),
+        (
+            "poly",
+            &["targets visited in random order", "indirect", "inline: one target per site (mono), drawn flat"][..],
+        ),
         (
             "patch_latency",
-            &["sites patched in one batch", "3-sync floor: 3 × membarrier = 60.0 µs (bp, cs-prefix)", "cs-prefix"][..],
+            &[
+                "sites patched in one batch",
+                "3-sync floor: 3 × membarrier = 60.0 µs (bp, cs-prefix; no callers)",
+                "cs-prefix",
+            ][..],
         ),
         ("tradeoff", &["calls per update, C / P", "inline/bp = trampoline at 4000 calls/update", "aligned-only"][..]),
         ("offsets", &["site start address mod 64 (bytes)", "rel32 crosses (start 60–62)", "vmlinux-synthetic"][..]),
@@ -257,10 +263,14 @@ fn full_results_give_every_plot_in_svg_and_png_and_a_summary() {
         "| direct | 2.00 (1.90) | 1.00× | 1.00 | – | – |",
         "| trap | 3000 (2850) | 1500× | 1500 | – | – |",
         "One membarrier(SYNC_CORE) costs 20.0 µs here",
-        "| bp | 1000 | 3 | 200 µs | 180 µs | 200 ns | 0 | 3.33 |",
+        "| protocol | batch | callers | syncs | median | min | per site | traps | late traps | fell back | ÷ 3-sync floor |",
+        "| bp | 1000 | 0 | 3 | 200 µs | 180 µs | 200 ns | 0 | 0 | 0 | 3.33 |",
+        "| bp | 1000 | 1 | 3 | 300 µs | 270 µs | 300 ns | 7 | 1 | 0 | 5.00 |",
+        "| aligned | 1000 | 0 | 1 | 90.0 µs | 81.0 µs | 90.0 ns | 0 | 0 | 46 | 1.50 |",
         "- `bp`: one batch of 1000 sites takes 200 µs; 1000 single patches would take 64.0 ms — 320× faster batched.",
         "**Verdict: pass** — 2700000000 calls made while 450000 patches were applied live",
-        "| split-store | 1000000 | 150 | 150 |",
+        "| bp | 2 | 3.00 | 150000 | 900000000 | 0 | 0 | 1234 | 98 | no | pass |",
+        "| naive-split4 | 1000000 | 150 | 150 |",
         "| bp | 1000000 | 0 | 0 |",
         // Break-evens, by hand: inline 1.0 ns/call + 66 µs/update (bp batch 10); trampoline 1.5 ns + 64 µs
         // (bp batch 1): (66000 − 64000) / (1.5 − 1.0) = 4000. Against indirect (1.5 ns, free updates):
@@ -383,8 +393,12 @@ fn extra_and_optional_columns_are_read_by_name() {
 fn unknown_floor_is_stated_on_the_plot() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let rows: Vec<PatchRow> = patches("m").into_iter().filter(|r| r.protocol != "membarrier").collect();
-    write_csv(&dir.join("patch.csv"), &rows).unwrap();
+    // The base columns only: no membarrier row, no sync_ns column.
+    std::fs::write(
+        dir.join("patch.csv"),
+        "machine_id,protocol,batch,syncs,latency_ns_min,latency_ns_median,traps\nm,bp,1,3,60000,64000,0\nm,bp,10,3,61000,66000,0\n",
+    )
+    .unwrap();
     render_all(std::slice::from_ref(&dir), &dir).unwrap();
     assert!(read(&dir.join("patch_latency.svg")).contains("3-sync floor unknown"));
     assert!(read(&dir.join("summary.md")).contains("the 3-sync floor is unknown"));

@@ -28,9 +28,17 @@ pub struct PatchExtras {
     /// Traps delivered after the batch had finished.
     #[serde(default)]
     pub late_traps: Option<String>,
+    /// Text write method (`alias`, `mprotect`, `procmem`, `direct`).
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 impl PatchExtras {
+    /// The write method, empty when the column is absent.
+    pub fn method(&self) -> &str {
+        self.method.as_deref().unwrap_or("")
+    }
+
     /// Caller threads, 0 when the column is absent.
     pub fn callers(&self) -> u32 {
         number(&self.callers).map_or(0, |v| v as u32)

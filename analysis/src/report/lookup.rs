@@ -56,13 +56,26 @@ impl Run {
         v
     }
 
-    /// The patch rows of `protocol` measured with the fewest concurrent callers (the quiet case), sorted
-    /// by batch size.
+    /// The patch rows of `protocol` measured with the fewest concurrent callers (the quiet case) and the
+    /// first write method listed, sorted by batch size.
     pub fn patch_quiet(&self, protocol: &str) -> Vec<&PatchRecord> {
         let rows: Vec<&PatchRecord> = self.patch.iter().filter(|r| r.row.protocol == protocol).collect();
         let quiet = rows.iter().map(|r| r.extra.callers()).min().unwrap_or(0);
-        let mut v: Vec<&PatchRecord> = rows.into_iter().filter(|r| r.extra.callers() == quiet).collect();
+        let method = rows.first().map_or("", |r| r.extra.method());
+        let mut v: Vec<&PatchRecord> =
+            rows.into_iter().filter(|r| r.extra.callers() == quiet && r.extra.method() == method).collect();
         v.sort_by_key(|r| r.row.batch);
+        v
+    }
+
+    /// The distinct write methods in `patch.csv`, in file order (empty names when the column is absent).
+    pub fn patch_methods(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = Vec::new();
+        for r in &self.patch {
+            if !v.contains(&r.extra.method()) {
+                v.push(r.extra.method());
+            }
+        }
         v
     }
 
@@ -71,17 +84,20 @@ impl Run {
         self.patch_quiet(protocol).into_iter().find(|r| r.row.batch == batch)
     }
 
-    /// The cost of one membarrier(SYNC_CORE) in ns, measured in the same run: a `membarrier` row of
-    /// `patch.csv` (its latency divided by its syncs), else the median of a `sync_ns` column.
+    /// The cost of one membarrier(SYNC_CORE) in ns with no concurrent callers (or the fewest measured),
+    /// from the same run: the quiet `membarrier` row of `patch.csv` (its latency divided by its syncs),
+    /// else the median of the `sync_ns` column over the quiet rows.
     pub fn sync_ns(&self) -> Option<f64> {
-        let from_row = self
-            .patch
-            .iter()
-            .filter(|r| r.row.protocol == SYNC_PROTOCOL)
-            .min_by_key(|r| r.row.batch)
-            .map(|r| r.row.latency_ns_median / r.row.syncs.max(1) as f64);
+        let from_row =
+            self.patch_quiet(SYNC_PROTOCOL).first().map(|r| r.row.latency_ns_median / r.row.syncs.max(1) as f64);
         from_row.or_else(|| {
-            let mut v: Vec<f64> = self.patch.iter().filter_map(|r| number(&r.extra.sync_ns)).collect();
+            let quiet = self.patch.iter().map(|r| r.extra.callers()).min()?;
+            let mut v: Vec<f64> = self
+                .patch
+                .iter()
+                .filter(|r| r.extra.callers() == quiet)
+                .filter_map(|r| number(&r.extra.sync_ns))
+                .collect();
             v.sort_by(f64::total_cmp);
             (!v.is_empty()).then(|| v[v.len() / 2])
         })

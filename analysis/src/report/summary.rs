@@ -200,6 +200,7 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
         }
     }
     let any_callers = run.patch.iter().any(|r| r.extra.callers.is_some());
+    let many_methods = run.patch_methods().len() > 1;
     let any_late = run.patch.iter().any(|r| number(&r.extra.late_traps).is_some());
     let any_fallback = run.patch.iter().any(|r| number(&r.extra.fallback).is_some());
     let mut header = String::from("| protocol | batch |");
@@ -207,6 +208,10 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
     if any_callers {
         header += " callers |";
         rule += "---:|";
+    }
+    if many_methods {
+        header += " method |";
+        rule += "---|";
     }
     header += " syncs | median | min | per site | traps |";
     rule += "---:|---:|---:|---:|---:|";
@@ -225,12 +230,15 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
     let _ = writeln!(s, "{header}\n{rule}");
     for protocol in &protocols {
         let mut rows: Vec<_> = run.patch.iter().filter(|r| &r.row.protocol == protocol).collect();
-        rows.sort_by_key(|r| (r.extra.callers(), r.row.batch));
+        rows.sort_by_key(|r| (r.extra.callers(), r.extra.method().to_string(), r.row.batch));
         for r in rows {
             let p = &r.row;
             let mut line = format!("| {} | {} |", cell(&p.protocol), p.batch);
             if any_callers {
                 let _ = write!(line, " {} |", r.extra.callers());
+            }
+            if many_methods {
+                let _ = write!(line, " {} |", cell(r.extra.method()));
             }
             let _ = write!(
                 line,

@@ -16,34 +16,52 @@ use crate::report::style::{self, color, compact, duration_tick};
 pub struct Line {
     pub label: String,
     pub protocol: String,
+    /// Palette index: one colour per protocol (and write method).
+    pub color: usize,
+    /// Measured with the fewest callers (drawn solid; with callers, dashed).
+    pub quiet: bool,
     /// (batch, median latency ns, min latency ns)
     pub points: Vec<(u64, f64, f64)>,
 }
 
-/// The lines of one run: one per protocol and number of concurrent callers.
+/// The lines of one run: one per protocol, number of concurrent callers and write method (the last two
+/// named only when the run measured more than one).
 pub fn lines(run: &Run) -> Vec<Line> {
+    let methods = run.patch_methods();
+    let mut all_callers: Vec<u32> = run.patch.iter().map(|r| r.extra.callers()).collect();
+    all_callers.sort_unstable();
+    all_callers.dedup();
     let mut out: Vec<Line> = Vec::new();
-    for protocol in run.protocols() {
-        let rows: Vec<_> = run.patch.iter().filter(|r| r.row.protocol == protocol).collect();
-        let mut callers: Vec<u32> = rows.iter().map(|r| r.extra.callers()).collect();
-        callers.sort_unstable();
-        callers.dedup();
-        for &c in &callers {
-            let mut points: Vec<(u64, f64, f64)> = rows
-                .iter()
-                .filter(|r| r.extra.callers() == c && r.row.batch > 0 && r.row.latency_ns_median > 0.0)
-                .map(|r| (r.row.batch, r.row.latency_ns_median, r.row.latency_ns_min))
-                .collect();
-            points.sort_by_key(|p| p.0);
-            if points.is_empty() {
-                continue;
+    let protocols = run.protocols();
+    for (pi, protocol) in protocols.iter().enumerate() {
+        for (mi, &method) in methods.iter().enumerate() {
+            for &c in &all_callers {
+                let mut points: Vec<(u64, f64, f64)> = run
+                    .patch
+                    .iter()
+                    .filter(|r| &r.row.protocol == protocol && r.extra.callers() == c && r.extra.method() == method)
+                    .filter(|r| r.row.batch > 0 && r.row.latency_ns_median > 0.0)
+                    .map(|r| (r.row.batch, r.row.latency_ns_median, r.row.latency_ns_min))
+                    .collect();
+                if points.is_empty() {
+                    continue;
+                }
+                points.sort_by_key(|p| p.0);
+                let mut label = protocol.clone();
+                if all_callers.len() > 1 {
+                    label += &format!(", {c} caller{}", if c == 1 { "" } else { "s" });
+                }
+                if methods.len() > 1 {
+                    label += &format!(", {method}");
+                }
+                out.push(Line {
+                    label,
+                    protocol: protocol.clone(),
+                    color: pi + mi * protocols.len(),
+                    quiet: Some(&c) == all_callers.first(),
+                    points,
+                });
             }
-            let label = if callers.len() > 1 {
-                format!("{protocol}, {c} caller{}", if c == 1 { "" } else { "s" })
-            } else {
-                protocol.clone()
-            };
-            out.push(Line { label, protocol: protocol.clone(), points });
         }
     }
     out
@@ -74,8 +92,11 @@ impl Plot for PatchLatencyPlot<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError> {
-        let areas =
-            panels(root, "Time to patch a batch of call sites, by protocol (median; dots: min)", self.runs.len())?;
+        let areas = panels(
+            root,
+            "Time to patch a batch of call sites, by protocol (median; small circles: min)",
+            self.runs.len(),
+        )?;
         // One pair of axes for all panels, so machines compare at a glance.
         let (mut b_max, mut lo, mut hi) = (1u64, f64::INFINITY, 0.0f64);
         for run in &self.runs {
@@ -123,13 +144,24 @@ fn draw_panel<DB: DrawingBackend>(run: &Run, area: &DrawingArea<DB, Shift>, axes
         .x_label_formatter(&|v| compact(*v))
         .y_label_formatter(&|v| duration_tick(*v))
         .draw()?;
-    for (i, line) in lines.iter().enumerate() {
-        let c = color(i);
+    for line in &lines {
+        let c = color(line.color);
         let median: Vec<(f64, f64)> = line.points.iter().map(|p| (p.0 as f64, p.1)).collect();
-        chart
-            .draw_series(LineSeries::new(median.clone(), c.stroke_width(3)))?
-            .label(line.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        let s = ShapeStyle::from(&c).stroke_width(3);
+        if line.quiet {
+            chart
+                .draw_series(LineSeries::new(median.clone(), s))?
+                .label(line.label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], s));
+        } else {
+            chart.draw_series(DashedLineSeries::new(median.clone(), 10, 6, s))?.label(line.label.clone()).legend(
+                move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(0, 0), (8, 0)], s)
+                        + PathElement::new(vec![(12, 0), (20, 0)], s)
+                },
+            );
+        }
         chart.draw_series(median.iter().map(|&p| Circle::new(p, 5, c.filled())))?;
         chart.draw_series(line.points.iter().map(|p| Circle::new((p.0 as f64, p.2), 3, c.stroke_width(2))))?;
     }
@@ -138,7 +170,7 @@ fn draw_panel<DB: DrawingBackend>(run: &Run, area: &DrawingArea<DB, Shift>, axes
         Some(f) => {
             chart
                 .draw_series(DashedLineSeries::new(vec![(xlo, f), (xhi, f)], 10, 6, grey))?
-                .label(format!("3-sync floor: 3 × membarrier = {} (bp, cs-prefix)", style::duration_ns(f)))
+                .label(format!("3-sync floor: 3 × membarrier = {} (bp, cs-prefix; no callers)", style::duration_ns(f)))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
         }
         None => {

@@ -1,6 +1,8 @@
 //! Indirect call vs retpoline vs inline call as the number of targets visited in random order grows
 //! (K = 1 is the mono scenario). Round-robin orders are left out: the predictor learns them, which
-//! hides the cost a real polymorphic call site pays.
+//! hides the cost a real polymorphic call site pays. An inline (direct-style) site has one target —
+//! changing it means patching — so it has only a mono row and is drawn as a flat dashed line: the cost
+//! each of K specialised sites would pay.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -36,7 +38,7 @@ pub fn series(run: &Run, flavor: &str) -> Vec<(u32, f64)> {
 }
 
 impl<'a> PolyPlot<'a> {
-    /// `None` when no run has a random poly-K row for any compared flavor.
+    /// `None` when no run has a random poly-K row (K > 1) for any compared flavor.
     pub fn new(runs: &'a [Run]) -> Option<Self> {
         let runs: Vec<&Run> =
             runs.iter().filter(|r| FLAVORS.iter().any(|f| series(r, f).iter().any(|p| p.0 > 1))).collect();
@@ -101,10 +103,18 @@ fn draw_panel<DB: DrawingBackend>(
     for (i, flavor, points) in &lines {
         let c = color(*i);
         let pts: Vec<(f64, f64)> = points.iter().map(|&(k, y)| (k as f64, y)).collect();
-        chart
-            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(3)))?
-            .label(*flavor)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        if let [(1, mono)] = points.as_slice() {
+            let s = ShapeStyle::from(&c).stroke_width(3);
+            chart
+                .draw_series(DashedLineSeries::new(vec![(0.85, *mono), (k_max as f64 * 1.18, *mono)], 12, 8, s))?
+                .label(format!("{flavor}: one target per site (mono), drawn flat"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], s));
+        } else {
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(3)))?
+                .label(*flavor)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        }
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))?;
     }
     for flavor in FLAVORS.iter().filter(|f| !lines.iter().any(|l| l.1 == **f)) {
