@@ -365,13 +365,14 @@ fn extra_and_optional_columns_are_read_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     write_csv(&dir.join("calls.csv"), &calls("m", 1.0)).unwrap();
-    // No membarrier row; the sync cost is a column, callers and an unknown column are appended.
+    // No membarrier row: the sync cost comes from the sync_ns column (of the quiet rows); columns in a
+    // different order and an unknown one appended.
     std::fs::write(
         dir.join("patch.csv"),
-        "machine_id,protocol,batch,syncs,latency_ns_min,latency_ns_median,traps,callers,sync_ns,future_column\n\
-         m,bp,1,3,60000,64000,0,0,25000,x\n\
-         m,bp,10,3,60000,66000,0,0,25000,x\n\
-         m,bp,10,3,90000,99000,17,1,25000,x\n",
+        "protocol,machine_id,batch,syncs,latency_ns_min,latency_ns_median,traps,callers,method,sync_ns,fallback,late_traps,future\n\
+         bp,m,1,3,60000,64000,0,0,alias,25000,0,0,x\n\
+         bp,m,10,3,60000,66000,0,0,alias,25000,0,0,x\n\
+         bp,m,10,3,90000,99000,17,1,alias,40000,0,2,x\n",
     )
     .unwrap();
     std::fs::write(dir.join("hazard.csv"), "machine_id,writer,patches,torn,extra\nm,split-store,2000000,300,y\n")
@@ -393,10 +394,10 @@ fn extra_and_optional_columns_are_read_by_name() {
 fn unknown_floor_is_stated_on_the_plot() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    // The base columns only: no membarrier row, no sync_ns column.
+    // No membarrier row and no usable sync cost (NaN: the writer could not measure one).
     std::fs::write(
         dir.join("patch.csv"),
-        "machine_id,protocol,batch,syncs,latency_ns_min,latency_ns_median,traps\nm,bp,1,3,60000,64000,0\nm,bp,10,3,61000,66000,0\n",
+        format!("{PATCH_HEADER}\nm,bp,1,3,60000,64000,0,0,alias,NaN,0,0\nm,bp,10,3,61000,66000,0,0,alias,NaN,0,0\n"),
     )
     .unwrap();
     render_all(std::slice::from_ref(&dir), &dir).unwrap();

@@ -135,8 +135,12 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64) -> Tradeof
         t.notes.push(format!("S = {sites}: the bp batch size measured closest to the {wanted_sites} sites asked for."));
     }
     t.sites = sites;
-    let call = |flavor: &str| run.call(flavor, &Scenario::Mono).map(|r| r.ns_median);
-    let update = |protocol: &str, batch: u64| run.patch_at(protocol, batch).map(|r| r.row.latency_ns_median);
+    // A cost that is not a positive finite number (NaN, 0) is treated as not measured.
+    let usable = |v: f64| v.is_finite() && v > 0.0;
+    let call = |flavor: &str| run.call(flavor, &Scenario::Mono).map(|r| r.ns_median).filter(|v| usable(*v));
+    let update = |protocol: &str, batch: u64| {
+        run.patch_at(protocol, batch).map(|r| r.row.latency_ns_median).filter(|v| usable(*v))
+    };
     let missing = |t: &mut Tradeoff, name: &str, what: String| t.notes.push(format!("{name} left out: {what}."));
 
     for (name, flavor) in [("retpoline", "retpoline"), ("indirect", "indirect")] {
@@ -270,6 +274,56 @@ mod tests {
         // "more than n times": at n + 1 calls per update inline is cheaper, at n it is not.
         assert!(inline.cost_per_call((n + 1) as f64) < tramp.cost_per_call((n + 1) as f64));
         assert!(inline.cost_per_call(n as f64) >= tramp.cost_per_call(n as f64));
+    }
+
+    /// A run read back from synthetic CSVs (patch.csv as text in the patcher's full shape, so this
+    /// test does not depend on which columns `PatchRow` has).
+    fn run(calls: &[(&str, f64)], patches: &[(&str, u64, f64)]) -> Run {
+        use crate::report::rows::{write_csv, CallsRow};
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<CallsRow> = calls
+            .iter()
+            .map(|&(flavor, ns)| CallsRow {
+                machine_id: "m".into(),
+                flavor: flavor.into(),
+                scenario: "mono".into(),
+                param: String::new(),
+                unroll: 1,
+                repeats: 1,
+                cycles_min: ns,
+                cycles_median: ns,
+                cycles_p90: ns,
+                ns_median: ns,
+                instructions: String::new(),
+                branch_misses: String::new(),
+                timer: "tsc-ref-cycles".into(),
+            })
+            .collect();
+        write_csv(&dir.path().join("calls.csv"), &rows).unwrap();
+        let mut text = String::from(
+            "machine_id,protocol,batch,syncs,latency_ns_min,latency_ns_median,traps,callers,method,sync_ns,fallback,late_traps\n",
+        );
+        for (protocol, batch, ns) in patches {
+            text += &format!("m,{protocol},{batch},3,{ns},{ns},0,0,alias,20000,0,0\n");
+        }
+        std::fs::write(dir.path().join("patch.csv"), text).unwrap();
+        let mut data = crate::report::dataset::load(&[dir.path().to_path_buf()]).unwrap();
+        data.runs.remove(0)
+    }
+
+    #[test]
+    fn model_uses_the_closest_measured_batch_and_skips_unusable_numbers() {
+        let r = run(
+            &[("trampoline", 1.5), ("inline", 1.0), ("indirect", f64::NAN)],
+            &[("bp", 1, 64_000.0), ("bp", 8, 66_000.0), ("bp", 100, 80_000.0)],
+        );
+        let t = model(&r, &[], 10);
+        assert_eq!(t.sites, 8);
+        assert!(t.notes.iter().any(|n| n.starts_with("S = 8:")), "{:?}", t.notes);
+        assert_eq!(t.mechanism("inline/bp").unwrap().update_ns, 66_000.0);
+        assert!(t.mechanism("indirect").is_none(), "NaN cost is not a measurement");
+        assert_eq!(t.break_even("inline/bp", "trampoline"), Some(Outcome::Above { ratio: 4000.0, n: 4000 }));
+        assert!(t.notes.iter().any(|n| n.starts_with("aligned-only left out")), "{:?}", t.notes);
     }
 
     #[test]
