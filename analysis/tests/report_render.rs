@@ -266,7 +266,7 @@ fn full_results_give_every_plot_in_svg_and_png_and_a_summary() {
         "| protocol | batch | callers | syncs | median | min | per site | traps | late traps | fell back | ÷ 3-sync floor |",
         "| bp | 1000 | 0 | 3 | 200 µs | 180 µs | 200 ns | 0 | 0 | 0 | 3.33 |",
         "| bp | 1000 | 1 | 3 | 300 µs | 270 µs | 300 ns | 7 | 1 | 0 | 5.00 |",
-        "| aligned | 1000 | 0 | 1 | 90.0 µs | 81.0 µs | 90.0 ns | 0 | 0 | 46 | 1.50 |",
+        "| aligned | 1000 | 0 | 1 | 90.0 µs | 81.0 µs | 90.0 ns | 0 | 0 | 46 | – |",
         "- `bp`: one batch of 1000 sites takes 200 µs; 1000 single patches would take 64.0 ms — 320× faster batched.",
         "**Verdict: pass** — 2700000000 calls made while 450000 patches were applied live",
         "| bp | 2 | 3.00 | 150000 | 900000000 | 0 | 0 | 1234 | 98 | no | pass |",

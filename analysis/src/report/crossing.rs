@@ -30,11 +30,6 @@ pub fn insn_crosses(offset: u32, len: u32) -> bool {
     offset % LINE + len > LINE
 }
 
-/// Census kinds that have no rel32 field (their rel32 crossing count is meaningless).
-pub fn kind_has_rel32(kind: &str) -> bool {
-    !matches!(kind, "call_indirect" | "return_site")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -255,8 +255,13 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
             if any_fallback {
                 let _ = write!(line, " {} |", number(&r.extra.fallback).map_or("–".into(), |v| format!("{v}")));
             }
-            if let Some(ns) = sync {
-                let _ = write!(line, " {:.2} |", p.latency_ns_median / (3.0 * ns));
+            match sync {
+                // The floor is a 3-sync protocol's; other rows have none to compare with.
+                Some(ns) if p.syncs == 3 => {
+                    let _ = write!(line, " {:.2} |", p.latency_ns_median / (3.0 * ns));
+                }
+                Some(_) => line.push_str(" – |"),
+                None => {}
             }
             let _ = writeln!(s, "{line}");
         }
@@ -448,17 +453,16 @@ fn census(s: &mut String, d: &Dataset) {
         kinds.sort_by_key(|r| crate::report::plots::census::KIND_ORDER.iter().position(|k| *k == r.kind).unwrap_or(99));
         for r in kinds {
             let pct = |v: u64| format!("{v} ({:.2}%)", 100.0 * v as f64 / r.count as f64);
-            let has_rel32 = crate::report::crossing::kind_has_rel32(&r.kind);
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} |",
                 cell(&b.label),
                 cell(&r.kind),
                 r.count,
-                if has_rel32 { pct(r.cross64_rel32) } else { "–".into() },
+                pct(r.cross64_rel32),
                 pct(r.cross64_insn),
-                if has_rel32 { pct(r.fallback_line) } else { "–".into() },
-                if has_rel32 { pct(r.fallback_word) } else { "–".into() },
+                pct(r.fallback_line),
+                pct(r.fallback_word),
             );
         }
     }

@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
-use super::{note, panels, DrawError, Plot};
+use super::{legend, note, panels, DrawError, Plot};
 use crate::report::dataset::Run;
 use crate::report::lookup::cycles_unit;
 use crate::report::scenario::{Order, Scenario};
@@ -72,13 +72,13 @@ impl Plot for CallsPlot<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError> {
         let areas = panels(
             root,
-            "Cost of one call, by flavor and scenario (bar: median, whisker: down to min)",
+            "Cost of one call, by flavor and scenario (bar: median; whisker: down to min, if min > 0)",
             self.runs.len(),
         )?;
         let contents: Vec<Contents> = self.runs.iter().map(|r| contents(r)).collect();
         // One y axis for all panels, so machines compare at a glance.
         let all = contents.iter().flat_map(|c| c.bars.iter());
-        let lo = all.clone().map(|b| b.min).fold(f64::INFINITY, f64::min);
+        let lo = all.clone().map(|b| b.min.unwrap_or(b.median)).fold(f64::INFINITY, f64::min);
         let hi = all.map(|b| b.median).fold(0.0, f64::max);
         let log = match self.scale {
             Scale::Log => true,
@@ -106,8 +106,11 @@ fn contents(run: &Run) -> Contents {
     for (g, flavor) in flavors.iter().enumerate() {
         for (s, scenario) in scenarios.iter().enumerate() {
             if let Some(r) = run.call(flavor, scenario) {
-                if r.cycles_median > 0.0 && r.cycles_min > 0.0 {
-                    bars.push(Bar { group: g, series: s, min: r.cycles_min, median: r.cycles_median });
+                // A minimum that is not a positive cycle count (noise in the U/2U difference can make it
+                // negative) gets no whisker; the median bar is still drawn.
+                if r.cycles_median > 0.0 && r.cycles_median.is_finite() {
+                    let min = (r.cycles_min > 0.0 && r.cycles_min <= r.cycles_median).then_some(r.cycles_min);
+                    bars.push(Bar { group: g, series: s, min, median: r.cycles_median });
                 }
             }
         }
@@ -118,7 +121,8 @@ fn contents(run: &Run) -> Contents {
 struct Bar {
     group: usize,
     series: usize,
-    min: f64,
+    /// `None` when the row's minimum is not a usable cycle count.
+    min: Option<f64>,
     median: f64,
 }
 
@@ -206,17 +210,27 @@ impl<DB: DrawingBackend> Panel<'_, DB> {
         }
         let ink = ShapeStyle::from(&BLACK).stroke_width(2);
         for b in self.bars {
+            let Some(min) = b.min else { continue };
             let (x0, x1) = self.bar_x(b);
             let xm = (x0 + x1) / 2.0;
             let cap = (x1 - x0) * 0.25;
             chart.draw_series([
-                PathElement::new(vec![(xm, b.min), (xm, b.median)], ink),
-                PathElement::new(vec![(xm - cap, b.min), (xm + cap, b.min)], ink),
+                PathElement::new(vec![(xm, min), (xm, b.median)], ink),
+                PathElement::new(vec![(xm - cap, min), (xm + cap, min)], ink),
                 PathElement::new(vec![(xm - cap, b.median), (xm + cap, b.median)], ink),
             ])?;
         }
         label_groups(self.area, chart, self.flavors, floor)?;
-        legend(chart)
+        let labels: Vec<String> = self.scenarios.iter().map(|s| s.to_string()).collect();
+        let outlines: Vec<Vec<(f64, f64)>> = self
+            .bars
+            .iter()
+            .flat_map(|b| {
+                let (x0, x1) = self.bar_x(b);
+                [x0, (x0 + x1) / 2.0, x1].map(|x| vec![(x, floor), (x, b.median)])
+            })
+            .collect();
+        legend(chart, &labels, &outlines)
     }
 }
 
@@ -245,22 +259,5 @@ where
         let (px, py) = chart.backend_coord(&(g as f64, y_axis));
         area.draw_text(name, &style, (px - base.0, py - base.1 + 8))?;
     }
-    Ok(())
-}
-
-pub(crate) fn legend<'c, DB: DrawingBackend + 'c, X, Y>(
-    chart: &mut ChartContext<'c, DB, Cartesian2d<X, Y>>,
-) -> Result<(), DrawError>
-where
-    X: Ranged,
-    Y: Ranged,
-{
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(style::text(style::LEGEND_PX))
-        .background_style(WHITE.mix(0.85))
-        .border_style(style::GREY)
-        .draw()?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Fraction of call sites that cross a 64-byte line, per binary and kind: the rel32 field alone (what
-//! decides whether one atomic store can patch the site) and the whole instruction, against the 3/64 and
-//! 4/64 a uniform start offset predicts for a 5-byte call.
+//! decides whether one atomic store can patch the site; for every kind the census counts the last 4
+//! bytes) and the whole instruction, against the 3/64 and 4/64 a uniform start offset predicts for a
+//! 5-byte call.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -8,7 +9,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::legend::{self, Swatch};
 use super::{DrawError, Plot};
-use crate::report::crossing::{kind_has_rel32, THEORY_INSN5, THEORY_REL32};
+use crate::report::crossing::{THEORY_INSN5, THEORY_REL32};
 use crate::report::dataset::CensusBinary;
 use crate::report::lookup::sort_by_order;
 use crate::report::style::{self, color};
@@ -31,8 +32,8 @@ pub const KIND_ORDER: [&str; 10] = [
 pub struct Row {
     pub label: String,
     pub count: u64,
-    /// Fraction whose rel32 crosses; `None` for kinds without a rel32 field.
-    pub rel32: Option<f64>,
+    /// Fraction whose last 4 bytes (the rel32 of a direct call or jump) cross, as the census counts it.
+    pub rel32: f64,
     pub insn: f64,
 }
 
@@ -51,7 +52,7 @@ pub fn rows(binaries: &[CensusBinary]) -> Vec<Row> {
             out.push(Row {
                 label: format!("{} · {}", b.label, kind.replace('_', " ")),
                 count,
-                rel32: kind_has_rel32(&kind).then(|| rel as f64 / count as f64),
+                rel32: rel as f64 / count as f64,
                 insn: insn as f64 / count as f64,
             });
         }
@@ -90,7 +91,7 @@ impl Plot for CensusPlot {
         let body = root.titled("Call sites that cross a 64-byte cache line", style::text(style::TITLE_PX))?;
         let (c_rel, c_insn) = (color(1), color(0));
         let entries = [
-            (Swatch::Fill(c_rel), "rel32 field crosses: one atomic store cannot patch it".to_string()),
+            (Swatch::Fill(c_rel), "rel32 (last 4 bytes) crosses: one atomic store cannot patch it".to_string()),
             (Swatch::Fill(c_insn), "instruction crosses".to_string()),
             (Swatch::Dashed(c_rel), format!("uniform theory 3/64 = {:.2}%", THEORY_REL32 * 100.0)),
             (Swatch::Dashed(c_insn), format!("uniform theory 4/64 = {:.2}%", THEORY_INSN5 * 100.0)),
@@ -105,7 +106,7 @@ impl Plot for CensusPlot {
         for l in &labels {
             label_w = label_w.max(area.estimate_text_size(l, &tick)?.0);
         }
-        let widest = self.rows.iter().map(|r| r.insn.max(r.rel32.unwrap_or(0.0))).fold(THEORY_INSN5, f64::max);
+        let widest = self.rows.iter().map(|r| r.insn.max(r.rel32)).fold(THEORY_INSN5, f64::max);
         let x_max = widest * 100.0 * 1.22;
         let mut chart = ChartBuilder::on(&area)
             .margin(14)
@@ -128,9 +129,9 @@ impl Plot for CensusPlot {
         let y = |i: usize| (n - 1 - i) as f64;
         let rel_bar = |i: usize| (y(i) + 0.04, y(i) + 0.36);
         let insn_bar = |i: usize| (y(i) - 0.36, y(i) - 0.04);
-        chart.draw_series(self.rows.iter().enumerate().filter_map(|(i, r)| {
+        chart.draw_series(self.rows.iter().enumerate().map(|(i, r)| {
             let (y0, y1) = rel_bar(i);
-            r.rel32.map(|f| Rectangle::new([(0.0, y0), (f * 100.0, y1)], c_rel.filled()))
+            Rectangle::new([(0.0, y0), (r.rel32 * 100.0, y1)], c_rel.filled())
         }))?;
         chart.draw_series(self.rows.iter().enumerate().map(|(i, r)| {
             let (y0, y1) = insn_bar(i);
@@ -162,10 +163,8 @@ impl Plot for CensusPlot {
             Ok(())
         };
         for (i, r) in self.rows.iter().enumerate() {
-            if let Some(f) = r.rel32 {
-                let (y0, y1) = rel_bar(i);
-                value_at(f, (y0 + y1) / 2.0)?;
-            }
+            let (y0, y1) = rel_bar(i);
+            value_at(r.rel32, (y0 + y1) / 2.0)?;
             let (y0, y1) = insn_bar(i);
             value_at(r.insn, (y0 + y1) / 2.0)?;
         }

@@ -12,6 +12,7 @@ pub mod tradeoff;
 
 use std::path::{Path, PathBuf};
 
+use plotters::coord::ranged1d::Ranged;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -103,6 +104,68 @@ impl Labels {
             }
         }
     }
+}
+
+/// Draws the chart's series legend in the corner of the plotting area that hides the least data.
+/// `labels` are the series labels (to size the box); `polylines` are the drawn data in chart
+/// coordinates (lines, bar outlines), sampled along each segment to find the emptiest corner.
+pub fn legend<'c, DB, X, Y>(
+    chart: &mut ChartContext<'c, DB, Cartesian2d<X, Y>>,
+    labels: &[String],
+    polylines: &[Vec<(X::ValueType, Y::ValueType)>],
+) -> Result<(), DrawError>
+where
+    DB: DrawingBackend + 'c,
+    X: Ranged,
+    Y: Ranged,
+{
+    use crate::report::style;
+    let font = style::text(style::LEGEND_PX);
+    let (x0, y0) = chart.plotting_area().get_base_pixel();
+    let (w, h) = chart.plotting_area().dim_in_pixel();
+    let mut text_w = 0;
+    for l in labels {
+        text_w = text_w.max(chart.plotting_area().estimate_text_size(l, &font)?.0 as i32);
+    }
+    // plotters' box: a swatch, a gap and the text per row, with a margin; 10 px off the frame.
+    let (bw, bh) = (text_w + 60, labels.len() as i32 * (style::LEGEND_PX as i32 + 6) + 24);
+    let mut pixels = Vec::new();
+    for line in polylines {
+        let px: Vec<(i32, i32)> = line.iter().map(|p| chart.backend_coord(p)).collect();
+        pixels.extend(px.first().copied());
+        for seg in px.windows(2) {
+            for i in 1..=24 {
+                let t = f64::from(i) / 24.0;
+                let lerp = |a: i32, b: i32| a + (f64::from(b - a) * t) as i32;
+                pixels.push((lerp(seg[0].0, seg[1].0), lerp(seg[0].1, seg[1].1)));
+            }
+        }
+    }
+    let (w, h) = (w as i32, h as i32);
+    let corners = [
+        (SeriesLabelPosition::UpperLeft, x0, y0),
+        (SeriesLabelPosition::UpperRight, x0 + w - bw, y0),
+        (SeriesLabelPosition::LowerRight, x0 + w - bw, y0 + h - bh),
+        (SeriesLabelPosition::LowerLeft, x0, y0 + h - bh),
+    ];
+    let hidden =
+        |cx: i32, cy: i32| pixels.iter().filter(|p| p.0 >= cx && p.0 <= cx + bw && p.1 >= cy && p.1 <= cy + bh).count();
+    // The first corner with the fewest hidden samples (ties keep the reading order above).
+    let mut best = (usize::MAX, SeriesLabelPosition::UpperLeft);
+    for (pos, cx, cy) in corners {
+        let n = hidden(cx, cy);
+        if n < best.0 {
+            best = (n, pos);
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(best.1)
+        .label_font(font)
+        .background_style(WHITE.mix(0.9))
+        .border_style(style::GREY)
+        .draw()?;
+    Ok(())
 }
 
 /// Draws a one-line note centred in `area` (used where a panel has no data).

@@ -6,8 +6,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
-use super::calls::{legend, panel_caption};
-use super::{panels, DrawError, Plot};
+use super::calls::panel_caption;
+use super::{legend, panels, DrawError, Plot};
 use crate::report::dataset::Run;
 use crate::report::lookup::SYNC_PROTOCOL;
 use crate::report::style::{self, color, compact, duration_tick};
@@ -144,9 +144,13 @@ fn draw_panel<DB: DrawingBackend>(run: &Run, area: &DrawingArea<DB, Shift>, axes
         .x_label_formatter(&|v| compact(*v))
         .y_label_formatter(&|v| duration_tick(*v))
         .draw()?;
+    let mut labels: Vec<String> = lines.iter().map(|l| l.label.clone()).collect();
+    let mut drawn: Vec<Vec<(f64, f64)>> = Vec::new();
     for line in &lines {
         let c = color(line.color);
         let median: Vec<(f64, f64)> = line.points.iter().map(|p| (p.0 as f64, p.1)).collect();
+        drawn.push(median.clone());
+        drawn.push(line.points.iter().map(|p| (p.0 as f64, p.2)).collect());
         let s = ShapeStyle::from(&c).stroke_width(3);
         if line.quiet {
             chart
@@ -168,10 +172,13 @@ fn draw_panel<DB: DrawingBackend>(run: &Run, area: &DrawingArea<DB, Shift>, axes
     let grey = ShapeStyle::from(&style::GREY).stroke_width(2);
     match floor {
         Some(f) => {
+            let label = format!("3-sync floor: 3 × membarrier = {} (bp, cs-prefix; no callers)", style::duration_ns(f));
             chart
                 .draw_series(DashedLineSeries::new(vec![(xlo, f), (xhi, f)], 10, 6, grey))?
-                .label(format!("3-sync floor: 3 × membarrier = {} (bp, cs-prefix; no callers)", style::duration_ns(f)))
+                .label(label.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
+            labels.push(label);
+            drawn.push(vec![(xlo, f), (xhi, f)]);
         }
         None => {
             let (w, h) = chart.plotting_area().dim_in_pixel();
@@ -185,5 +192,5 @@ fn draw_panel<DB: DrawingBackend>(run: &Run, area: &DrawingArea<DB, Shift>, axes
             )?;
         }
     }
-    legend(&mut chart)
+    legend(&mut chart, &labels, &drawn)
 }

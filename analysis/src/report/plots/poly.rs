@@ -7,8 +7,8 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::calls::{legend, panel_caption};
-use super::{note, panels, DrawError, Plot};
+use super::calls::panel_caption;
+use super::{legend, note, panels, DrawError, Plot};
 use crate::report::dataset::Run;
 use crate::report::lookup::cycles_unit;
 use crate::report::scenario::Scenario;
@@ -100,25 +100,35 @@ fn draw_panel<DB: DrawingBackend>(
         .x_label_formatter(&|v| compact(*v))
         .y_label_formatter(&|v| compact(*v))
         .draw()?;
+    let mut labels = Vec::new();
+    let mut drawn = Vec::new();
     for (i, flavor, points) in &lines {
         let c = color(*i);
         let pts: Vec<(f64, f64)> = points.iter().map(|&(k, y)| (k as f64, y)).collect();
         if let [(1, mono)] = points.as_slice() {
             let s = ShapeStyle::from(&c).stroke_width(3);
+            let flat = vec![(0.85, *mono), (k_max as f64 * 1.18, *mono)];
+            let label = format!("{flavor}: one target per site (mono), drawn flat");
             chart
-                .draw_series(DashedLineSeries::new(vec![(0.85, *mono), (k_max as f64 * 1.18, *mono)], 12, 8, s))?
-                .label(format!("{flavor}: one target per site (mono), drawn flat"))
+                .draw_series(DashedLineSeries::new(flat.clone(), 12, 8, s))?
+                .label(label.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], s));
+            labels.push(label);
+            drawn.push(flat);
         } else {
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(3)))?
                 .label(*flavor)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+            labels.push(flavor.to_string());
+            drawn.push(pts.clone());
         }
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))?;
     }
     for flavor in FLAVORS.iter().filter(|f| !lines.iter().any(|l| l.1 == **f)) {
-        chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?.label(format!("{flavor}: not measured"));
+        let label = format!("{flavor}: not measured");
+        chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?.label(label.clone());
+        labels.push(label);
     }
-    legend(&mut chart)
+    legend(&mut chart, &labels, &drawn)
 }

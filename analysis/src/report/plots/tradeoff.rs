@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::calls::panel_caption;
-use super::{panels, DrawError, Labels, Plot};
+use super::{legend, panels, DrawError, Labels, Plot};
 use crate::report::dataset::Run;
 use crate::report::style::{self, color, compact, duration_tick};
 use crate::report::tradeoff::{Outcome, Tradeoff, BASELINES};
@@ -97,6 +97,8 @@ fn draw_panel<DB: DrawingBackend>(
         .draw()?;
     // A hyperbola on log-log axes is smooth: 96 points draw it without visible corners.
     let xs: Vec<f64> = (0..=96).map(|i| xlo * (xhi / xlo).powf(f64::from(i) / 96.0)).collect();
+    let mut legend_labels = Vec::new();
+    let mut drawn = Vec::new();
     for (name, palette) in MECHANISMS {
         let Some(m) = t.mechanism(name) else { continue };
         let c = color(palette);
@@ -106,15 +108,20 @@ fn draw_panel<DB: DrawingBackend>(
             "update = a pointer store (not measured, drawn free)".to_string()
         };
         let label = format!("{}: {} per call, {update}", m.name, style::duration_ns(m.call_ns));
+        let curve: Vec<(f64, f64)> = xs.iter().map(|&x| (x, m.cost_per_call(x))).collect();
         chart
-            .draw_series(LineSeries::new(xs.iter().map(|&x| (x, m.cost_per_call(x))), c.stroke_width(2)))?
-            .label(label)
+            .draw_series(LineSeries::new(curve.clone(), c.stroke_width(2)))?
+            .label(label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        legend_labels.push(label);
+        drawn.push(curve);
     }
-    // Break-even points of inline/bp against each baseline, labelled with N, labels kept apart.
+    // Break-even points of inline/bp against each baseline, labelled with N. Labels are kept apart;
+    // leader lines go first and labels on a white backing after, so no line crosses any text.
     let base = area.get_base_pixel();
     let mut placed = Labels::default();
     let font = style::anchored(style::LEGEND_PX, HPos::Left, VPos::Bottom);
+    let mut labels = Vec::new();
     if let Some(inline) = t.mechanism("inline/bp") {
         for other in BASELINES {
             let Some(Outcome::Above { ratio, n }) = t.break_even("inline/bp", other) else { continue };
@@ -123,26 +130,22 @@ fn draw_panel<DB: DrawingBackend>(
             }
             let y = inline.cost_per_call(ratio);
             chart.draw_series([Circle::new((ratio, y), 7, BLACK.stroke_width(3))])?;
+            drawn.push(vec![(ratio, y)]);
             let (px, py) = chart.backend_coord(&(ratio, y));
             let (px, py) = (px - base.0, py - base.1);
             let text = format!("inline/bp = {other} at {n} calls/update");
             let (w, h) = area.estimate_text_size(&text, &font)?;
-            let (lx, ly) = placed.place(px + 10, py - 10, w as i32, h as i32 + 4);
+            let (w, h) = (w as i32, h as i32);
+            let (lx, ly) = placed.place(px + 10, py - 10, w + 4, h + 4);
             if ly != py - 10 {
-                area.draw(&PathElement::new(
-                    vec![(px + 5, py - 5), (lx, ly - h as i32 / 2)],
-                    style::GREY.stroke_width(1),
-                ))?;
+                area.draw(&PathElement::new(vec![(px + 5, py - 5), (lx, ly - h / 2)], style::GREY.stroke_width(1)))?;
             }
-            area.draw_text(&text, &font, (lx, ly))?;
+            labels.push((text, lx, ly, w, h));
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(style::text(style::LEGEND_PX))
-        .background_style(WHITE.mix(0.9))
-        .border_style(style::GREY)
-        .draw()?;
-    Ok(())
+    for (text, lx, ly, w, h) in labels {
+        area.draw(&Rectangle::new([(lx - 2, ly - h - 1), (lx + w + 2, ly + 1)], WHITE.mix(0.85).filled()))?;
+        area.draw_text(&text, &font, (lx, ly))?;
+    }
+    legend(&mut chart, &legend_labels, &drawn)
 }
