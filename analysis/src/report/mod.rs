@@ -1,4 +1,22 @@
-//! Results: the CSV row types (one per output file), machine identity, plots and the summary.
+//! Results: the CSV row types (one per output file), loading results of one or many machines, the
+//! plots and `summary.md`.
+//!
+//! Entry point for commands: [`render_all`] (`callpatch plot`, and `callpatch run` after measuring).
 
+pub mod crossing;
+pub mod dataset;
+pub mod error;
+pub mod extra_columns;
+pub mod font;
+pub mod lookup;
 pub mod machine;
+pub mod plots;
+pub mod render;
 pub mod rows;
+pub mod scenario;
+pub mod style;
+pub mod summary;
+pub mod tradeoff;
+
+pub use error::ReportError;
+pub use render::{render_all, render_all_with, RenderOptions, Rendered};

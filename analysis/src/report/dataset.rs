@@ -1,0 +1,332 @@
+//! Loads the CSV files of one or many results folders and groups the rows by machine.
+//!
+//! Every measurement row carries `machine_id`, so CSVs gathered from a fleet (one folder per machine, or
+//! files concatenated from many machines) plot side by side. When the same `machine_id` shows up in more
+//! than one folder (two runs on one machine), each folder's rows stay a separate [`Run`] labelled with
+//! the folder name, so runs are never silently averaged together. Census rows are keyed by binary and
+//! sha256 instead (the same binary counted twice is shown once).
+//!
+//! A folder that holds no CSV itself but has subfolders that do (`results/` with one folder per machine)
+//! stands for those subfolders; symbolic links such as `results/latest` are resolved so a run is read
+//! once. A missing file is a note, not an error; a malformed one is an error naming file and record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use crate::report::error::ReportError;
+use crate::report::extra_columns::{HazardRow, PatchExtras, StressExtras};
+use crate::report::rows::{CallsRow, CensusOffsetRow, CensusRow, MachineRow, PatchRow, StressRow};
+
+/// The CSV files callpatch writes, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CsvFile {
+    Machine,
+    Calls,
+    Patch,
+    Stress,
+    Hazard,
+    Census,
+    CensusOffsets,
+}
+
+impl CsvFile {
+    pub const ALL: [CsvFile; 7] = [
+        CsvFile::Machine,
+        CsvFile::Calls,
+        CsvFile::Patch,
+        CsvFile::Stress,
+        CsvFile::Hazard,
+        CsvFile::Census,
+        CsvFile::CensusOffsets,
+    ];
+
+    /// The file name inside a results folder.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            CsvFile::Machine => "machine.csv",
+            CsvFile::Calls => "calls.csv",
+            CsvFile::Patch => "patch.csv",
+            CsvFile::Stress => "stress.csv",
+            CsvFile::Hazard => "hazard.csv",
+            CsvFile::Census => "census.csv",
+            CsvFile::CensusOffsets => "census_offsets.csv",
+        }
+    }
+}
+
+/// A `patch.csv` row with the optional columns read by name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatchRecord {
+    pub row: PatchRow,
+    pub extra: PatchExtras,
+}
+
+/// A `stress.csv` row with the optional columns read by name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StressRecord {
+    pub row: StressRow,
+    pub extra: StressExtras,
+}
+
+/// Everything measured on one machine (in one folder, when the machine appears in several).
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    /// How plots and the summary name this run: the machine_id, plus the folder name when needed.
+    pub label: String,
+    pub machine_id: String,
+    pub machine: Option<MachineRow>,
+    pub calls: Vec<CallsRow>,
+    pub patch: Vec<PatchRecord>,
+    pub stress: Vec<StressRecord>,
+    pub hazard: Vec<HazardRow>,
+}
+
+/// One binary's census: its rows per kind and its start-offset histogram.
+#[derive(Clone, Debug, Default)]
+pub struct CensusBinary {
+    /// Short display name: the file name, plus the sha256 prefix when two binaries share it.
+    pub label: String,
+    pub path: String,
+    pub sha256: String,
+    pub kinds: Vec<CensusRow>,
+    pub offsets: Vec<CensusOffsetRow>,
+}
+
+/// All results read from the given folders.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    /// The folders actually read (after expanding parents and resolving links).
+    pub folders: Vec<PathBuf>,
+    /// Which CSV files were found in at least one folder.
+    pub found: BTreeSet<CsvFile>,
+    pub runs: Vec<Run>,
+    pub binaries: Vec<CensusBinary>,
+}
+
+impl Dataset {
+    /// True when at least one folder had `file`.
+    pub fn has(&self, file: CsvFile) -> bool {
+        self.found.contains(&file)
+    }
+}
+
+/// Reads every results folder in `dirs` (see the module doc for how folders are expanded).
+pub fn load(dirs: &[PathBuf]) -> Result<Dataset, ReportError> {
+    let folders = resolve_folders(dirs)?;
+    let mut found = BTreeSet::new();
+    let mut per_folder = Vec::new();
+    for folder in &folders {
+        let files = read_folder(folder, &mut found)?;
+        per_folder.push(files);
+    }
+    let runs = group_runs(&folders, &per_folder);
+    let binaries = group_binaries(&per_folder);
+    Ok(Dataset { folders, found, runs, binaries })
+}
+
+/// The rows of one folder.
+#[derive(Default)]
+struct FolderRows {
+    machine: Vec<MachineRow>,
+    calls: Vec<CallsRow>,
+    patch: Vec<PatchRecord>,
+    stress: Vec<StressRecord>,
+    hazard: Vec<HazardRow>,
+    census: Vec<CensusRow>,
+    offsets: Vec<CensusOffsetRow>,
+}
+
+fn holds_results(dir: &Path) -> bool {
+    CsvFile::ALL.iter().any(|f| dir.join(f.file_name()).is_file())
+}
+
+fn resolve_folders(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
+    let expected = CsvFile::ALL.map(CsvFile::file_name).join(", ");
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for dir in dirs {
+        let meta =
+            std::fs::metadata(dir).map_err(|e| ReportError::NotAFolder { path: dir.clone(), reason: e.to_string() })?;
+        if !meta.is_dir() {
+            return Err(ReportError::NotAFolder { path: dir.clone(), reason: "it is a file".into() });
+        }
+        let candidates = if holds_results(dir) {
+            vec![dir.clone()]
+        } else {
+            let mut subs = Vec::new();
+            for entry in std::fs::read_dir(dir).map_err(|e| ReportError::io(dir, e))? {
+                let path = entry.map_err(|e| ReportError::io(dir, e))?.path();
+                if path.is_dir() && holds_results(&path) {
+                    subs.push(path);
+                }
+            }
+            // Real folders before links to them (`results/latest`), so a run keeps its own name.
+            subs.sort_by_key(|p| (p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()), p.clone()));
+            subs
+        };
+        if candidates.is_empty() {
+            return Err(ReportError::NoResults { path: dir.clone(), expected: expected.clone() });
+        }
+        for c in candidates {
+            let canonical = std::fs::canonicalize(&c).map_err(|e| ReportError::io(&c, e))?;
+            if seen.insert(canonical) {
+                out.push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_folder(dir: &Path, found: &mut BTreeSet<CsvFile>) -> Result<FolderRows, ReportError> {
+    let mut rows = FolderRows::default();
+    for file in CsvFile::ALL {
+        let path = dir.join(file.file_name());
+        if !path.is_file() {
+            continue;
+        }
+        found.insert(file);
+        match file {
+            CsvFile::Machine => rows.machine = read_plain(&path)?,
+            CsvFile::Calls => rows.calls = read_plain(&path)?,
+            CsvFile::Patch => {
+                rows.patch =
+                    read_with_extras(&path)?.into_iter().map(|(row, extra)| PatchRecord { row, extra }).collect()
+            }
+            CsvFile::Stress => {
+                rows.stress =
+                    read_with_extras(&path)?.into_iter().map(|(row, extra)| StressRecord { row, extra }).collect()
+            }
+            CsvFile::Hazard => rows.hazard = read_plain(&path)?,
+            CsvFile::Census => rows.census = read_plain(&path)?,
+            CsvFile::CensusOffsets => rows.offsets = read_plain(&path)?,
+        }
+    }
+    Ok(rows)
+}
+
+fn read_plain<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, ReportError> {
+    read_records(path, |record, headers| record.deserialize(Some(headers)))
+}
+
+/// Reads each record twice by header name: as the base row type and as its optional extra columns.
+fn read_with_extras<T: DeserializeOwned, E: DeserializeOwned>(path: &Path) -> Result<Vec<(T, E)>, ReportError> {
+    read_records(path, |record, headers| Ok((record.deserialize(Some(headers))?, record.deserialize(Some(headers))?)))
+}
+
+/// Reads every record of `path` with `parse`; a record that does not parse is an error naming the file,
+/// the line and the column.
+fn read_records<T>(
+    path: &Path,
+    parse: impl Fn(&csv::StringRecord, &csv::StringRecord) -> Result<T, csv::Error>,
+) -> Result<Vec<T>, ReportError> {
+    let err = |source: csv::Error, headers: Option<&csv::StringRecord>| {
+        let column = match source.kind() {
+            csv::ErrorKind::Deserialize { err, .. } => {
+                err.field().and_then(|i| headers?.get(i as usize)).map(|name| name.to_string())
+            }
+            _ => None,
+        };
+        ReportError::Csv { path: path.to_path_buf(), column, source }
+    };
+    let mut reader = csv::Reader::from_path(path).map_err(|e| err(e, None))?;
+    let headers = reader.headers().map_err(|e| err(e, None))?.clone();
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| err(e, Some(&headers)))?;
+        out.push(parse(&record, &headers).map_err(|e| err(e, Some(&headers)))?);
+    }
+    Ok(out)
+}
+
+fn group_runs(folders: &[PathBuf], per_folder: &[FolderRows]) -> Vec<Run> {
+    // Which folders each machine_id appears in, in order of first appearance.
+    let mut order: Vec<String> = Vec::new();
+    let mut folders_of: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for (i, rows) in per_folder.iter().enumerate() {
+        let ids = rows
+            .machine
+            .iter()
+            .map(|r| &r.machine_id)
+            .chain(rows.calls.iter().map(|r| &r.machine_id))
+            .chain(rows.patch.iter().map(|r| &r.row.machine_id))
+            .chain(rows.stress.iter().map(|r| &r.row.machine_id))
+            .chain(rows.hazard.iter().map(|r| &r.machine_id));
+        for id in ids {
+            if !folders_of.contains_key(id) {
+                order.push(id.clone());
+            }
+            folders_of.entry(id.clone()).or_default().insert(i);
+        }
+    }
+    let mut runs = Vec::new();
+    for id in order {
+        let in_folders = &folders_of[&id];
+        for &i in in_folders {
+            let rows = &per_folder[i];
+            let label = if in_folders.len() > 1 {
+                let name = folders[i]
+                    .file_name()
+                    .map_or_else(|| folders[i].display().to_string(), |n| n.to_string_lossy().into_owned());
+                format!("{id} ({name})")
+            } else {
+                id.clone()
+            };
+            runs.push(Run {
+                label,
+                machine_id: id.clone(),
+                machine: rows.machine.iter().find(|r| r.machine_id == id).cloned(),
+                calls: rows.calls.iter().filter(|r| r.machine_id == id).cloned().collect(),
+                patch: rows.patch.iter().filter(|r| r.row.machine_id == id).cloned().collect(),
+                stress: rows.stress.iter().filter(|r| r.row.machine_id == id).cloned().collect(),
+                hazard: rows.hazard.iter().filter(|r| r.machine_id == id).cloned().collect(),
+            });
+        }
+    }
+    runs
+}
+
+fn group_binaries(per_folder: &[FolderRows]) -> Vec<CensusBinary> {
+    let mut binaries: Vec<CensusBinary> = Vec::new();
+    for rows in per_folder {
+        // Binaries in this folder, in file order; offsets have no sha256 column, so they take the
+        // sha256 that census.csv of the same folder gives for their path.
+        let mut paths: Vec<&str> = Vec::new();
+        for r in rows.census.iter().map(|r| r.binary.as_str()).chain(rows.offsets.iter().map(|r| r.binary.as_str())) {
+            if !paths.contains(&r) {
+                paths.push(r);
+            }
+        }
+        for path in paths {
+            let sha = rows.census.iter().find(|r| r.binary == path).map_or("", |r| r.sha256.as_str());
+            let known = binaries.iter().any(|b| b.path == path && b.sha256 == sha && !sha.is_empty());
+            if known {
+                continue;
+            }
+            binaries.push(CensusBinary {
+                label: String::new(),
+                path: path.to_string(),
+                sha256: sha.to_string(),
+                kinds: rows.census.iter().filter(|r| r.binary == path).cloned().collect(),
+                offsets: rows.offsets.iter().filter(|r| r.binary == path).cloned().collect(),
+            });
+        }
+    }
+    let names: Vec<String> = binaries.iter().map(|b| file_name(&b.path)).collect();
+    for (i, b) in binaries.iter_mut().enumerate() {
+        let shared = names.iter().filter(|n| **n == names[i]).count() > 1;
+        b.label = if shared && !b.sha256.is_empty() {
+            format!("{} ({})", names[i], &b.sha256[..b.sha256.len().min(8)])
+        } else if shared {
+            b.path.clone()
+        } else {
+            names[i].clone()
+        };
+    }
+    binaries
+}
+
+fn file_name(path: &str) -> String {
+    Path::new(path).file_name().map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+}

@@ -1,0 +1,263 @@
+//! Cycles per call by flavor (groups) and scenario (bars): the median as the bar, a whisker down to the
+//! minimum. Scenarios shown: mono, poly-4 in each order measured, and the largest sites-N — the
+//! questions "what does a call cost", "what if the target moves", "what if the code is big".
+
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
+
+use super::{legend, note, panels, DrawError, Plot};
+use crate::report::dataset::Run;
+use crate::report::lookup::cycles_unit;
+use crate::report::scenario::{Order, Scenario};
+use crate::report::style::{self, color, compact};
+
+/// How the y axis of the calls plot is scaled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scale {
+    /// Logarithmic when the tallest bar is more than 30 times the lowest, else linear.
+    #[default]
+    Auto,
+    Linear,
+    Log,
+}
+
+/// The calls plot over every run that has `calls.csv` rows.
+pub struct CallsPlot<'a> {
+    runs: Vec<&'a Run>,
+    scale: Scale,
+}
+
+const PANEL_H: u32 = 560;
+
+impl<'a> CallsPlot<'a> {
+    /// `None` when no run has calls rows.
+    pub fn new(runs: &'a [Run], scale: Scale) -> Option<Self> {
+        let runs: Vec<&Run> = runs.iter().filter(|r| !r.calls.is_empty()).collect();
+        (!runs.is_empty()).then_some(CallsPlot { runs, scale })
+    }
+}
+
+/// The scenarios the calls plot shows for `run`, in legend order.
+pub fn shown_scenarios(run: &Run) -> Vec<Scenario> {
+    let all: Vec<Scenario> = run.calls.iter().map(|r| Scenario::parse(&r.scenario, &r.param)).collect();
+    let mut v = Vec::new();
+    let mut push = |s: Scenario| {
+        if all.contains(&s) && !v.contains(&s) {
+            v.push(s);
+        }
+    };
+    push(Scenario::Mono);
+    for order in [Order::RoundRobin, Order::Unspecified, Order::Random] {
+        push(Scenario::Poly { k: 4, order });
+    }
+    let max_sites = all.iter().filter_map(|s| if let Scenario::Sites(n) = s { Some(*n) } else { None }).max();
+    if let Some(n) = max_sites {
+        push(Scenario::Sites(n));
+    }
+    v
+}
+
+impl Plot for CallsPlot<'_> {
+    fn stem(&self) -> &'static str {
+        "calls"
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (style::WIDTH, 60 + PANEL_H * self.runs.len() as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError> {
+        let areas = panels(
+            root,
+            "Cost of one call, by flavor and scenario (bar: median; whisker: down to min, if min > 0)",
+            self.runs.len(),
+        )?;
+        let contents: Vec<Contents> = self.runs.iter().map(|r| contents(r)).collect();
+        // One y axis for all panels, so machines compare at a glance.
+        let all = contents.iter().flat_map(|c| c.bars.iter());
+        let lo = all.clone().map(|b| b.min.unwrap_or(b.median)).fold(f64::INFINITY, f64::min);
+        let hi = all.map(|b| b.median).fold(0.0, f64::max);
+        let log = match self.scale {
+            Scale::Log => true,
+            Scale::Linear => false,
+            Scale::Auto => hi / lo > 30.0,
+        };
+        for ((run, c), area) in self.runs.iter().zip(&contents).zip(&areas) {
+            draw_panel(run, c, area, log, (lo, hi))?;
+        }
+        Ok(())
+    }
+}
+
+/// What one panel shows.
+struct Contents {
+    flavors: Vec<String>,
+    scenarios: Vec<Scenario>,
+    bars: Vec<Bar>,
+}
+
+fn contents(run: &Run) -> Contents {
+    let flavors = run.flavors();
+    let scenarios = shown_scenarios(run);
+    let mut bars = Vec::new();
+    for (g, flavor) in flavors.iter().enumerate() {
+        for (s, scenario) in scenarios.iter().enumerate() {
+            if let Some(r) = run.call(flavor, scenario) {
+                // A minimum that is not a positive cycle count (noise in the U/2U difference can make it
+                // negative) gets no whisker; the median bar is still drawn.
+                if r.cycles_median > 0.0 && r.cycles_median.is_finite() {
+                    let min = (r.cycles_min > 0.0 && r.cycles_min <= r.cycles_median).then_some(r.cycles_min);
+                    bars.push(Bar { group: g, series: s, min, median: r.cycles_median });
+                }
+            }
+        }
+    }
+    Contents { flavors, scenarios, bars }
+}
+
+struct Bar {
+    group: usize,
+    series: usize,
+    /// `None` when the row's minimum is not a usable cycle count.
+    min: Option<f64>,
+    median: f64,
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    run: &Run,
+    c: &Contents,
+    area: &DrawingArea<DB, Shift>,
+    log: bool,
+    (lo, hi): (f64, f64),
+) -> Result<(), DrawError> {
+    let Contents { flavors, scenarios, bars } = c;
+    if bars.is_empty() {
+        return note(area, &format!("{}: no positive cycle counts in calls.csv", run.label));
+    }
+    let caption = panel_caption(run);
+    let y_desc = format!("cycles per call ({})", cycles_unit(run.timer()));
+    let n_series = scenarios.len().max(1);
+    let x_range = -0.5..(flavors.len() as f64 - 0.5);
+    let slot = 0.8 / n_series as f64;
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(caption, style::text(style::PANEL_TITLE_PX))
+        .margin(12)
+        .margin_right(24)
+        .x_label_area_size(64)
+        .y_label_area_size(84);
+    let panel = Panel { area, flavors, scenarios, bars, slot };
+    if log {
+        let (ylo, yhi) = style::decades(lo * 0.8, hi * 1.3);
+        let mut chart = builder.build_cartesian_2d(x_range, (ylo..yhi).log_scale())?;
+        panel.fill(&mut chart, ylo, format!("{y_desc}, log scale"))
+    } else {
+        let mut chart = builder.build_cartesian_2d(x_range, 0.0..hi * 1.15)?;
+        panel.fill(&mut chart, 0.0, y_desc)
+    }
+}
+
+struct Panel<'p, DB: DrawingBackend> {
+    area: &'p DrawingArea<DB, Shift>,
+    flavors: &'p [String],
+    scenarios: &'p [Scenario],
+    bars: &'p [Bar],
+    slot: f64,
+}
+
+impl<DB: DrawingBackend> Panel<'_, DB> {
+    fn bar_x(&self, b: &Bar) -> (f64, f64) {
+        let x0 = b.group as f64 - 0.4 + b.series as f64 * self.slot;
+        (x0 + self.slot * 0.06, x0 + self.slot * 0.94)
+    }
+
+    /// Draws mesh, bars, whiskers, group labels and legend on a linear or logarithmic y axis whose
+    /// bottom is `floor`.
+    fn fill<'c, Y>(
+        &self,
+        chart: &mut ChartContext<'c, DB, Cartesian2d<RangedCoordf64, Y>>,
+        floor: f64,
+        y_desc: String,
+    ) -> Result<(), DrawError>
+    where
+        DB: 'c,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        chart
+            .configure_mesh()
+            .bold_line_style(style::GRID_BOLD)
+            .light_line_style(style::GRID_LIGHT)
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc(y_desc)
+            .x_desc("call flavor")
+            .axis_desc_style(style::text(style::AXIS_DESC_PX))
+            .label_style(style::text(style::TICK_PX))
+            .y_label_formatter(&|v| compact(*v))
+            .draw()?;
+        for (s, scenario) in self.scenarios.iter().enumerate() {
+            let c = color(s);
+            chart
+                .draw_series(self.bars.iter().filter(|b| b.series == s).map(|b| {
+                    let (x0, x1) = self.bar_x(b);
+                    Rectangle::new([(x0, floor), (x1, b.median)], c.filled())
+                }))?
+                .label(scenario.to_string())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 7), (x + 14, y + 7)], c.filled()));
+        }
+        let ink = ShapeStyle::from(&BLACK).stroke_width(2);
+        for b in self.bars {
+            let Some(min) = b.min else { continue };
+            let (x0, x1) = self.bar_x(b);
+            let xm = (x0 + x1) / 2.0;
+            let cap = (x1 - x0) * 0.25;
+            chart.draw_series([
+                PathElement::new(vec![(xm, min), (xm, b.median)], ink),
+                PathElement::new(vec![(xm - cap, min), (xm + cap, min)], ink),
+                PathElement::new(vec![(xm - cap, b.median), (xm + cap, b.median)], ink),
+            ])?;
+        }
+        label_groups(self.area, chart, self.flavors, floor)?;
+        let labels: Vec<String> = self.scenarios.iter().map(|s| s.to_string()).collect();
+        let outlines: Vec<Vec<(f64, f64)>> = self
+            .bars
+            .iter()
+            .flat_map(|b| {
+                let (x0, x1) = self.bar_x(b);
+                [x0, (x0 + x1) / 2.0, x1].map(|x| vec![(x, floor), (x, b.median)])
+            })
+            .collect();
+        legend(chart, &labels, &outlines)
+    }
+}
+
+/// The panel caption: machine label and CPU model when known.
+pub fn panel_caption(run: &Run) -> String {
+    match &run.machine {
+        Some(m) if !m.cpu_model.is_empty() => format!("{} — {}", run.label, m.cpu_model),
+        _ => run.label.clone(),
+    }
+}
+
+/// Writes each flavor's name under its group (plotters' numeric axis cannot place category labels).
+pub(crate) fn label_groups<DB: DrawingBackend, X, Y>(
+    area: &DrawingArea<DB, Shift>,
+    chart: &ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    names: &[String],
+    y_axis: f64,
+) -> Result<(), DrawError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let base = area.get_base_pixel();
+    let style = style::anchored(style::TICK_PX, HPos::Center, VPos::Top);
+    for (g, name) in names.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(g as f64, y_axis));
+        area.draw_text(name, &style, (px - base.0, py - base.1 + 8))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Fraction of call sites that cross a 64-byte line, per binary and kind: the rel32 field alone (what
+//! decides whether one atomic store can patch the site; for every kind the census counts the last 4
+//! bytes) and the whole instruction, against the 3/64 and 4/64 a uniform start offset predicts for a
+//! 5-byte call.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
+
+use super::legend::{self, Swatch};
+use super::{DrawError, Plot};
+use crate::report::crossing::{THEORY_INSN5, THEORY_REL32};
+use crate::report::dataset::CensusBinary;
+use crate::report::lookup::sort_by_order;
+use crate::report::style::{self, color};
+
+/// Census kinds in DESIGN.md's order.
+pub const KIND_ORDER: [&str; 10] = [
+    "call_rel32",
+    "jmp_rel32",
+    "jcc_rel32",
+    "call_indirect",
+    "thunk_call",
+    "fentry_call",
+    "static_call_site",
+    "retpoline_site",
+    "return_site",
+    "mcount_site",
+];
+
+/// One bar pair.
+pub struct Row {
+    pub label: String,
+    pub count: u64,
+    /// Fraction whose last 4 bytes (the rel32 of a direct call or jump) cross, as the census counts it.
+    pub rel32: f64,
+    pub insn: f64,
+}
+
+/// Every (binary, kind) with sites, binaries in census order, kinds in [`KIND_ORDER`].
+pub fn rows(binaries: &[CensusBinary]) -> Vec<Row> {
+    let mut out = Vec::new();
+    for b in binaries {
+        let mut kinds: Vec<String> = b.kinds.iter().filter(|r| r.count > 0).map(|r| r.kind.clone()).collect();
+        sort_by_order(&mut kinds, &KIND_ORDER);
+        kinds.dedup();
+        for kind in kinds {
+            let rs: Vec<_> = b.kinds.iter().filter(|r| r.kind == kind).collect();
+            let count: u64 = rs.iter().map(|r| r.count).sum();
+            let rel: u64 = rs.iter().map(|r| r.cross64_rel32).sum();
+            let insn: u64 = rs.iter().map(|r| r.cross64_insn).sum();
+            out.push(Row {
+                label: format!("{} · {}", b.label, kind.replace('_', " ")),
+                count,
+                rel32: rel as f64 / count as f64,
+                insn: insn as f64 / count as f64,
+            });
+        }
+    }
+    out
+}
+
+/// The census fractions plot.
+pub struct CensusPlot {
+    rows: Vec<Row>,
+}
+
+const ROW_H: u32 = 50;
+/// Room for the legend strip (up to two rows).
+const STRIP_H: u32 = 60;
+
+impl CensusPlot {
+    /// `None` when the census has no sites.
+    pub fn new(binaries: &[CensusBinary]) -> Option<Self> {
+        let rows = rows(binaries);
+        (!rows.is_empty()).then_some(CensusPlot { rows })
+    }
+}
+
+impl Plot for CensusPlot {
+    fn stem(&self) -> &'static str {
+        "census"
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (style::WIDTH, 150 + STRIP_H + ROW_H * self.rows.len() as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError> {
+        let n = self.rows.len();
+        let body = root.titled("Call sites that cross a 64-byte cache line", style::text(style::TITLE_PX))?;
+        let (c_rel, c_insn) = (color(1), color(0));
+        let entries = [
+            (Swatch::Fill(c_rel), "rel32 (last 4 bytes) crosses: one atomic store cannot patch it".to_string()),
+            (Swatch::Fill(c_insn), "instruction crosses".to_string()),
+            (Swatch::Dashed(c_rel), format!("uniform theory 3/64 = {:.2}%", THEORY_REL32 * 100.0)),
+            (Swatch::Dashed(c_insn), format!("uniform theory 4/64 = {:.2}%", THEORY_INSN5 * 100.0)),
+        ];
+        let strip_h = legend::height(&body, &entries, style::WIDTH - 40)?;
+        let (strip, area) = body.split_vertically(strip_h);
+        legend::draw(&strip, &entries, 20)?;
+
+        let tick = style::text(style::TICK_PX);
+        let labels: Vec<String> = self.rows.iter().map(|r| format!("{} ({} sites)", r.label, r.count)).collect();
+        let mut label_w = 0;
+        for l in &labels {
+            label_w = label_w.max(area.estimate_text_size(l, &tick)?.0);
+        }
+        let widest = self.rows.iter().map(|r| r.insn.max(r.rel32)).fold(THEORY_INSN5, f64::max);
+        let x_max = widest * 100.0 * 1.22;
+        let mut chart = ChartBuilder::on(&area)
+            .margin(14)
+            .margin_right(30)
+            .x_label_area_size(56)
+            .y_label_area_size(label_w + 24)
+            .build_cartesian_2d(0.0..x_max, -0.5..(n as f64 - 0.5))?;
+        chart
+            .configure_mesh()
+            .bold_line_style(style::GRID_BOLD)
+            .light_line_style(style::GRID_LIGHT)
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_desc("sites crossing a line (% of the kind's sites)")
+            .axis_desc_style(style::text(style::AXIS_DESC_PX))
+            .label_style(style::text(style::TICK_PX))
+            .x_label_formatter(&|v| format!("{v:.0}%"))
+            .draw()?;
+        // Row i is drawn top-down; the rel32 bar above the instruction bar.
+        let y = |i: usize| (n - 1 - i) as f64;
+        let rel_bar = |i: usize| (y(i) + 0.04, y(i) + 0.36);
+        let insn_bar = |i: usize| (y(i) - 0.36, y(i) - 0.04);
+        chart.draw_series(self.rows.iter().enumerate().map(|(i, r)| {
+            let (y0, y1) = rel_bar(i);
+            Rectangle::new([(0.0, y0), (r.rel32 * 100.0, y1)], c_rel.filled())
+        }))?;
+        chart.draw_series(self.rows.iter().enumerate().map(|(i, r)| {
+            let (y0, y1) = insn_bar(i);
+            Rectangle::new([(0.0, y0), (r.insn * 100.0, y1)], c_insn.filled())
+        }))?;
+        for (frac, c) in [(THEORY_REL32, c_rel), (THEORY_INSN5, c_insn)] {
+            let s = ShapeStyle::from(&c).stroke_width(2);
+            chart.draw_series(DashedLineSeries::new(
+                vec![(frac * 100.0, -0.5), (frac * 100.0, n as f64 - 0.5)],
+                8,
+                6,
+                s,
+            ))?;
+        }
+        let base = area.get_base_pixel();
+        let right = style::anchored(style::TICK_PX, HPos::Right, VPos::Center);
+        let value = style::anchored(style::TICK_PX - 1, HPos::Left, VPos::Center);
+        let value_at = |frac: f64, yc: f64| -> Result<(), DrawError> {
+            let text = format!("{:.2}%", frac * 100.0);
+            let (px, py) = chart.backend_coord(&(frac * 100.0, yc));
+            let (w, h) = area.estimate_text_size(&text, &value)?;
+            let (x, y) = (px - base.0 + 6, py - base.1);
+            // A white backing keeps the number readable where a theory line passes behind it.
+            area.draw(&Rectangle::new(
+                [(x - 2, y - h as i32 / 2 - 1), (x + w as i32 + 2, y + h as i32 / 2 + 1)],
+                WHITE.filled(),
+            ))?;
+            area.draw_text(&text, &value, (x, y))?;
+            Ok(())
+        };
+        for (i, r) in self.rows.iter().enumerate() {
+            let (y0, y1) = rel_bar(i);
+            value_at(r.rel32, (y0 + y1) / 2.0)?;
+            let (y0, y1) = insn_bar(i);
+            value_at(r.insn, (y0 + y1) / 2.0)?;
+        }
+        for (i, l) in labels.iter().enumerate() {
+            let (px, py) = chart.backend_coord(&(0.0, y(i)));
+            area.draw_text(l, &right, (px - base.0 - 10, py - base.1))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! Patch latency against batch size per protocol (log-log), with the floor the protocol's syncs set:
+//! `bp` and `cs-prefix` need 3 membarrier(SYNC_CORE) syncs per batch however large, so no batch can
+//! finish faster than 3 × the cost of one sync measured in the same run.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
+
+use super::calls::panel_caption;
+use super::{legend, panels, DrawError, Plot};
+use crate::report::dataset::Run;
+use crate::report::lookup::SYNC_PROTOCOL;
+use crate::report::style::{self, color, compact, duration_tick};
+
+/// One line: a protocol (with its caller count, when the run measured several).
+pub struct Line {
+    pub label: String,
+    pub protocol: String,
+    /// Palette index: one colour per protocol (and write method).
+    pub color: usize,
+    /// Measured with the fewest callers (drawn solid; with callers, dashed).
+    pub quiet: bool,
+    /// (batch, median latency ns, min latency ns)
+    pub points: Vec<(u64, f64, f64)>,
+}
+
+/// The lines of one run: one per protocol, number of concurrent callers and write method (the last two
+/// named only when the run measured more than one).
+pub fn lines(run: &Run) -> Vec<Line> {
+    let methods = run.patch_methods();
+    let mut all_callers: Vec<u32> = run.patch.iter().map(|r| r.extra.callers()).collect();
+    all_callers.sort_unstable();
+    all_callers.dedup();
+    let mut out: Vec<Line> = Vec::new();
+    let protocols = run.protocols();
+    for (pi, protocol) in protocols.iter().enumerate() {
+        for (mi, &method) in methods.iter().enumerate() {
+            for &c in &all_callers {
+                let mut points: Vec<(u64, f64, f64)> = run
+                    .patch
+                    .iter()
+                    .filter(|r| &r.row.protocol == protocol && r.extra.callers() == c && r.extra.method() == method)
+                    .filter(|r| r.row.batch > 0 && r.row.latency_ns_median > 0.0)
+                    .map(|r| (r.row.batch, r.row.latency_ns_median, r.row.latency_ns_min))
+                    .collect();
+                if points.is_empty() {
+                    continue;
+                }
+                points.sort_by_key(|p| p.0);
+                let mut label = protocol.clone();
+                if all_callers.len() > 1 {
+                    label += &format!(", {c} caller{}", if c == 1 { "" } else { "s" });
+                }
+                if methods.len() > 1 {
+                    label += &format!(", {method}");
+                }
+                out.push(Line {
+                    label,
+                    protocol: protocol.clone(),
+                    color: pi + mi * protocols.len(),
+                    quiet: Some(&c) == all_callers.first(),
+                    points,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The patch latency plot over every run with patch rows.
+pub struct PatchLatencyPlot<'a> {
+    runs: Vec<&'a Run>,
+}
+
+const PANEL_H: u32 = 560;
+
+impl<'a> PatchLatencyPlot<'a> {
+    /// `None` when no run has protocol rows.
+    pub fn new(runs: &'a [Run]) -> Option<Self> {
+        let runs: Vec<&Run> = runs.iter().filter(|r| !lines(r).is_empty()).collect();
+        (!runs.is_empty()).then_some(PatchLatencyPlot { runs })
+    }
+}
+
+impl Plot for PatchLatencyPlot<'_> {
+    fn stem(&self) -> &'static str {
+        "patch_latency"
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (style::WIDTH, 60 + PANEL_H * self.runs.len() as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError> {
+        let areas = panels(
+            root,
+            "Time to patch a batch of call sites, by protocol (median; small circles: min)",
+            self.runs.len(),
+        )?;
+        // One pair of axes for all panels, so machines compare at a glance.
+        let (mut b_max, mut lo, mut hi) = (1u64, f64::INFINITY, 0.0f64);
+        for run in &self.runs {
+            for p in lines(run).iter().flat_map(|l| l.points.clone()) {
+                b_max = b_max.max(p.0);
+                lo = lo.min(p.1).min(if p.2 > 0.0 { p.2 } else { p.1 });
+                hi = hi.max(p.1);
+            }
+            if let Some(s) = run.sync_ns() {
+                lo = lo.min(3.0 * s);
+                hi = hi.max(3.0 * s);
+            }
+        }
+        let (ylo, yhi) = style::decades(lo * 0.8, hi * 1.5);
+        let axes = ((0.8, b_max as f64 * 1.5), (ylo, yhi));
+        for (run, area) in self.runs.iter().zip(&areas) {
+            draw_panel(run, area, axes)?;
+        }
+        Ok(())
+    }
+}
+
+/// Axes: ((x from, x to), (y from, y to)).
+type Axes = ((f64, f64), (f64, f64));
+
+fn draw_panel<DB: DrawingBackend>(run: &Run, area: &DrawingArea<DB, Shift>, axes: Axes) -> Result<(), DrawError> {
+    let lines = lines(run);
+    let floor = run.sync_ns().map(|s| 3.0 * s);
+    let ((xlo, xhi), (ylo, yhi)) = axes;
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel_caption(run), style::text(style::PANEL_TITLE_PX))
+        .margin(12)
+        .margin_right(24)
+        .x_label_area_size(56)
+        .y_label_area_size(96)
+        .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())?;
+    chart
+        .configure_mesh()
+        .bold_line_style(style::GRID_BOLD)
+        .light_line_style(style::GRID_LIGHT)
+        .x_desc("sites patched in one batch (log scale)")
+        .y_desc("time per batch (log scale)")
+        .axis_desc_style(style::text(style::AXIS_DESC_PX))
+        .label_style(style::text(style::TICK_PX))
+        .x_label_formatter(&|v| compact(*v))
+        .y_label_formatter(&|v| duration_tick(*v))
+        .draw()?;
+    let mut labels: Vec<String> = lines.iter().map(|l| l.label.clone()).collect();
+    let mut drawn: Vec<Vec<(f64, f64)>> = Vec::new();
+    for line in &lines {
+        let c = color(line.color);
+        let median: Vec<(f64, f64)> = line.points.iter().map(|p| (p.0 as f64, p.1)).collect();
+        drawn.push(median.clone());
+        drawn.push(line.points.iter().map(|p| (p.0 as f64, p.2)).collect());
+        let s = ShapeStyle::from(&c).stroke_width(3);
+        if line.quiet {
+            chart
+                .draw_series(LineSeries::new(median.clone(), s))?
+                .label(line.label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], s));
+        } else {
+            chart.draw_series(DashedLineSeries::new(median.clone(), 10, 6, s))?.label(line.label.clone()).legend(
+                move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(0, 0), (8, 0)], s)
+                        + PathElement::new(vec![(12, 0), (20, 0)], s)
+                },
+            );
+        }
+        chart.draw_series(median.iter().map(|&p| Circle::new(p, 5, c.filled())))?;
+        chart.draw_series(line.points.iter().map(|p| Circle::new((p.0 as f64, p.2), 3, c.stroke_width(2))))?;
+    }
+    let grey = ShapeStyle::from(&style::GREY).stroke_width(2);
+    match floor {
+        Some(f) => {
+            let label = format!("3-sync floor: 3 × membarrier = {} (bp, cs-prefix; no callers)", style::duration_ns(f));
+            chart
+                .draw_series(DashedLineSeries::new(vec![(xlo, f), (xhi, f)], 10, 6, grey))?
+                .label(label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
+            labels.push(label);
+            drawn.push(vec![(xlo, f), (xhi, f)]);
+        }
+        None => {
+            let (w, h) = chart.plotting_area().dim_in_pixel();
+            let base = chart.plotting_area().get_base_pixel();
+            let abs = area.get_base_pixel();
+            let style = style::anchored(style::NOTE_PX, HPos::Right, VPos::Bottom);
+            area.draw_text(
+                &format!("3-sync floor unknown: patch.csv has no `{SYNC_PROTOCOL}` row or sync_ns column"),
+                &style,
+                (base.0 - abs.0 + w as i32 - 10, base.1 - abs.1 + h as i32 - 10),
+            )?;
+        }
+    }
+    legend(&mut chart, &labels, &drawn)
+}

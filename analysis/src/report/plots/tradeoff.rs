@@ -1,0 +1,151 @@
+//! The trade-off itself: cost per call, updates amortised, against calls per update, for every mechanism
+//! whose inputs were measured (model and sources: [`crate::report::tradeoff`]). Where the inline line
+//! crosses another, inline starts to win; those break-even points are marked.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
+
+use super::calls::panel_caption;
+use super::{legend, panels, DrawError, Labels, Plot};
+use crate::report::dataset::Run;
+use crate::report::style::{self, color, compact, duration_tick};
+use crate::report::tradeoff::{Outcome, Tradeoff, BASELINES};
+
+/// Drawing order (inline/bp last, on top: cs-prefix often lies right under it) and palette index.
+pub const MECHANISMS: [(&str, usize); 6] =
+    [("retpoline", 0), ("indirect", 1), ("trampoline", 2), ("cs-prefix", 3), ("aligned-only", 5), ("inline/bp", 6)];
+
+/// The trade-off plot over every run whose model has at least two mechanisms.
+pub struct TradeoffPlot<'a> {
+    items: Vec<(&'a Run, &'a Tradeoff)>,
+}
+
+const PANEL_H: u32 = 620;
+
+impl<'a> TradeoffPlot<'a> {
+    /// `None` when no model has a break-even to show (a patched mechanism and a baseline, both measured).
+    pub fn new(items: Vec<(&'a Run, &'a Tradeoff)>) -> Option<Self> {
+        let items: Vec<_> = items.into_iter().filter(|(_, t)| !t.break_evens.is_empty()).collect();
+        (!items.is_empty()).then_some(TradeoffPlot { items })
+    }
+}
+
+impl Plot for TradeoffPlot<'_> {
+    fn stem(&self) -> &'static str {
+        "tradeoff"
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (style::WIDTH, 60 + PANEL_H * self.items.len() as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError> {
+        let areas = panels(root, "What a call costs once updates are paid for, by mechanism", self.items.len())?;
+        // One pair of axes for all panels, so machines compare at a glance.
+        let xhi = self.items.iter().map(|(_, t)| x_range(t).1).fold(1.0, f64::max);
+        let ms = || self.items.iter().flat_map(|(_, t)| t.mechanisms.iter());
+        let lo = ms().map(|m| m.cost_per_call(xhi)).fold(f64::INFINITY, f64::min);
+        let hi = ms().map(|m| m.cost_per_call(1.0)).fold(0.0, f64::max);
+        let axes = ((1.0, xhi), style::decades(lo * 0.8, hi * 1.3));
+        for ((run, t), area) in self.items.iter().zip(&areas) {
+            draw_panel(run, t, area, axes)?;
+        }
+        Ok(())
+    }
+}
+
+fn x_range(t: &Tradeoff) -> (f64, f64) {
+    let furthest = t
+        .break_evens
+        .iter()
+        .filter_map(|b| if let Outcome::Above { ratio, .. } = b.outcome { Some(ratio) } else { None })
+        .fold(1e4, f64::max);
+    let (_, hi) = style::decades(1.0, (furthest * 20.0).min(1e12));
+    (1.0, hi)
+}
+
+/// Axes: ((x from, x to), (y from, y to)).
+type Axes = ((f64, f64), (f64, f64));
+
+fn draw_panel<DB: DrawingBackend>(
+    run: &Run,
+    t: &Tradeoff,
+    area: &DrawingArea<DB, Shift>,
+    ((xlo, xhi), (ylo, yhi)): Axes,
+) -> Result<(), DrawError> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{} — a key with S = {} sites", panel_caption(run), t.sites),
+            style::text(style::PANEL_TITLE_PX),
+        )
+        .margin(12)
+        .margin_right(24)
+        .x_label_area_size(56)
+        .y_label_area_size(96)
+        .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())?;
+    chart
+        .configure_mesh()
+        .bold_line_style(style::GRID_BOLD)
+        .light_line_style(style::GRID_LIGHT)
+        .x_desc("calls per update, C / P (log scale)")
+        .y_desc("cost per call incl. updates, (C·call + P·update) / C (log)")
+        .axis_desc_style(style::text(style::AXIS_DESC_PX))
+        .label_style(style::text(style::TICK_PX))
+        .x_label_formatter(&|v| compact(*v))
+        .y_label_formatter(&|v| duration_tick(*v))
+        .draw()?;
+    // A hyperbola on log-log axes is smooth: 96 points draw it without visible corners.
+    let xs: Vec<f64> = (0..=96).map(|i| xlo * (xhi / xlo).powf(f64::from(i) / 96.0)).collect();
+    let mut legend_labels = Vec::new();
+    let mut drawn = Vec::new();
+    for (name, palette) in MECHANISMS {
+        let Some(m) = t.mechanism(name) else { continue };
+        let c = color(palette);
+        let update = if m.update_measured {
+            format!("{} per update", style::duration_ns(m.update_ns))
+        } else {
+            "update = a pointer store (not measured, drawn free)".to_string()
+        };
+        let label = format!("{}: {} per call, {update}", m.name, style::duration_ns(m.call_ns));
+        let curve: Vec<(f64, f64)> = xs.iter().map(|&x| (x, m.cost_per_call(x))).collect();
+        chart
+            .draw_series(LineSeries::new(curve.clone(), c.stroke_width(2)))?
+            .label(label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        legend_labels.push(label);
+        drawn.push(curve);
+    }
+    // Break-even points of inline/bp against each baseline, labelled with N. Labels are kept apart;
+    // leader lines go first and labels on a white backing after, so no line crosses any text.
+    let base = area.get_base_pixel();
+    let mut placed = Labels::default();
+    let font = style::anchored(style::LEGEND_PX, HPos::Left, VPos::Bottom);
+    let mut labels = Vec::new();
+    if let Some(inline) = t.mechanism("inline/bp") {
+        for other in BASELINES {
+            let Some(Outcome::Above { ratio, n }) = t.break_even("inline/bp", other) else { continue };
+            if ratio < xlo || ratio > xhi {
+                continue;
+            }
+            let y = inline.cost_per_call(ratio);
+            chart.draw_series([Circle::new((ratio, y), 7, BLACK.stroke_width(3))])?;
+            drawn.push(vec![(ratio, y)]);
+            let (px, py) = chart.backend_coord(&(ratio, y));
+            let (px, py) = (px - base.0, py - base.1);
+            let text = format!("inline/bp = {other} at {n} calls/update");
+            let (w, h) = area.estimate_text_size(&text, &font)?;
+            let (w, h) = (w as i32, h as i32);
+            let (lx, ly) = placed.place(px + 10, py - 10, w + 4, h + 4);
+            if ly != py - 10 {
+                area.draw(&PathElement::new(vec![(px + 5, py - 5), (lx, ly - h / 2)], style::GREY.stroke_width(1)))?;
+            }
+            labels.push((text, lx, ly, w, h));
+        }
+    }
+    for (text, lx, ly, w, h) in labels {
+        area.draw(&Rectangle::new([(lx - 2, ly - h - 1), (lx + w + 2, ly + 1)], WHITE.mix(0.85).filled()))?;
+        area.draw_text(&text, &font, (lx, ly))?;
+    }
+    legend(&mut chart, &legend_labels, &drawn)
+}

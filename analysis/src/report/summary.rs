@@ -1,0 +1,521 @@
+//! `summary.md`: the results as Markdown that can be pasted into a mailing-list reply or a pull request
+//! as it is — the machine, cycles per call and the ratio to a direct call, patch latency and syncs, the
+//! stress verdict, the hazard table, the trade-off's break-even points, the census against theory, and
+//! the plots by relative path. Every number is read from the CSVs; a missing file is a note, never a gap
+//! filled in.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::report::crossing::{THEORY_INSN5, THEORY_REL32, THEORY_WORD};
+use crate::report::dataset::{CsvFile, Dataset, Run};
+use crate::report::error::ReportError;
+use crate::report::extra_columns::number;
+use crate::report::lookup::cycles_unit;
+use crate::report::plots::census::rows as census_rows;
+use crate::report::scenario::{Order, Scenario};
+use crate::report::style::{duration_ns, sig3};
+use crate::report::tradeoff::{sentence, Outcome, Tradeoff, BASELINES, PATCHED};
+
+/// A plot written next to the summary.
+#[derive(Clone, Debug)]
+pub struct PlotFile {
+    pub stem: String,
+    pub title: String,
+}
+
+/// Everything the summary shows.
+pub struct SummaryInput<'a> {
+    pub data: &'a Dataset,
+    /// The trade-off model of each run, in the order of `data.runs`.
+    pub models: &'a [Tradeoff],
+    pub plots: &'a [PlotFile],
+    /// Skipped plots and other notes.
+    pub notes: &'a [String],
+}
+
+/// Renders the summary.
+pub fn markdown(input: &SummaryInput) -> String {
+    let d = input.data;
+    let mut s = String::new();
+    let _ = writeln!(s, "# callpatch results\n");
+    let machines = d.runs.len();
+    let _ = writeln!(
+        s,
+        "What a call costs on x86-64 (direct, indirect, retpoline, trampoline, inline patched) and what it costs to \
+         patch call sites live, from {} (rebuilt from CSV by `callpatch plot`). Every number below is read from the \
+         measurements; the trade-off section combines them and says how.\n",
+        match machines {
+            0 => "no machine".to_string(),
+            1 => format!("machine `{}`", d.runs[0].label),
+            n => format!(
+                "{n} machines: {}",
+                d.runs.iter().map(|r| format!("`{}`", r.label)).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    );
+    if machines > 1 {
+        fleet_table(&mut s, d);
+    }
+    for (i, run) in d.runs.iter().enumerate() {
+        let _ = writeln!(s, "## Machine `{}`\n", run.label);
+        machine(&mut s, run);
+        calls(&mut s, run, d);
+        patch(&mut s, run, d);
+        stress(&mut s, run, d);
+        hazard(&mut s, run, d);
+        if let Some(model) = input.models.get(i) {
+            tradeoff(&mut s, model);
+        }
+    }
+    census(&mut s, d);
+    if !input.plots.is_empty() {
+        let _ = writeln!(s, "## Plots\n");
+        for p in input.plots {
+            let _ = writeln!(s, "**{}** ([SVG]({}.svg))\n\n![{}]({}.png)\n", p.title, p.stem, p.title, p.stem);
+        }
+    }
+    if !input.notes.is_empty() {
+        let _ = writeln!(s, "## Notes\n");
+        for n in input.notes {
+            let _ = writeln!(s, "- {n}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Writes `summary.md` into `out` atomically and returns its path.
+pub fn write(input: &SummaryInput, out: &Path) -> Result<PathBuf, ReportError> {
+    let path = out.join("summary.md");
+    let tmp = out.join("summary.md.tmp");
+    std::fs::write(&tmp, markdown(input)).map_err(|e| ReportError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| ReportError::io(&path, e))?;
+    Ok(path)
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn missing(s: &mut String, d: &Dataset, file: CsvFile, what: &str) {
+    let why = if d.has(file) { "has no rows for this machine" } else { "was not found" };
+    let _ = writeln!(s, "_No {what}: `{}` {why}._\n", file.file_name());
+}
+
+fn machine(s: &mut String, run: &Run) {
+    let Some(m) = &run.machine else {
+        let _ = writeln!(s, "_No `machine.csv` row for this machine: CPU and kernel unknown._\n");
+        return;
+    };
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(
+        s,
+        "| CPU | {} (family {}, model {}, stepping {}, microcode {}) |",
+        cell(&m.cpu_model),
+        m.family,
+        m.model,
+        m.stepping,
+        cell(&m.microcode)
+    );
+    let _ = writeln!(s, "| kernel | {} |", cell(&m.kernel));
+    let _ = writeln!(s, "| spectre_v2 | {} |", cell(&m.spectre_v2));
+    let _ = writeln!(s, "| TSC | {:.3} GHz |", m.tsc_hz / 1e9);
+    let _ = writeln!(s, "| hardware counters | {} |", cell(&m.counters));
+    let _ = writeln!(
+        s,
+        "| callpatch | {} ({}), {}, {} |\n",
+        cell(&m.callpatch_version),
+        cell(&m.git_rev),
+        cell(&m.rustc),
+        cell(&m.date)
+    );
+}
+
+const RANDOM4: Scenario = Scenario::Poly { k: 4, order: Order::Random };
+
+fn calls(s: &mut String, run: &Run, d: &Dataset) {
+    let _ = writeln!(s, "### Cycles per call\n");
+    if run.calls.is_empty() {
+        return missing(s, d, CsvFile::Calls, "call costs");
+    }
+    let unit = cycles_unit(run.timer());
+    let direct_mono = run.call("direct", &Scenario::Mono).map(|r| r.cycles_median);
+    let direct_poly = run.call("direct", &RANDOM4).map(|r| r.cycles_median);
+    let poly_base = direct_poly.or(direct_mono);
+    let _ = writeln!(
+        s,
+        "{unit} per call, median over the repeats (min in brackets); ratio = median ÷ direct call's median{}.\n",
+        if direct_poly.is_some() || direct_mono.is_none() {
+            " in the same scenario".to_string()
+        } else {
+            " (the poly-4 ratios are to the direct call's mono median: direct has no poly row)".to_string()
+        }
+    );
+    let _ =
+        writeln!(s, "| flavor | mono | ratio | ns (mono) | random poly-4 | ratio |\n|---|---:|---:|---:|---:|---:|");
+    let ratio =
+        |v: f64, base: Option<f64>| base.filter(|b| *b > 0.0).map_or("–".into(), |b| format!("{}×", sig3(v / b)));
+    for flavor in run.flavors() {
+        let mono = run.call(&flavor, &Scenario::Mono);
+        let poly = run.call(&flavor, &RANDOM4);
+        if mono.is_none() && poly.is_none() {
+            continue;
+        }
+        let show = |r: Option<&crate::report::rows::CallsRow>, base: Option<f64>| match r {
+            Some(r) => (format!("{} ({})", sig3(r.cycles_median), sig3(r.cycles_min)), ratio(r.cycles_median, base)),
+            None => ("–".into(), "–".into()),
+        };
+        let (m, mr) = show(mono, direct_mono);
+        let (p, pr) = show(poly, poly_base);
+        let ns = mono.map_or("–".into(), |r| sig3(r.ns_median));
+        let _ = writeln!(s, "| {} | {m} | {mr} | {ns} | {p} | {pr} |", cell(&flavor));
+    }
+    s.push('\n');
+}
+
+fn patch(s: &mut String, run: &Run, d: &Dataset) {
+    let _ = writeln!(s, "### Patch latency and syncs\n");
+    let protocols = run.protocols();
+    if protocols.is_empty() {
+        return missing(s, d, CsvFile::Patch, "patch measurements");
+    }
+    let sync = run.sync_ns();
+    match sync {
+        Some(ns) => {
+            let _ = writeln!(
+                s,
+                "One membarrier(SYNC_CORE) costs {} here (same run), so a protocol with 3 syncs per batch cannot finish \
+                 a batch in less than {}: at most {:.0} batches per second.\n",
+                duration_ns(ns),
+                duration_ns(3.0 * ns),
+                1e9 / (3.0 * ns)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "_The cost of one membarrier was not recorded in `patch.csv`: the 3-sync floor is unknown._\n"
+            );
+        }
+    }
+    let any_callers = run.patch.iter().any(|r| r.extra.callers.is_some());
+    let many_methods = run.patch_methods().len() > 1;
+    let any_late = run.patch.iter().any(|r| number(&r.extra.late_traps).is_some());
+    let any_fallback = run.patch.iter().any(|r| number(&r.extra.fallback).is_some());
+    let mut header = String::from("| protocol | batch |");
+    let mut rule = String::from("|---|---:|");
+    if any_callers {
+        header += " callers |";
+        rule += "---:|";
+    }
+    if many_methods {
+        header += " method |";
+        rule += "---|";
+    }
+    header += " syncs | median | min | per site | traps |";
+    rule += "---:|---:|---:|---:|---:|";
+    if any_late {
+        header += " late traps |";
+        rule += "---:|";
+    }
+    if any_fallback {
+        header += " fell back |";
+        rule += "---:|";
+    }
+    if sync.is_some() {
+        header += " ÷ 3-sync floor |";
+        rule += "---:|";
+    }
+    let _ = writeln!(s, "{header}\n{rule}");
+    for protocol in &protocols {
+        let mut rows: Vec<_> = run.patch.iter().filter(|r| &r.row.protocol == protocol).collect();
+        rows.sort_by_key(|r| (r.extra.callers(), r.extra.method().to_string(), r.row.batch));
+        for r in rows {
+            let p = &r.row;
+            let mut line = format!("| {} | {} |", cell(&p.protocol), p.batch);
+            if any_callers {
+                let _ = write!(line, " {} |", r.extra.callers());
+            }
+            if many_methods {
+                let _ = write!(line, " {} |", cell(r.extra.method()));
+            }
+            let _ = write!(
+                line,
+                " {} | {} | {} | {} | {} |",
+                p.syncs,
+                duration_ns(p.latency_ns_median),
+                duration_ns(p.latency_ns_min),
+                duration_ns(p.latency_ns_median / p.batch.max(1) as f64),
+                p.traps
+            );
+            if any_late {
+                let _ = write!(line, " {} |", number(&r.extra.late_traps).map_or("–".into(), |v| format!("{v}")));
+            }
+            if any_fallback {
+                let _ = write!(line, " {} |", number(&r.extra.fallback).map_or("–".into(), |v| format!("{v}")));
+            }
+            match sync {
+                // The floor is a 3-sync protocol's; other rows have none to compare with.
+                Some(ns) if p.syncs == 3 => {
+                    let _ = write!(line, " {:.2} |", p.latency_ns_median / (3.0 * ns));
+                }
+                Some(_) => line.push_str(" – |"),
+                None => {}
+            }
+            let _ = writeln!(s, "{line}");
+        }
+    }
+    s.push('\n');
+    for protocol in &protocols {
+        let quiet = run.patch_quiet(protocol);
+        let (Some(one), Some(big)) =
+            (quiet.iter().find(|r| r.row.batch == 1), quiet.iter().max_by_key(|r| r.row.batch))
+        else {
+            continue;
+        };
+        if big.row.batch <= 1 {
+            continue;
+        }
+        let singles = one.row.latency_ns_median * big.row.batch as f64;
+        let _ = writeln!(
+            s,
+            "- `{protocol}`: one batch of {} sites takes {}; {} single patches would take {} — {:.0}× faster batched.",
+            big.row.batch,
+            duration_ns(big.row.latency_ns_median),
+            big.row.batch,
+            duration_ns(singles),
+            singles / big.row.latency_ns_median
+        );
+    }
+    s.push('\n');
+}
+
+fn stress(s: &mut String, run: &Run, d: &Dataset) {
+    let _ = writeln!(s, "### Live patching under load (stress)\n");
+    if run.stress.is_empty() {
+        return missing(s, d, CsvFile::Stress, "stress runs");
+    }
+    let any_lost = run.stress.iter().any(|r| number(&r.extra.lost).is_some());
+    let any_late = run.stress.iter().any(|r| number(&r.extra.late_traps).is_some());
+    let _ = writeln!(
+        s,
+        "| protocol | callers | seconds | patches | calls | misdirected |{} traps |{} crashed | verdict |\n|---|---:|---:|---:|---:|---:|{}---:|{}---|---|",
+        if any_lost { " lost |" } else { "" },
+        if any_late { " late traps |" } else { "" },
+        if any_lost { "---:|" } else { "" },
+        if any_late { "---:|" } else { "" },
+    );
+    let mut failed = Vec::new();
+    let (mut calls, mut patches) = (0u64, 0u64);
+    for r in &run.stress {
+        let lost = number(&r.extra.lost).unwrap_or(0.0);
+        let ok = r.row.misdirected == 0 && !r.row.crashed && lost == 0.0;
+        if !ok {
+            failed.push(r.row.protocol.clone());
+        }
+        calls += r.row.calls;
+        patches += r.row.patches;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |{} {} |{} {} | {} |",
+            cell(&r.row.protocol),
+            r.row.callers,
+            sig3(r.row.seconds),
+            r.row.patches,
+            r.row.calls,
+            r.row.misdirected,
+            if any_lost {
+                format!(" {} |", number(&r.extra.lost).map_or("–".into(), |v| v.to_string()))
+            } else {
+                String::new()
+            },
+            r.row.traps,
+            if any_late {
+                format!(" {} |", number(&r.extra.late_traps).map_or("–".into(), |v| v.to_string()))
+            } else {
+                String::new()
+            },
+            if r.row.crashed { "yes" } else { "no" },
+            if ok { "pass" } else { "**FAIL**" }
+        );
+    }
+    if failed.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n**Verdict: pass** — {calls} calls made while {patches} patches were applied live, none misdirected, none \
+             lost, no crash.\n"
+        );
+    } else {
+        let _ = writeln!(s, "\n**Verdict: FAIL** — calls went wrong under: {}.\n", failed.join(", "));
+    }
+}
+
+fn hazard(s: &mut String, run: &Run, d: &Dataset) {
+    let _ = writeln!(s, "### Torn-write hazard (patching a line-crossing site without a protocol)\n");
+    if run.hazard.is_empty() {
+        return missing(s, d, CsvFile::Hazard, "hazard measurements");
+    }
+    let _ = writeln!(s, "| writer | patches | torn executions | per million patches |\n|---|---:|---:|---:|");
+    for r in &run.hazard {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            cell(&r.writer),
+            r.patches,
+            r.torn,
+            r.per_million().map_or("–".into(), sig3)
+        );
+    }
+    s.push('\n');
+}
+
+fn tradeoff(s: &mut String, t: &Tradeoff) {
+    let _ = writeln!(s, "### The trade-off: when does patching pay?\n");
+    if t.mechanisms.is_empty() {
+        let _ = writeln!(s, "_Not enough measurements for the model._\n");
+    } else {
+        let _ = writeln!(
+            s,
+            "A key with S = {} sites, called C times and updated P times, costs C × call + P × update.\n",
+            t.sites
+        );
+        let _ = writeln!(s, "| mechanism | per call | per update | from |\n|---|---:|---:|---|");
+        for m in &t.mechanisms {
+            let update = if m.update_measured { duration_ns(m.update_ns) } else { "– (counted as 0)".into() };
+            let _ = writeln!(s, "| {} | {} | {update} | {} |", m.name, duration_ns(m.call_ns), cell(&m.source));
+        }
+        s.push('\n');
+    }
+    for b in t.break_evens.iter().filter(|b| b.fast == "inline/bp") {
+        let line = sentence(b, t.sites);
+        if b.other == "trampoline" && matches!(b.outcome, Outcome::Above { .. }) {
+            let _ = writeln!(s, "- **{line}**");
+        } else {
+            let _ = writeln!(s, "- {line}");
+        }
+    }
+    if !t.break_evens.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nCalls per update above which the patched mechanism (row) is cheaper than the other (column):\n"
+        );
+        let _ = writeln!(s, "| | {} |\n|---|{}", BASELINES.join(" | "), "---:|".repeat(BASELINES.len()));
+        for fast in PATCHED {
+            if !t.break_evens.iter().any(|b| b.fast == fast) {
+                continue;
+            }
+            let mut line = format!("| {fast} |");
+            for other in BASELINES {
+                let v = match t.break_even(fast, other) {
+                    Some(Outcome::Above { n, .. }) => format!("> {n}"),
+                    Some(Outcome::Always) => "always".into(),
+                    Some(Outcome::Never) => "never".into(),
+                    None => "–".into(),
+                };
+                let _ = write!(line, " {v} |");
+            }
+            let _ = writeln!(s, "{line}");
+        }
+    }
+    s.push('\n');
+    for n in &t.notes {
+        let _ = writeln!(s, "- _{n}_");
+    }
+    if !t.notes.is_empty() {
+        s.push('\n');
+    }
+}
+
+fn census(s: &mut String, d: &Dataset) {
+    let _ = writeln!(s, "## Census: call sites that cross a 64-byte line\n");
+    let rows = census_rows(&d.binaries);
+    if rows.is_empty() {
+        let why = if d.has(CsvFile::Census) { "has no sites" } else { "was not found" };
+        let _ = writeln!(s, "_No census: `census.csv` {why}._\n");
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "A uniform start offset predicts {:.2}% (3/64) of rel32 fields and {:.2}% (4/64) of 5-byte calls crossing a \
+         line; the aligned-only policy would leave 3/64 of sites on the trampoline under the line rule and {:.1}% \
+         (3/8) under the 8-byte-word rule.\n",
+        THEORY_REL32 * 100.0,
+        THEORY_INSN5 * 100.0,
+        THEORY_WORD * 100.0
+    );
+    let _ = writeln!(
+        s,
+        "| binary | kind | sites | rel32 crosses | insn crosses | aligned-only fallback (line) | (word) |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    for b in &d.binaries {
+        let mut kinds: Vec<_> = b.kinds.iter().filter(|r| r.count > 0).collect();
+        kinds.sort_by_key(|r| crate::report::plots::census::KIND_ORDER.iter().position(|k| *k == r.kind).unwrap_or(99));
+        for r in kinds {
+            let pct = |v: u64| format!("{v} ({:.2}%)", 100.0 * v as f64 / r.count as f64);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                cell(&b.label),
+                cell(&r.kind),
+                r.count,
+                pct(r.cross64_rel32),
+                pct(r.cross64_insn),
+                pct(r.fallback_line),
+                pct(r.fallback_word),
+            );
+        }
+    }
+    s.push('\n');
+    let shas: Vec<String> = d
+        .binaries
+        .iter()
+        .filter(|b| !b.sha256.is_empty())
+        .map(|b| format!("`{}` sha256 `{}`", b.label, b.sha256))
+        .collect();
+    if !shas.is_empty() {
+        let _ = writeln!(s, "Binaries: {}.\n", shas.join("; "));
+    }
+}
+
+/// Ratio to direct (mono) of every flavor, one column per machine.
+fn fleet_table(s: &mut String, d: &Dataset) {
+    let runs: Vec<&Run> = d.runs.iter().filter(|r| !r.calls.is_empty()).collect();
+    if runs.len() < 2 {
+        return;
+    }
+    let mut flavors: Vec<String> = Vec::new();
+    for r in &runs {
+        for f in r.flavors() {
+            if !flavors.contains(&f) {
+                flavors.push(f);
+            }
+        }
+    }
+    crate::report::lookup::sort_by_order(&mut flavors, &crate::report::lookup::FLAVOR_ORDER);
+    let _ = writeln!(s, "## Across machines: mono call cost, ratio to a direct call\n");
+    let _ = writeln!(
+        s,
+        "| flavor |{}\n|---|{}",
+        runs.iter().map(|r| format!(" `{}` |", r.label)).collect::<String>(),
+        "---:|".repeat(runs.len())
+    );
+    for f in &flavors {
+        let mut line = format!("| {} |", cell(f));
+        for r in &runs {
+            let v = r.call(f, &Scenario::Mono).map(|c| c.cycles_median);
+            let base = r.call("direct", &Scenario::Mono).map(|c| c.cycles_median).filter(|b| *b > 0.0);
+            match (v, base) {
+                (Some(v), Some(b)) => {
+                    let _ = write!(line, " {} ({:.2}×) |", sig3(v), v / b);
+                }
+                (Some(v), None) => {
+                    let _ = write!(line, " {} |", sig3(v));
+                }
+                _ => line.push_str(" – |"),
+            }
+        }
+        let _ = writeln!(s, "{line}");
+    }
+    let _ = writeln!(s, "\nMedian cycles per call in the mono scenario (each machine's own timer, see its section).\n");
+}

@@ -1,0 +1,337 @@
+//! The trade-off behind static calls, as a cost model built only from measured numbers.
+//!
+//! A key is called C times and updated P times. With mechanism m costing `call(m)` per call and
+//! `update(m)` per update of a key with S sites, the workload costs `C·call(m) + P·update(m)`; per call
+//! that is `call(m) + update(m) / R` with R = C / P, the calls per update. A mechanism with cheaper calls
+//! and dearer updates (inline patching) beats one with dearer calls and cheaper updates (a trampoline,
+//! a function pointer) once `R > R* = (update(a) − update(b)) / (call(b) − call(a))`.
+//!
+//! Inputs, all from the CSVs of one run (plus the census for the fallback fraction):
+//! - call cost: `ns_median` of the flavor's `mono` row in `calls.csv` (between updates a key has one
+//!   target, which is the mono case);
+//! - retpoline, indirect: an update is one pointer store, which callpatch does not measure; it is drawn
+//!   as free, a bound that favours these two mechanisms;
+//! - trampoline: `bp` at batch 1 (the trampoline's `jmp`, patched as the kernel's
+//!   `__static_call_transform` does);
+//! - inline/bp, cs-prefix, aligned-only: protocol `bp`, `cs-prefix`, `aligned` at batch S (the quiet rows,
+//!   fewest concurrent callers);
+//! - aligned-only's call cost mixes trampoline and inline by its fallback fraction f: census static call
+//!   sites, else census `call rel32` sites, else the `fallback` column of `patch.csv`.
+//!
+//! A mechanism whose inputs are missing is left out with a note; no number is ever made up.
+
+use crate::report::dataset::{CensusBinary, Run};
+use crate::report::extra_columns::number;
+use crate::report::scenario::Scenario;
+
+/// Sites per key the model uses unless told otherwise.
+pub const DEFAULT_SITES: u64 = 10;
+
+/// One mechanism's measured costs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mechanism {
+    pub name: &'static str,
+    /// ns per call.
+    pub call_ns: f64,
+    /// ns per update of a key with S sites (0 when not measured, see `update_measured`).
+    pub update_ns: f64,
+    /// False for pointer-based mechanisms, whose update (one store) is not measured and counted as free.
+    pub update_measured: bool,
+    /// Where the two numbers come from, for the summary.
+    pub source: String,
+}
+
+impl Mechanism {
+    /// Cost per call, updates amortised, at `calls_per_update` calls per update.
+    pub fn cost_per_call(&self, calls_per_update: f64) -> f64 {
+        self.call_ns + self.update_ns / calls_per_update
+    }
+}
+
+/// When the mechanism with cheaper calls wins against the other.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Outcome {
+    /// Wins once calls per update exceed `ratio`; `n` = ⌊ratio⌋, so "called more than n times".
+    Above { ratio: f64, n: u64 },
+    /// Cheaper calls and no dearer updates: wins at any ratio.
+    Always,
+    /// Calls are not cheaper: never wins.
+    Never,
+}
+
+/// The break-even of `fast` (the patched mechanism) against `other`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BreakEven {
+    pub fast: &'static str,
+    pub other: &'static str,
+    pub outcome: Outcome,
+}
+
+/// The model for one run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tradeoff {
+    /// S: sites per key actually used (the bp batch size measured closest to the one asked for).
+    pub sites: u64,
+    pub mechanisms: Vec<Mechanism>,
+    pub break_evens: Vec<BreakEven>,
+    /// Why a mechanism is missing, or which choice was made.
+    pub notes: Vec<String>,
+    /// The aligned-only fallback fraction and where it comes from.
+    pub fallback: Option<(f64, String)>,
+}
+
+/// Patched mechanisms, compared against each of [`BASELINES`].
+pub const PATCHED: [&str; 3] = ["inline/bp", "cs-prefix", "aligned-only"];
+/// Mechanisms that never patch a call site.
+pub const BASELINES: [&str; 3] = ["trampoline", "indirect", "retpoline"];
+
+/// The break-even of `a` against `b` (see the module doc).
+pub fn break_even(a: &Mechanism, b: &Mechanism) -> Outcome {
+    let dc = b.call_ns - a.call_ns;
+    let du = a.update_ns - b.update_ns;
+    if dc <= 0.0 {
+        Outcome::Never
+    } else if du <= 0.0 {
+        Outcome::Always
+    } else {
+        let ratio = du / dc;
+        Outcome::Above { ratio, n: ratio.floor() as u64 }
+    }
+}
+
+/// The fraction of sites the aligned-only policy leaves on the trampoline, from the census.
+fn census_fallback(binaries: &[CensusBinary]) -> Option<(f64, String)> {
+    for (kind, what) in [("static_call_site", "static call sites"), ("call_rel32", "call rel32 sites")] {
+        let rows: Vec<_> =
+            binaries.iter().flat_map(|b| b.kinds.iter().map(move |r| (b, r))).filter(|(_, r)| r.kind == kind).collect();
+        let count: u64 = rows.iter().map(|(_, r)| r.count).sum();
+        if count == 0 {
+            continue;
+        }
+        let fallback: u64 = rows.iter().map(|(_, r)| r.fallback_line).sum();
+        let mut names: Vec<&str> = rows.iter().map(|(b, _)| b.label.as_str()).collect();
+        names.dedup();
+        let source = format!("census, {what} of {}: {fallback} of {count}", names.join(", "));
+        return Some((fallback as f64 / count as f64, source));
+    }
+    None
+}
+
+/// The bp batch size closest to `wanted` on a log scale (ties to the smaller).
+fn closest_batch(run: &Run, wanted: u64) -> Option<u64> {
+    let target = (wanted.max(1) as f64).ln();
+    run.patch_quiet("bp")
+        .iter()
+        .map(|r| r.row.batch)
+        .filter(|&b| b > 0)
+        .min_by(|&a, &b| ((a as f64).ln() - target).abs().total_cmp(&((b as f64).ln() - target).abs()).then(a.cmp(&b)))
+}
+
+/// Builds the model for `run` with keys of (about) `wanted_sites` sites.
+pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64) -> Tradeoff {
+    let mut t = Tradeoff::default();
+    let sites = closest_batch(run, wanted_sites).unwrap_or(wanted_sites);
+    if sites != wanted_sites {
+        t.notes.push(format!("S = {sites}: the bp batch size measured closest to the {wanted_sites} sites asked for."));
+    }
+    t.sites = sites;
+    // A cost that is not a positive finite number (NaN, 0) is treated as not measured.
+    let usable = |v: f64| v.is_finite() && v > 0.0;
+    let call = |flavor: &str| run.call(flavor, &Scenario::Mono).map(|r| r.ns_median).filter(|v| usable(*v));
+    let update = |protocol: &str, batch: u64| {
+        run.patch_at(protocol, batch).map(|r| r.row.latency_ns_median).filter(|v| usable(*v))
+    };
+    let missing = |t: &mut Tradeoff, name: &str, what: String| t.notes.push(format!("{name} left out: {what}."));
+
+    for (name, flavor) in [("retpoline", "retpoline"), ("indirect", "indirect")] {
+        match call(flavor) {
+            Some(c) => t.mechanisms.push(Mechanism {
+                name,
+                call_ns: c,
+                update_ns: 0.0,
+                update_measured: false,
+                source: format!("call: `{flavor}` mono; update: one pointer store, not measured, counted as free"),
+            }),
+            None => missing(&mut t, name, format!("no `{flavor}` mono row in calls.csv")),
+        }
+    }
+    let tramp_call = call("trampoline");
+    match (tramp_call, update("bp", 1)) {
+        (Some(c), Some(u)) => t.mechanisms.push(Mechanism {
+            name: "trampoline",
+            call_ns: c,
+            update_ns: u,
+            update_measured: true,
+            source: "call: `trampoline` mono; update: `bp` batch 1 (the trampoline's jmp)".into(),
+        }),
+        (None, _) => missing(&mut t, "trampoline", "no `trampoline` mono row in calls.csv".into()),
+        (_, None) => missing(&mut t, "trampoline", "no quiet `bp` batch-1 row in patch.csv".into()),
+    }
+    let inline_call = call("inline");
+    for (name, flavor, protocol) in [("inline/bp", "inline", "bp"), ("cs-prefix", "cs-inline", "cs-prefix")] {
+        match (call(flavor), update(protocol, sites)) {
+            (Some(c), Some(u)) => t.mechanisms.push(Mechanism {
+                name,
+                call_ns: c,
+                update_ns: u,
+                update_measured: true,
+                source: format!("call: `{flavor}` mono; update: `{protocol}` batch {sites}"),
+            }),
+            (None, _) => missing(&mut t, name, format!("no `{flavor}` mono row in calls.csv")),
+            (_, None) => missing(&mut t, name, format!("no quiet `{protocol}` batch-{sites} row in patch.csv")),
+        }
+    }
+    let fallback = census_fallback(binaries).or_else(|| {
+        let r = run.patch_at("aligned", sites)?;
+        let fb = number(&r.extra.fallback)?;
+        Some((fb / r.row.batch.max(1) as f64, format!("patch.csv, aligned batch {sites}: {fb} fell back")))
+    });
+    t.fallback = fallback.clone();
+    match (inline_call, tramp_call, update("aligned", sites), fallback) {
+        (Some(ci), Some(ct), Some(u), Some((f, from))) => t.mechanisms.push(Mechanism {
+            name: "aligned-only",
+            call_ns: f * ct + (1.0 - f) * ci,
+            update_ns: u,
+            update_measured: true,
+            source: format!(
+                "call: {:.2}% of sites on `trampoline`, the rest `inline` ({from}); update: `aligned` batch {sites}",
+                f * 100.0
+            ),
+        }),
+        (None, _, _, _) | (_, None, _, _) => {
+            missing(&mut t, "aligned-only", "needs both `inline` and `trampoline` mono rows in calls.csv".into())
+        }
+        (_, _, None, _) => {
+            missing(&mut t, "aligned-only", format!("no quiet `aligned` batch-{sites} row in patch.csv"))
+        }
+        (_, _, _, None) => missing(
+            &mut t,
+            "aligned-only",
+            "no measured fallback fraction (no census.csv, and no `fallback` column in patch.csv)".into(),
+        ),
+    }
+
+    for fast in PATCHED {
+        for other in BASELINES {
+            let a = t.mechanisms.iter().find(|m| m.name == fast);
+            let b = t.mechanisms.iter().find(|m| m.name == other);
+            if let (Some(a), Some(b)) = (a, b) {
+                t.break_evens.push(BreakEven { fast, other, outcome: break_even(a, b) });
+            }
+        }
+    }
+    t
+}
+
+impl Tradeoff {
+    /// The mechanism called `name`, if its inputs were all measured.
+    pub fn mechanism(&self, name: &str) -> Option<&Mechanism> {
+        self.mechanisms.iter().find(|m| m.name == name)
+    }
+
+    /// The break-even of `fast` against `other`, if both are present.
+    pub fn break_even(&self, fast: &str, other: &str) -> Option<Outcome> {
+        self.break_evens.iter().find(|b| b.fast == fast && b.other == other).map(|b| b.outcome)
+    }
+}
+
+/// The sentence the summary states for a break-even.
+pub fn sentence(b: &BreakEven, sites: u64) -> String {
+    let other = match b.other {
+        "trampoline" => "the trampoline",
+        "indirect" => "an indirect call",
+        "retpoline" => "a retpoline",
+        o => o,
+    };
+    match b.outcome {
+        Outcome::Above { n, .. } => format!(
+            "{} beats {other} once a key with {sites} sites is called more than {n} times per update on this machine.",
+            b.fast
+        ),
+        Outcome::Always => format!("{} beats {other} at any number of calls per update on this machine.", b.fast),
+        Outcome::Never => {
+            format!("{} never beats {other} on this machine: its calls are not cheaper.", b.fast)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &'static str, call_ns: f64, update_ns: f64) -> Mechanism {
+        Mechanism { name, call_ns, update_ns, update_measured: true, source: String::new() }
+    }
+
+    #[test]
+    fn break_even_is_the_crossing_of_the_two_cost_lines() {
+        let inline = m("inline/bp", 0.5, 150_000.0);
+        let tramp = m("trampoline", 0.75, 120_000.0);
+        let Outcome::Above { ratio, n } = break_even(&inline, &tramp) else { panic!() };
+        assert_eq!(ratio, 120_000.0);
+        assert_eq!(n, 120_000);
+        assert_eq!(inline.cost_per_call(ratio), tramp.cost_per_call(ratio));
+        // "more than n times": at n + 1 calls per update inline is cheaper, at n it is not.
+        assert!(inline.cost_per_call((n + 1) as f64) < tramp.cost_per_call((n + 1) as f64));
+        assert!(inline.cost_per_call(n as f64) >= tramp.cost_per_call(n as f64));
+    }
+
+    /// A run read back from synthetic CSVs (patch.csv as text in the patcher's full shape, so this
+    /// test does not depend on which columns `PatchRow` has).
+    fn run(calls: &[(&str, f64)], patches: &[(&str, u64, f64)]) -> Run {
+        use crate::report::rows::{write_csv, CallsRow};
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<CallsRow> = calls
+            .iter()
+            .map(|&(flavor, ns)| CallsRow {
+                machine_id: "m".into(),
+                flavor: flavor.into(),
+                scenario: "mono".into(),
+                param: String::new(),
+                unroll: 1,
+                repeats: 1,
+                cycles_min: ns,
+                cycles_median: ns,
+                cycles_p90: ns,
+                ns_median: ns,
+                instructions: String::new(),
+                branch_misses: String::new(),
+                timer: "tsc-ref-cycles".into(),
+            })
+            .collect();
+        write_csv(&dir.path().join("calls.csv"), &rows).unwrap();
+        let mut text = String::from(
+            "machine_id,protocol,batch,syncs,latency_ns_min,latency_ns_median,traps,callers,method,sync_ns,fallback,late_traps\n",
+        );
+        for (protocol, batch, ns) in patches {
+            text += &format!("m,{protocol},{batch},3,{ns},{ns},0,0,alias,20000,0,0\n");
+        }
+        std::fs::write(dir.path().join("patch.csv"), text).unwrap();
+        let mut data = crate::report::dataset::load(&[dir.path().to_path_buf()]).unwrap();
+        data.runs.remove(0)
+    }
+
+    #[test]
+    fn model_uses_the_closest_measured_batch_and_skips_unusable_numbers() {
+        let r = run(
+            &[("trampoline", 1.5), ("inline", 1.0), ("indirect", f64::NAN)],
+            &[("bp", 1, 64_000.0), ("bp", 8, 66_000.0), ("bp", 100, 80_000.0)],
+        );
+        let t = model(&r, &[], 10);
+        assert_eq!(t.sites, 8);
+        assert!(t.notes.iter().any(|n| n.starts_with("S = 8:")), "{:?}", t.notes);
+        assert_eq!(t.mechanism("inline/bp").unwrap().update_ns, 66_000.0);
+        assert!(t.mechanism("indirect").is_none(), "NaN cost is not a measurement");
+        assert_eq!(t.break_even("inline/bp", "trampoline"), Some(Outcome::Above { ratio: 4000.0, n: 4000 }));
+        assert!(t.notes.iter().any(|n| n.starts_with("aligned-only left out")), "{:?}", t.notes);
+    }
+
+    #[test]
+    fn fractional_break_even_floors() {
+        let a = m("inline/bp", 1.0, 1000.0);
+        let b = m("indirect", 4.0, 0.0);
+        assert_eq!(break_even(&a, &b), Outcome::Above { ratio: 1000.0 / 3.0, n: 333 });
+        assert_eq!(break_even(&b, &a), Outcome::Never);
+        assert_eq!(break_even(&m("x", 1.0, 0.0), &b), Outcome::Always);
+    }
+}
