@@ -89,6 +89,15 @@ impl Key {
     }
 }
 
+/// The key at `addr`.
+///
+/// # Safety
+/// `addr` is the address of a `StaticCall` static (as every site table entry records).
+pub(crate) unsafe fn key_at(addr: usize) -> &'static Key {
+    // SAFETY: a `StaticCall` is `repr(C)` with its `Key` at offset 0, and statics live forever.
+    unsafe { &*(addr as *const Key) }
+}
+
 /// A static call key: see `static_call!`. `D` is the key's marker type.
 #[repr(C)]
 #[derive(Debug)]

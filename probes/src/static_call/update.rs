@@ -41,18 +41,20 @@ impl Backend {
     }
 }
 
-/// Why an update failed. The key then still has its previous target.
+/// Why an update failed. When the patcher refused before writing, the key keeps its previous target;
+/// after a failed write, each site calls the old or the new target.
 #[derive(Debug, Error)]
 pub enum UpdateError {
     /// The patcher refused or failed the batch.
-    #[error("static call {key}: patching its trampoline and {sites} sites failed: {reason}")]
+    #[error("static call {key}: patching its trampoline and {sites} sites failed: {source}")]
     Patch {
         /// The key's name.
         key: &'static str,
-        /// Sites in the batch.
+        /// Sites of the key.
         sites: usize,
         /// The patcher's error.
-        reason: String,
+        #[source]
+        source: crate::patch::PatchError,
     },
 }
 
