@@ -145,10 +145,7 @@ fn two_keys_on_one_page_updated_concurrently_lose_no_update() {
     let page = page_size();
     let pages_a: Vec<usize> = PAGE_A.sites().iter().map(|s| s.addr() / page).collect();
     assert_eq!(pages_a.len(), 3);
-    assert!(
-        PAGE_B.sites().iter().any(|s| pages_a.contains(&(s.addr() / page))),
-        "the two keys' sites share a page"
-    );
+    assert!(PAGE_B.sites().iter().any(|s| pages_a.contains(&(s.addr() / page))), "the two keys' sites share a page");
     const ROUNDS: usize = 2000;
     let go = Barrier::new(2);
     std::thread::scope(|s| {

@@ -107,7 +107,10 @@ fn sites_are_found_and_patched_through_init_update_and_disable() {
     let backend = static_call::init();
     if backend == Backend::Generic {
         // Only on a kernel without SYNC_CORE membarrier or a text that mprotect cannot open.
-        eprintln!("inline patching unavailable here: {:?}; generic backend checked by static_call_generic", static_call::status().generic_reason);
+        eprintln!(
+            "inline patching unavailable here: {:?}; generic backend checked by static_call_generic",
+            static_call::status().generic_reason
+        );
         return;
     }
     let status = static_call::status();

@@ -82,7 +82,11 @@ pub(super) fn init(state: &mut State) -> Result<(), String> {
         let target = key.target();
         let head = trampoline_head(key).ok_or_else(|| format!("trampoline of {} is not a jmp", key.name()))?;
         batch.push(SitePatch { addr: key.trampoline(), old: head, new: patched_insn(target) });
-        batch.extend(sites.iter().map(|s| SitePatch { addr: s.addr(), old: Insn::Call(key.trampoline()), new: site_insn(target) }));
+        batch.extend(sites.iter().map(|s| SitePatch {
+            addr: s.addr(),
+            old: Insn::Call(key.trampoline()),
+            new: site_insn(target),
+        }));
     }
     probe_writable(&TextWriter::new(WriteMethod::Mprotect), &batch)?;
     match text_poke_bp(&TextWriter::new(WriteMethod::Mprotect), &batch) {
