@@ -9,8 +9,10 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use callpatch_probes::{static_call, static_call_update};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use callpatch_probes::static_call;
+use callpatch_probes::static_call::{Definition, StaticCall};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 
 /// Calls per iteration: a dependent chain, unrolled by `rep64!` in every variant (no loop overhead).
 const CHAIN: usize = 64;
@@ -282,33 +284,33 @@ fn sites_1000(mut x: u64) -> u64 {
     x
 }
 
+/// One update-cost case: `sites` runs once (its sites are linked and live), the key must hold `n` sites,
+/// then each iteration flips the key between two targets.
+fn bench_update<D: Definition<Sig = fn(u64) -> u64>>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    key: &'static StaticCall<D>,
+    n: usize,
+    sites: fn(u64) -> u64,
+) {
+    black_box(sites(black_box(1)));
+    assert_eq!(key.sites().len(), n, "{name}: sites of {} in the site table", key.name());
+    let mut flip = false;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            flip = !flip;
+            if flip { key.update(body1) } else { key.update(body0) }.unwrap()
+        })
+    });
+}
+
 fn update_cost(c: &mut Criterion) {
     let backend = callpatch_probes::static_call::init();
     let mut g = c.benchmark_group(format!("update ({})", backend.name()));
     g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    let cases: [(&str, usize, fn(u64) -> u64, &dyn Fn(bool)); 3] = [
-        ("1 site", 1, sites_1, &|flip| {
-            if flip { static_call_update!(U1, body1) } else { static_call_update!(U1, body0) }.unwrap()
-        }),
-        ("100 sites", 100, sites_100, &|flip| {
-            if flip { static_call_update!(U100, body1) } else { static_call_update!(U100, body0) }.unwrap()
-        }),
-        ("1000 sites", 1000, sites_1000, &|flip| {
-            if flip { static_call_update!(U1000, body1) } else { static_call_update!(U1000, body0) }.unwrap()
-        }),
-    ];
-    for (name, n, sites_fn, update) in cases {
-        black_box(sites_fn(black_box(1)));
-        let found = [U1.sites().len(), U100.sites().len(), U1000.sites().len()];
-        assert!(found.contains(&n), "{name}: the site table holds {found:?} sites for the three keys");
-        let mut flip = false;
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                flip = !flip;
-                update(flip)
-            })
-        });
-    }
+    bench_update(&mut g, "1 site", &U1, 1, sites_1);
+    bench_update(&mut g, "100 sites", &U100, 100, sites_100);
+    bench_update(&mut g, "1000 sites", &U1000, 1000, sites_1000);
     g.finish();
 }
 

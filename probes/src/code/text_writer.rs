@@ -182,7 +182,7 @@ impl TextWriter {
 
     /// Stores 8 bytes at an 8-byte-aligned `addr` with one `mov qword` (atomic on every x86-64).
     pub fn store_u64_atomic(&self, addr: usize, value: u64) -> io::Result<()> {
-        if addr % 8 != 0 {
+        if !addr.is_multiple_of(8) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{addr:#x} is not 8-byte aligned")));
         }
         self.store_with(addr, 8, |dst| {

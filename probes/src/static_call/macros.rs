@@ -91,6 +91,37 @@ macro_rules! static_call {
 /// ```
 /// The target is a fn item or a closure that captures nothing, of the key's exact fn type (checked at
 /// compile time). Returns `Result<(), UpdateError>`; see [`StaticCall::update`](crate::static_call::StaticCall::update).
+///
+/// What does not compile — a target of another signature:
+/// ```compile_fail,E0631
+/// # use callpatch_probes::{static_call, static_call_update};
+/// fn f(x: u64) -> u64 { x }
+/// fn g(x: u32) -> u64 { x as u64 }
+/// static_call! { static K: fn(u64) -> u64 = f; }
+/// static_call_update!(K, g).unwrap();
+/// ```
+/// `None` for a key not declared `Option<fn(..)>`:
+/// ```compile_fail,E0277
+/// # use callpatch_probes::{static_call, static_call_update};
+/// fn f(x: u64) -> u64 { x }
+/// static_call! { static K: fn(u64) -> u64 = f; }
+/// static_call_update!(K, None).unwrap();
+/// ```
+/// A closure that captures (the site's shim has nowhere to find the captures):
+/// ```compile_fail,E0080
+/// # use callpatch_probes::{static_call, static_call_update};
+/// fn f(x: u64) -> u64 { x }
+/// static_call! { static K: fn(u64) -> u64 = f; }
+/// let n = 5u64;
+/// static_call_update!(K, move |x: u64| x + n).unwrap();
+/// ```
+/// A call with the wrong arguments:
+/// ```compile_fail,E0308
+/// # use callpatch_probes::static_call;
+/// fn f(x: u64) -> u64 { x }
+/// static_call! { static K: fn(u64) -> u64 = f; }
+/// static_call!(K(1, 2));
+/// ```
 #[macro_export]
 macro_rules! static_call_update {
     ($($key:ident)::+, None $(,)?) => {

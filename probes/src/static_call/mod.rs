@@ -31,14 +31,32 @@
 //! the process; the site macros contain `unsafe` blocks (they emit `asm!`), so a crate that forbids
 //! `unsafe_code` cannot use them.
 //!
-//! ```ignore
-//! use callpatch_probes::{static_call, static_call_update};
-//! fn plain(x: u64) -> u64 { x }
-//! fn mixed(x: u64) -> u64 { x.wrapping_mul(0x9e37_79b9_7f4a_7c15) }
-//! static_call! { pub static HASH: fn(u64) -> u64 = plain; }
-//! let a = static_call!(HASH(7));
-//! static_call_update!(HASH, mixed).unwrap();
 //! ```
+//! use callpatch_probes::{static_call, static_call_update};
+//!
+//! fn plain(x: u64) -> u64 {
+//!     x
+//! }
+//! fn mixed(x: u64) -> u64 {
+//!     x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+//! }
+//! static_call! {
+//!     /// The hash back-end.
+//!     pub static HASH: fn(u64) -> u64 = plain;
+//!     /// An optional hook: a disabled hook's calls return 0.
+//!     pub static HOOK: Option<fn(u64) -> u64> = None;
+//! }
+//!
+//! assert_eq!(static_call!(HASH(7)), 7);
+//! static_call_update!(HASH, mixed).unwrap();
+//! assert_eq!(static_call!(HASH(7)), mixed(7));
+//! assert_eq!(static_call!(HOOK(7)), 0);
+//! static_call_update!(HOOK, |x: u64| x + 1).unwrap();
+//! assert_eq!(static_call!(HOOK(7)), 8);
+//! ```
+//!
+//! `use callpatch_probes::{static_call, static_call_update};` imports this module and both macros (a
+//! macro and a module live in different namespaces).
 
 pub mod abi;
 mod inline;
