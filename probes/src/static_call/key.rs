@@ -109,14 +109,21 @@ pub struct StaticCall<D> {
 impl<D: Definition> StaticCall<D> {
     #[doc(hidden)]
     /// Used by `static_call!`: a key whose default target is `f`.
-    pub const fn __new<F: Target<D::Sig>>(name: &'static str, f: F) -> Self {
+    ///
+    /// # Safety
+    /// Only for the one `static` named like `D`, whose address `D::trampoline` reads: another key of
+    /// the same `D` would patch `D`'s trampoline.
+    pub const unsafe fn __new<F: Target<D::Sig>>(name: &'static str, f: F) -> Self {
         let _witness = f;
         Self::with_current(name, F::SHIM)
     }
 
     #[doc(hidden)]
     /// Used by `static_call!`: a nullable key that starts disabled.
-    pub const fn __new_none(name: &'static str) -> Self
+    ///
+    /// # Safety
+    /// As for [`Self::__new`].
+    pub const unsafe fn __new_none(name: &'static str) -> Self
     where
         D: Nullable,
     {

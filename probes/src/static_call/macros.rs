@@ -42,10 +42,13 @@ macro_rules! static_call {
         $($more:tt)*
     ) => {
         $(#[$attr])*
-        $vis static $name: $crate::static_call::StaticCall<$name> = $crate::static_call::StaticCall::__new(
-            ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
-            $default,
-        );
+        // SAFETY: this is the one key of the marker type `$name`.
+        $vis static $name: $crate::static_call::StaticCall<$name> = unsafe {
+            $crate::static_call::StaticCall::__new(
+                ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
+                $default,
+            )
+        };
         $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, 0);
         $crate::static_call! { $($more)* }
     };
@@ -55,9 +58,14 @@ macro_rules! static_call {
         $($more:tt)*
     ) => {
         $(#[$attr])*
-        $vis static $name: $crate::static_call::StaticCall<$name> = $crate::static_call::StaticCall::__new_none(
-            ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
-        );
+        // SAFETY: this is the one key of the marker type `$name`.
+        $vis static $name: $crate::static_call::StaticCall<$name> = unsafe {
+            $crate::static_call::StaticCall::__new_none(::core::concat!(
+                ::core::module_path!(),
+                "::",
+                ::core::stringify!($name)
+            ))
+        };
         $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, 1);
         $crate::static_call! { $($more)* }
     };
@@ -67,10 +75,13 @@ macro_rules! static_call {
         $($more:tt)*
     ) => {
         $(#[$attr])*
-        $vis static $name: $crate::static_call::StaticCall<$name> = $crate::static_call::StaticCall::__new(
-            ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
-            $default,
-        );
+        // SAFETY: this is the one key of the marker type `$name`.
+        $vis static $name: $crate::static_call::StaticCall<$name> = unsafe {
+            $crate::static_call::StaticCall::__new(
+                ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
+                $default,
+            )
+        };
         $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, 1);
         $crate::static_call! { $($more)* }
     };

@@ -97,7 +97,9 @@ signatures! {
     6: shim6(a0: A0, a1: A1, a2: A2, a3: A3, a4: A4, a5: A5);
 }
 
-/// The shim address of `f` for signature `S` (what a site calls once patched to `f`).
+/// The shim address of `f` for signature `S` (what a site calls once patched to `f`). A shim is a
+/// generic instance, so without shared generics (release builds) each crate that names it has its own
+/// copy: compare with a key's [`target`](super::Key::target) rather than with a `shim_of` from another crate.
 pub fn shim_of<S: Signature, F: Target<S>>(f: F) -> usize {
     let _witness = f;
     F::SHIM as usize

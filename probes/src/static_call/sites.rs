@@ -7,7 +7,9 @@
 //! entries of every crate of the program — and is flagged `R` (`SHF_GNU_RETAIN`), so `--gc-sections`
 //! keeps it and, through its relocations, every function that contains a site. An entry comes from the
 //! `asm!` block itself, so LLVM keeps one entry per copy of the site that survives optimisation (inlining
-//! or unrolling may copy a use; each copy is a real site) and none for code it deleted.
+//! or unrolling may copy a use; each copy is a real site) and none for code it deleted; two functions
+//! that became identical may be merged, and then one site serves both uses. A site is machine code,
+//! not a source location.
 
 use crate::code::insn::REL32_LEN;
 use crate::code::{decode, Insn};
