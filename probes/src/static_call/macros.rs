@@ -32,7 +32,7 @@
 /// static_call!(crate::hooks::HOOK(n));
 /// ```
 /// Arguments and results are integers, `bool`, `char` or raw pointers, at most six arguments (see
-/// [`static_call::abi`](crate::static_call::abi)). Change the target with [`static_call_update!`].
+/// [`static_call::abi`](crate::static_call::abi)). Change the target with [`static_call_update!`](crate::static_call_update).
 #[macro_export]
 macro_rules! static_call {
     () => {};
