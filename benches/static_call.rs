@@ -1,2 +1,322 @@
-//! `cargo bench --bench static_call` — placeholder until its issue lands.
-fn main() {}
+//! `cargo bench --bench static_call` — one call through `static_call!` against the other ways to make
+//! it: a direct call, a `fn` pointer, `&dyn Trait`, and an `enum` match; monomorphic (one target) and
+//! polymorphic (four targets in a fixed random order); plus the cost of one update of a key with 1,
+//! 100 and 1000 sites. Every variant makes exactly one call per operation into a function whose body is
+//! the same few arithmetic instructions, in a dependent chain of 64 calls per iteration (criterion reports
+//! time per call). `CALLPATCH_STATIC_CALL=generic` measures the generic (unpatched) backend instead.
+//! `cargo bench --bench static_call -- --test` runs each once (CI).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use callpatch_probes::static_call;
+use callpatch_probes::static_call::{Definition, StaticCall};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+
+/// Calls per iteration: a dependent chain, unrolled by `rep64!` in every variant (no loop overhead).
+const CHAIN: usize = 64;
+
+/// Repeats its body 8, 64, 10, 100 or 1000 times (a repeated `static_call!` is one more site each time).
+macro_rules! rep8 {
+    ($($t:tt)*) => { $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* };
+}
+macro_rules! rep64 {
+    ($($t:tt)*) => { rep8!(rep8!($($t)*);); };
+}
+macro_rules! rep10 {
+    ($($t:tt)*) => { $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* };
+}
+macro_rules! rep100 {
+    ($($t:tt)*) => { rep10!(rep10!($($t)*);); };
+}
+macro_rules! rep1000 {
+    ($($t:tt)*) => { rep10!(rep100!($($t)*);); };
+}
+
+/// The work of a target: a few dependent arithmetic instructions, distinct per target.
+#[inline(always)]
+fn work(x: u64, k: u64) -> u64 {
+    (x ^ k).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17)
+}
+fn body0(x: u64) -> u64 {
+    work(x, 0)
+}
+fn body1(x: u64) -> u64 {
+    work(x, 1)
+}
+fn body2(x: u64) -> u64 {
+    work(x, 2)
+}
+fn body3(x: u64) -> u64 {
+    work(x, 3)
+}
+
+// What a direct call, a fn pointer and an enum arm call: real functions, never inlined into the caller
+// (a static call reaches the same body inlined into its shim: one call either way).
+#[inline(never)]
+fn direct0(x: u64) -> u64 {
+    body0(x)
+}
+#[inline(never)]
+fn direct1(x: u64) -> u64 {
+    body1(x)
+}
+#[inline(never)]
+fn direct2(x: u64) -> u64 {
+    body2(x)
+}
+#[inline(never)]
+fn direct3(x: u64) -> u64 {
+    body3(x)
+}
+const DIRECT: [fn(u64) -> u64; 4] = [direct0, direct1, direct2, direct3];
+
+trait Op {
+    fn apply(&self, x: u64) -> u64;
+}
+struct Op0;
+struct Op1;
+struct Op2;
+struct Op3;
+impl Op for Op0 {
+    fn apply(&self, x: u64) -> u64 {
+        body0(x)
+    }
+}
+impl Op for Op1 {
+    fn apply(&self, x: u64) -> u64 {
+        body1(x)
+    }
+}
+impl Op for Op2 {
+    fn apply(&self, x: u64) -> u64 {
+        body2(x)
+    }
+}
+impl Op for Op3 {
+    fn apply(&self, x: u64) -> u64 {
+        body3(x)
+    }
+}
+const OPS: [&dyn Op; 4] = [&Op0, &Op1, &Op2, &Op3];
+
+#[derive(Clone, Copy)]
+enum Which {
+    W0,
+    W1,
+    W2,
+    W3,
+}
+const WHICH: [Which; 4] = [Which::W0, Which::W1, Which::W2, Which::W3];
+
+#[inline(always)]
+fn by_enum(w: Which, x: u64) -> u64 {
+    match w {
+        Which::W0 => direct0(x),
+        Which::W1 => direct1(x),
+        Which::W2 => direct2(x),
+        Which::W3 => direct3(x),
+    }
+}
+
+static_call! {
+    static MONO: fn(u64) -> u64 = body0;
+    static P0: fn(u64) -> u64 = body0;
+    static P1: fn(u64) -> u64 = body1;
+    static P2: fn(u64) -> u64 = body2;
+    static P3: fn(u64) -> u64 = body3;
+}
+
+/// A fixed pseudo-random sequence of target indices (xorshift), the same for every variant.
+fn pattern() -> Vec<usize> {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    (0..4096)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 32) as usize & 3
+        })
+        .collect()
+}
+
+fn mono(c: &mut Criterion) {
+    let backend = callpatch_probes::static_call::init();
+    let mut g = c.benchmark_group("call/mono");
+    g.throughput(Throughput::Elements(CHAIN as u64));
+    g.bench_function(format!("static_call ({})", backend.name()), |b| {
+        b.iter(|| {
+            let mut x = black_box(1u64);
+            rep64!(x = static_call!(MONO(x)););
+            x
+        })
+    });
+    g.bench_function("direct", |b| {
+        b.iter(|| {
+            let mut x = black_box(1u64);
+            rep64!(x = direct0(x););
+            x
+        })
+    });
+    g.bench_function("fn pointer", |b| {
+        let f = black_box(DIRECT[0]);
+        b.iter(|| {
+            let mut x = black_box(1u64);
+            rep64!(x = f(x););
+            x
+        })
+    });
+    g.bench_function("dyn Trait", |b| {
+        let op = black_box(OPS[0]);
+        b.iter(|| {
+            let mut x = black_box(1u64);
+            rep64!(x = op.apply(x););
+            x
+        })
+    });
+    g.bench_function("enum match", |b| {
+        let w = black_box(WHICH[0]);
+        b.iter(|| {
+            let mut x = black_box(1u64);
+            rep64!(x = by_enum(w, x););
+            x
+        })
+    });
+    g.finish();
+}
+
+fn poly(c: &mut Criterion) {
+    let backend = callpatch_probes::static_call::init();
+    let pat = pattern();
+    let mut g = c.benchmark_group("call/poly-4");
+    g.throughput(Throughput::Elements(CHAIN as u64));
+    // Each variant walks the same index sequence; `at` carries over between iterations.
+    g.bench_function(format!("static_call ({})", backend.name()), |b| {
+        let mut at = 0;
+        b.iter(|| {
+            let mut x = black_box(1u64);
+            rep64!(
+                x = match pat[at] {
+                    0 => static_call!(P0(x)),
+                    1 => static_call!(P1(x)),
+                    2 => static_call!(P2(x)),
+                    _ => static_call!(P3(x)),
+                };
+                at = (at + 1) & 4095;
+            );
+            x
+        })
+    });
+    g.bench_function("direct", |b| {
+        let mut at = 0;
+        b.iter(|| {
+            let mut x = black_box(1u64);
+            rep64!(
+                x = match pat[at] {
+                    0 => direct0(x),
+                    1 => direct1(x),
+                    2 => direct2(x),
+                    _ => direct3(x),
+                };
+                at = (at + 1) & 4095;
+            );
+            x
+        })
+    });
+    g.bench_function("fn pointer", |b| {
+        let fs = black_box(DIRECT);
+        let mut at = 0;
+        b.iter(|| {
+            let mut x = black_box(1u64);
+            rep64!(
+                x = fs[pat[at]](x);
+                at = (at + 1) & 4095;
+            );
+            x
+        })
+    });
+    g.bench_function("dyn Trait", |b| {
+        let ops = black_box(OPS);
+        let mut at = 0;
+        b.iter(|| {
+            let mut x = black_box(1u64);
+            rep64!(
+                x = ops[pat[at]].apply(x);
+                at = (at + 1) & 4095;
+            );
+            x
+        })
+    });
+    g.bench_function("enum match", |b| {
+        let ws = black_box(WHICH);
+        let mut at = 0;
+        b.iter(|| {
+            let mut x = black_box(1u64);
+            rep64!(
+                x = by_enum(ws[pat[at]], x);
+                at = (at + 1) & 4095;
+            );
+            x
+        })
+    });
+    g.finish();
+}
+
+static_call! {
+    static U1: fn(u64) -> u64 = body0;
+    static U100: fn(u64) -> u64 = body0;
+    static U1000: fn(u64) -> u64 = body0;
+}
+
+#[inline(never)]
+fn sites_1(x: u64) -> u64 {
+    static_call!(U1(x))
+}
+#[inline(never)]
+fn sites_100(mut x: u64) -> u64 {
+    rep100!(x = static_call!(U100(x)););
+    x
+}
+#[inline(never)]
+fn sites_1000(mut x: u64) -> u64 {
+    rep1000!(x = static_call!(U1000(x)););
+    x
+}
+
+/// One update-cost case: `sites` runs once (its sites are linked and live), the key must hold `n` sites,
+/// then each iteration flips the key between two targets.
+fn bench_update<D: Definition<Sig = fn(u64) -> u64>>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    key: &'static StaticCall<D>,
+    n: usize,
+    sites: fn(u64) -> u64,
+) {
+    black_box(sites(black_box(1)));
+    assert_eq!(key.sites().len(), n, "{name}: sites of {} in the site table", key.name());
+    let mut flip = false;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            flip = !flip;
+            if flip { key.update(body1) } else { key.update(body0) }.unwrap()
+        })
+    });
+}
+
+fn update_cost(c: &mut Criterion) {
+    let backend = callpatch_probes::static_call::init();
+    let mut g = c.benchmark_group(format!("update ({})", backend.name()));
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    bench_update(&mut g, "1 site", &U1, 1, sites_1);
+    bench_update(&mut g, "100 sites", &U100, 100, sites_100);
+    bench_update(&mut g, "1000 sites", &U1000, 1000, sites_1000);
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = mono, poly, update_cost
+}
+criterion_main!(benches);

@@ -3,7 +3,7 @@
 //! - [`code`]: executable memory (arena), the text writer, and site instruction encoding.
 //! - [`measure`]: pinned, fenced timing with the U/2U unroll subtraction, and perf counters.
 //! - [`patch`]: the live patcher — bp (int3), cs-prefix, aligned-only and naive protocols.
-//! - [`static_call`]: the kernel's static call API for Rust programs.
+//! - [`static_call`](mod@static_call): the kernel's static call API for Rust programs.
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!(

@@ -167,15 +167,22 @@ impl TextWriter {
                 format!("a 4-byte store at {addr:#x} crosses a cache line and would not be atomic"),
             ));
         }
+        self.store_u32(addr, value)
+    }
+
+    /// Stores 4 bytes at `addr` with one `mov dword` instruction, wherever it lands. Across a cache line
+    /// the hardware performs it as two stores that another core can observe apart: the torn writer of
+    /// the hazard experiment. Use [`TextWriter::store_u32_atomic`] for patching.
+    pub fn store_u32(&self, addr: usize, value: u32) -> io::Result<()> {
         self.store_with(addr, 4, |dst| {
-            // SAFETY: `dst` is writable for 4 bytes (see `store_with`); one `mov` is the atomic store.
+            // SAFETY: `dst` is writable for 4 bytes (see `store_with`); one `mov dword` stores them.
             unsafe { core::arch::asm!("mov dword ptr [{p}], {v:e}", p = in(reg) dst, v = in(reg) value, options(nostack, preserves_flags)) }
         })
     }
 
     /// Stores 8 bytes at an 8-byte-aligned `addr` with one `mov qword` (atomic on every x86-64).
     pub fn store_u64_atomic(&self, addr: usize, value: u64) -> io::Result<()> {
-        if addr % 8 != 0 {
+        if !addr.is_multiple_of(8) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{addr:#x} is not 8-byte aligned")));
         }
         self.store_with(addr, 8, |dst| {

@@ -1,0 +1,54 @@
+//! `bp`: the kernel's `text_poke_bp` batch protocol (arch/x86/kernel/alternative.c), in user space.
+//!
+//! Hardware fact: another core may be executing, or have fetched, any byte of a site while we store
+//! to it, and stores of several bytes are not seen atomically by instruction fetch. A one-byte store
+//! is. So byte 0 is first made `int3` (a thread that reaches the site now traps and the handler
+//! emulates the new instruction), then the body changes behind that guard, then byte 0 completes the
+//! new instruction. A sync between steps makes every core see one step before the next begins.
+//! Three syncs per batch, however many sites.
+
+use super::table::{self, Action, Phase};
+use super::validate::Planned;
+use super::{sync_cores, write, PatchError, Step};
+use crate::code::insn::INT3;
+use crate::code::{Insn, TextWriter};
+
+/// What bp cannot do: change a site's length (checked by validation for every protocol).
+pub(crate) fn accept(_old: Insn, _new: Insn) -> Option<&'static str> {
+    None
+}
+
+/// Runs the three steps on a validated, sorted, disjoint batch; returns the syncs used.
+pub(crate) fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
+    // 0. Publish: from now on a trap at any of these sites emulates its new instruction.
+    let slots = table::registry().slots(plan.iter().map(|p| p.addr));
+    for (p, slot) in plan.iter().zip(&slots) {
+        slot.set(Action::Emulate(p.new), Phase::Int3);
+    }
+    // 1. int3 on byte 0 of every site; sync so that no core can start the old instruction any more.
+    for p in plan {
+        write(writer, p.addr, &[INT3])?;
+    }
+    sync_cores()?;
+    on_step(Step::Int3Placed);
+    // 2. The new bytes 1..n-1, hidden behind the int3; sync so every core sees the whole new body.
+    for p in plan {
+        write(writer, p.addr + 1, &p.new_bytes[1..])?;
+    }
+    sync_cores()?;
+    for slot in &slots {
+        slot.set_phase(Phase::BodyReady);
+    }
+    on_step(Step::BodyWritten);
+    // 3. The new byte 0 completes each site; sync so no core still sees the int3.
+    for p in plan {
+        write(writer, p.addr, &p.new_bytes[..1])?;
+    }
+    sync_cores()?;
+    // Traps already taken but not yet handled are late now; their slots stay valid for them.
+    for slot in &slots {
+        slot.set_phase(Phase::Idle);
+    }
+    on_step(Step::Finished);
+    Ok(3)
+}

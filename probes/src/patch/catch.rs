@@ -1,0 +1,74 @@
+//! Catch zones: `int3`-filled code memory where a misdirected call is counted instead of crashing.
+//!
+//! The stress and hazard experiments place their targets inside memory that is `cc` everywhere else
+//! (the arena fills unwritten bytes with `int3`). A call that goes somewhere wrong — a torn rel32, a
+//! half-written site — lands on an `int3`; the SIGTRAP handler finds the address in a zone, adds one to
+//! the caller's tally and returns to the caller as `ret` would (the wrong call pushed a return address).
+//!
+//! Register convention (the experiments' generated callers keep it): while a caller runs zone code,
+//! `rdi` points at its counter block and the tally is the `u64` at `rdi + tally_offset`. Zones are a
+//! fixed array of atomics so the handler neither locks nor allocates.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+const MAX_ZONES: usize = 64;
+
+struct Zone {
+    /// First address; 0 = free entry. Stored last on registration, cleared first on removal.
+    start: AtomicUsize,
+    end: AtomicUsize,
+    tally_offset: AtomicUsize,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const FREE: Zone = Zone { start: AtomicUsize::new(0), end: AtomicUsize::new(0), tally_offset: AtomicUsize::new(0) };
+static ZONES: [Zone; MAX_ZONES] = [FREE; MAX_ZONES];
+static REGISTER: Mutex<()> = Mutex::new(());
+
+/// A registered zone; dropping it unregisters the zone.
+#[derive(Debug)]
+pub struct CatchZone {
+    index: usize,
+}
+
+impl CatchZone {
+    /// Registers `[start, start+len)`: an `int3` executed there (and not a patch site in flight) adds
+    /// one to the `u64` at `rdi + tally_offset` and returns to the caller. `None` when all
+    /// [`MAX_ZONES`] entries are taken. Only register code that callers keeping the convention run.
+    pub fn register(start: usize, len: usize, tally_offset: usize) -> Option<CatchZone> {
+        assert!(start != 0 && len > 0, "a catch zone needs a real address range");
+        let _g = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
+        let index = ZONES.iter().position(|z| z.start.load(Ordering::SeqCst) == 0)?;
+        let z = &ZONES[index];
+        z.end.store(start + len, Ordering::SeqCst);
+        z.tally_offset.store(tally_offset, Ordering::SeqCst);
+        z.start.store(start, Ordering::SeqCst);
+        Some(CatchZone { index })
+    }
+}
+
+impl Drop for CatchZone {
+    fn drop(&mut self) {
+        let _g = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
+        ZONES[self.index].start.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Handler side: if `addr` (the `int3`'s address) is in a zone, counts it via `rdi` and emulates
+/// `ret` on the interrupted context. Async-signal-safe: atomics, two stores to the caller's memory.
+pub(crate) fn catch(addr: usize, regs: &mut super::trap::Regs) -> bool {
+    for z in &ZONES {
+        let start = z.start.load(Ordering::SeqCst);
+        if start == 0 || addr < start || addr >= z.end.load(Ordering::SeqCst) {
+            continue;
+        }
+        let tally = regs.rdi() + z.tally_offset.load(Ordering::SeqCst);
+        // SAFETY: by the zone's register convention `rdi` points at the caller's counter block; the
+        // caller thread is the one interrupted, so nothing else writes this word now.
+        unsafe { std::ptr::write_volatile(tally as *mut u64, std::ptr::read_volatile(tally as *const u64) + 1) };
+        regs.emulate_ret();
+        return true;
+    }
+    false
+}

@@ -1,0 +1,54 @@
+//! `cs-prefix`: sites are `2e e8 rel32` (a `call` with a no-op `cs` prefix), so byte 0 can park an
+//! `int3` while the `call` itself starts at byte 1.
+//!
+//! Steps: `cc` over the prefix, sync; the new rel32, sync; `2e` back, sync. A thread that traps on the
+//! prefix waits in the handler until the rel32 is whole and synced, then resumes at `site + 1`, the
+//! plain `call`: no instruction is emulated, the CPU executes the real new call. Three syncs per batch.
+
+use super::table::{self, Action, Phase};
+use super::validate::Planned;
+use super::{sync_cores, write, PatchError, Step};
+use crate::code::insn::{CS_PREFIX, INT3};
+use crate::code::{Insn, TextWriter};
+
+/// Only `cs call` → `cs call` changes keep the prefix and the call opcode in place.
+pub(crate) fn accept(old: Insn, new: Insn) -> Option<&'static str> {
+    match (old, new) {
+        (Insn::CsCall(_), Insn::CsCall(_)) => None,
+        _ => Some("cs-prefix sites are `2e e8 rel32` before and after"),
+    }
+}
+
+/// Runs the three steps on a validated, sorted, disjoint batch; returns the syncs used.
+pub(crate) fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
+    // 0. Publish: a trap on a prefix now waits for the rel32, then runs the call behind it.
+    let slots = table::registry().slots(plan.iter().map(|p| p.addr));
+    for slot in &slots {
+        slot.set(Action::ResumeAfterPrefix, Phase::Int3);
+    }
+    // 1. int3 over the prefix; sync so no core can start the old `cs call` any more.
+    for p in plan {
+        write(writer, p.addr, &[INT3])?;
+    }
+    sync_cores()?;
+    on_step(Step::Int3Placed);
+    // 2. The new rel32 (bytes 2..6); sync so every core sees it whole; then release waiting traps.
+    for p in plan {
+        write(writer, p.addr + 2, &p.new_bytes[2..])?;
+    }
+    sync_cores()?;
+    for slot in &slots {
+        slot.set_phase(Phase::BodyReady);
+    }
+    on_step(Step::BodyWritten);
+    // 3. The prefix back; sync so no core still sees the int3.
+    for p in plan {
+        write(writer, p.addr, &[CS_PREFIX])?;
+    }
+    sync_cores()?;
+    for slot in &slots {
+        slot.set_phase(Phase::Idle);
+    }
+    on_step(Step::Finished);
+    Ok(3)
+}

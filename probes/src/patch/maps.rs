@@ -1,0 +1,87 @@
+//! This process's mappings, from `/proc/self/maps`: where code may be patched, and the W^X check.
+
+use std::io;
+
+/// One line of `/proc/self/maps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// First address.
+    pub start: usize,
+    /// One past the last address.
+    pub end: usize,
+    /// The four permission characters, e.g. `r-xp`.
+    pub perms: String,
+    /// The backing path or pseudo-name (`[stack]`, `/memfd:...`), empty for anonymous memory.
+    pub path: String,
+}
+
+impl Mapping {
+    /// Readable and executable.
+    pub fn is_code(&self) -> bool {
+        self.perms.starts_with('r') && self.perms.as_bytes().get(2) == Some(&b'x')
+    }
+
+    /// Writable and executable at once (what W^X forbids).
+    pub fn is_wx(&self) -> bool {
+        self.perms.as_bytes().get(1) == Some(&b'w') && self.perms.as_bytes().get(2) == Some(&b'x')
+    }
+}
+
+/// Reads and parses `/proc/self/maps`.
+pub fn read_maps() -> io::Result<Vec<Mapping>> {
+    let text = std::fs::read_to_string("/proc/self/maps")?;
+    text.lines().map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> io::Result<Mapping> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("unexpected /proc/self/maps line `{line}`"));
+    let mut f = line.split_whitespace();
+    let (range, perms) = (f.next().ok_or_else(bad)?, f.next().ok_or_else(bad)?);
+    let (a, b) = range.split_once('-').ok_or_else(bad)?;
+    let hex = |s: &str| usize::from_str_radix(s, 16).map_err(|_| bad());
+    let path = f.nth(3).unwrap_or("").to_string();
+    Ok(Mapping { start: hex(a)?, end: hex(b)?, perms: perms.to_string(), path })
+}
+
+/// A cache of this process's code ranges, refreshed when an address is not found (code mapped since
+/// the last read). Lives under the text mutex.
+#[derive(Debug, Default)]
+pub(crate) struct CodeRanges {
+    ranges: Vec<(usize, usize)>,
+}
+
+impl CodeRanges {
+    /// Whether `[addr, addr+len)` lies in one readable, executable mapping.
+    pub(crate) fn contains(&mut self, addr: usize, len: usize) -> bool {
+        if self.hit(addr, len) {
+            return true;
+        }
+        self.ranges = read_maps()
+            .map(|m| m.into_iter().filter(Mapping::is_code).map(|m| (m.start, m.end)).collect())
+            .unwrap_or_default();
+        self.hit(addr, len)
+    }
+
+    fn hit(&self, addr: usize, len: usize) -> bool {
+        let i = self.ranges.partition_point(|&(_, end)| end <= addr);
+        self.ranges.get(i).is_some_and(|&(start, end)| start <= addr && addr.saturating_add(len) <= end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_code_is_code_and_the_stack_is_not() {
+        let f = read_maps as fn() -> io::Result<Vec<Mapping>> as usize;
+        let mut c = CodeRanges::default();
+        assert!(c.contains(f, 1));
+        let local = 0u64;
+        assert!(!c.contains(&local as *const u64 as usize, 8));
+        let m = parse_line("7f00-7f10 r-xp 00000000 00:01 12 /memfd:callpatch-arena (deleted)").unwrap();
+        assert_eq!((m.start, m.end, m.is_code(), m.is_wx()), (0x7f00, 0x7f10, true, false));
+        assert_eq!(m.path, "/memfd:callpatch-arena");
+        assert!(parse_line("7f00 r-xp").is_err());
+    }
+}

@@ -1,0 +1,263 @@
+//! The poke table: every address that is, or ever was, a patched site, and what a trap there must do.
+//!
+//! Kernel model: `text_poke_bp_batch` publishes a sorted vector of `{addr, new insn}` that `do_int3`
+//! binary-searches, and holds a refcount so the vector outlives every handler using it. In user space
+//! one more hazard exists: a thread can execute the `int3` during the batch while its SIGTRAP handler
+//! only runs after the batch has restored byte 0 (a *late trap*; the signal is delivered on the next
+//! return to user space, which a preemption can delay). No refcount taken inside the handler can cover
+//! the gap between the trap and the handler's first instruction, so:
+//! - **slots are never freed**: each site address owns one [`Slot`] forever (re-used when the address is
+//!   patched again), so a late trap always finds its site and a valid action (the newest one);
+//! - **snapshots are RCU-reclaimed**: the sorted array of slot pointers the handler searches is
+//!   replaced when new addresses arrive; a handler counts itself in [`READERS`] only around the search,
+//!   and old arrays are freed once the patcher sees no reader after the swap.
+//!
+//! Everything the handler touches is atomics and memory allocated before it was published.
+
+use std::collections::HashMap;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::code::Insn;
+
+/// What the trap handler does for a site: emulate an instruction, or (cs-prefix) resume at site+1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Emulate this instruction as if it had executed at the site.
+    Emulate(Insn),
+    /// Wait until the rel32 behind the prefix is complete, then continue at `site + 1`.
+    ResumeAfterPrefix,
+    /// The slot's address is no longer a site (its code was unmapped); the trap is not ours.
+    Retired,
+}
+
+/// Where a site is in its batch, as the handler sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// No batch in flight: byte 0 is (or is about to be) a real instruction again.
+    Idle = 0,
+    /// `int3` may be on byte 0 and the rest of the site is being rewritten.
+    Int3 = 1,
+    /// The rest of the site is written and synced; only byte 0 is still `int3`.
+    BodyReady = 2,
+    /// The `int3` stays for good: every execution is emulated (the `trap` call flavor).
+    Permanent = 3,
+}
+
+const TARGET_MASK: u64 = (1 << 48) - 1;
+const KIND_SHIFT: u32 = 56;
+
+fn pack(action: Action) -> u64 {
+    let (kind, target) = match action {
+        Action::Retired => (0, 0),
+        Action::Emulate(Insn::Call(t)) => (1, t),
+        Action::Emulate(Insn::Jmp(t)) => (2, t),
+        Action::Emulate(Insn::CsCall(t)) => (3, t),
+        Action::Emulate(Insn::Nop5) => (4, 0),
+        Action::Emulate(Insn::Ret) => (5, 0),
+        Action::ResumeAfterPrefix => (6, 0),
+    };
+    debug_assert!(target as u64 <= TARGET_MASK, "user-space addresses fit in 48 bits");
+    (kind << KIND_SHIFT) | (target as u64 & TARGET_MASK)
+}
+
+fn unpack(word: u64) -> Action {
+    let t = (word & TARGET_MASK) as usize;
+    match word >> KIND_SHIFT {
+        1 => Action::Emulate(Insn::Call(t)),
+        2 => Action::Emulate(Insn::Jmp(t)),
+        3 => Action::Emulate(Insn::CsCall(t)),
+        4 => Action::Emulate(Insn::Nop5),
+        5 => Action::Emulate(Insn::Ret),
+        6 => Action::ResumeAfterPrefix,
+        _ => Action::Retired,
+    }
+}
+
+/// One site's entry. `action` is one word so the handler never reads half of an update; `state` is
+/// `generation << 2 | phase`, the generation bumped on every change so the handler can tell "idle and
+/// unchanged while I looked" from "a new batch started meanwhile" (a seqlock read).
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) addr: usize,
+    action: AtomicU64,
+    state: AtomicU64,
+}
+
+impl Slot {
+    /// Sets the action and phase (patcher side, under the text mutex). The action is stored first, so
+    /// a handler that sees the new phase also sees the new action.
+    pub(crate) fn set(&self, action: Action, phase: Phase) {
+        self.action.store(pack(action), Ordering::SeqCst);
+        self.set_phase(phase);
+    }
+
+    /// Moves to `phase` keeping the action.
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        let generation = (self.state.load(Ordering::Relaxed) >> 2) + 1;
+        self.state.store(generation << 2 | phase as u64, Ordering::SeqCst);
+    }
+
+    /// The current action, phase and generation (handler side).
+    pub(crate) fn load(&self) -> (Action, Phase, u64) {
+        let state = self.state.load(Ordering::SeqCst);
+        let action = unpack(self.action.load(Ordering::SeqCst));
+        let phase = match state & 3 {
+            0 => Phase::Idle,
+            1 => Phase::Int3,
+            2 => Phase::BodyReady,
+            _ => Phase::Permanent,
+        };
+        (action, phase, state >> 2)
+    }
+
+    /// The generation now (to re-check after a read).
+    pub(crate) fn generation(&self) -> u64 {
+        self.state.load(Ordering::SeqCst) >> 2
+    }
+}
+
+/// The sorted slot pointers the handler binary-searches.
+struct Snapshot {
+    slots: Box<[&'static Slot]>,
+}
+
+static SNAPSHOT: AtomicPtr<Snapshot> = AtomicPtr::new(ptr::null_mut());
+/// Handlers currently searching a snapshot (the RCU read side).
+static READERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Handler side: the slot for `addr`, if `addr` was ever a site. Async-signal-safe: two atomic
+/// counter updates, one atomic load and a binary search over memory the patcher will not free while
+/// we are counted in.
+pub(crate) fn lookup(addr: usize) -> Option<&'static Slot> {
+    READERS.fetch_add(1, Ordering::SeqCst);
+    let snap = SNAPSHOT.load(Ordering::SeqCst);
+    // SAFETY: a non-null snapshot stays allocated while READERS > 0 (see `Registry::publish`), and we
+    // incremented READERS before loading the pointer.
+    let found = unsafe { snap.as_ref() }
+        .and_then(|s| s.slots.binary_search_by_key(&addr, |slot| slot.addr).ok().map(|i| s.slots[i]));
+    READERS.fetch_sub(1, Ordering::SeqCst);
+    found
+}
+
+/// Patcher side of the table: address → slot, and retired snapshots waiting for a moment with no
+/// reader. There is one, process-wide, like the handler's snapshot.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    slots: HashMap<usize, &'static Slot>,
+    graveyard: Vec<*mut Snapshot>,
+}
+
+// SAFETY: the raw snapshot pointers are owned by the registry (Box::into_raw) and only freed by it.
+unsafe impl Send for Registry {}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+/// The process-wide registry, locked (taken inside the text mutex when both are needed).
+pub(crate) fn registry() -> RegistryGuard {
+    let mut g = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    g.get_or_insert_with(|| Registry { slots: HashMap::new(), graveyard: Vec::new() });
+    RegistryGuard(g)
+}
+
+/// A locked [`Registry`].
+pub(crate) struct RegistryGuard(MutexGuard<'static, Option<Registry>>);
+
+impl std::ops::Deref for RegistryGuard {
+    type Target = Registry;
+    fn deref(&self) -> &Registry {
+        self.0.as_ref().expect("initialised by registry()")
+    }
+}
+
+impl std::ops::DerefMut for RegistryGuard {
+    fn deref_mut(&mut self) -> &mut Registry {
+        self.0.as_mut().expect("initialised by registry()")
+    }
+}
+
+impl Registry {
+    /// The slot of every address in `addrs` (created and published when new). Slots are never freed.
+    pub(crate) fn slots(&mut self, addrs: impl IntoIterator<Item = usize>) -> Vec<&'static Slot> {
+        let mut added = false;
+        let out = addrs
+            .into_iter()
+            .map(|addr| {
+                *self.slots.entry(addr).or_insert_with(|| {
+                    added = true;
+                    let slot = Slot { addr, action: AtomicU64::new(0), state: AtomicU64::new(0) };
+                    Box::leak(Box::new(slot))
+                })
+            })
+            .collect();
+        if added {
+            self.publish();
+        }
+        out
+    }
+
+    /// Marks every slot inside `[start, start+len)` retired: its code is gone, a trap there is foreign.
+    pub(crate) fn retire(&mut self, start: usize, len: usize) {
+        for (_, slot) in self.slots.iter().filter(|(&a, _)| a >= start && a < start.saturating_add(len)) {
+            slot.set(Action::Retired, Phase::Idle);
+        }
+    }
+
+    fn publish(&mut self) {
+        let mut slots: Vec<&'static Slot> = self.slots.values().copied().collect();
+        slots.sort_unstable_by_key(|s| s.addr);
+        let new = Box::into_raw(Box::new(Snapshot { slots: slots.into_boxed_slice() }));
+        let old = SNAPSHOT.swap(new, Ordering::SeqCst);
+        if !old.is_null() {
+            self.graveyard.push(old);
+        }
+        // RCU grace period: a handler increments READERS before loading SNAPSHOT (both SeqCst), so once
+        // READERS reads 0 after our swap, every later search loads `new`: the retired arrays are free.
+        if READERS.load(Ordering::SeqCst) == 0 {
+            for snap in self.graveyard.drain(..) {
+                // SAFETY: unpublished and, by the argument above, referenced by no handler.
+                drop(unsafe { Box::from_raw(snap) });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_round_trip_through_one_word() {
+        for a in [
+            Action::Emulate(Insn::Call(0x7fff_1234_5678)),
+            Action::Emulate(Insn::Jmp(0x1000)),
+            Action::Emulate(Insn::CsCall(0x5555_0000_0001)),
+            Action::Emulate(Insn::Nop5),
+            Action::Emulate(Insn::Ret),
+            Action::ResumeAfterPrefix,
+            Action::Retired,
+        ] {
+            assert_eq!(unpack(pack(a)), a);
+        }
+    }
+
+    #[test]
+    fn published_slots_are_found_and_stay_after_retirement() {
+        let mut reg = registry();
+        // Addresses no code lives at (the table never dereferences them), far from every other test's.
+        let base = 0x10_0000_0000usize;
+        let slots = reg.slots([base + 30, base + 10, base + 20]);
+        slots[0].set(Action::Emulate(Insn::Call(base)), Phase::Int3);
+        assert_eq!(lookup(base + 30).map(|s| s.addr), Some(base + 30));
+        assert_eq!(lookup(base + 10).map(|s| s.addr), Some(base + 10));
+        assert!(lookup(base + 11).is_none());
+        let (action, phase, g) = lookup(base + 30).unwrap().load();
+        assert_eq!((action, phase), (Action::Emulate(Insn::Call(base)), Phase::Int3));
+        reg.retire(base + 25, 10);
+        let (action, phase, g2) = lookup(base + 30).unwrap().load();
+        assert_eq!((action, phase), (Action::Retired, Phase::Idle));
+        assert!(g2 > g);
+        assert!(std::ptr::eq(reg.slots([base + 30])[0], slots[0]), "one slot per address, forever");
+    }
+}

@@ -1,0 +1,304 @@
+//! The SIGTRAP handler: the user-space `poke_int3_handler`.
+//!
+//! Kernel fact: `int3` (`cc`) raises #BP; Linux delivers it to user space as SIGTRAP with
+//! `si_code == SI_KERNEL` and the saved RIP *after* the `int3`, so the site is `RIP - 1`. The handler
+//! looks that address up in the poke table ([`super::table`]) and, for a site of ours, changes the
+//! interrupted context so that returning from the signal looks as if the site's NEW instruction ran:
+//! - `call t`: push `site + len` at `RSP - 8`, `RSP -= 8`, `RIP = t`. User space needs no stack gap
+//!   (the kernel's `int3_emulate_call` does): the kernel places the signal frame below the 128-byte red
+//!   zone, so `RSP - 8` of the interrupted context is free;
+//! - `jmp t`: `RIP = t`; the 5-byte nop: `RIP = site + 5`; `ret`: pop `RIP`;
+//! - a cs-prefixed site under the cs-prefix protocol: wait until the rel32 is whole, `RIP = site + 1`.
+//!
+//! A trap delivered after its batch ended (a late trap) finds its slot idle; the byte at the site is
+//! then no longer `cc` (we restored it), and the handler emulates the newest action all the same.
+//! An idle site whose byte *is* `cc` again was re-armed by someone else (a debugger): not ours.
+//!
+//! Everything else — `int3` elsewhere, `kill -TRAP`, single-step traps — goes to the handler that was
+//! installed before ours: an `SA_SIGINFO` or plain handler is called; `SIG_DFL` is restored and the
+//! signal re-raised, so the process dies of it exactly as it would have (for a synchronous `int3`,
+//! `SIG_IGN` does the same, as the kernel's `force_sig` would).
+//!
+//! Async-signal safety: no locks, no allocation; atomics, `sched_yield`, `sigaction` and `raise` only.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::table::{self, Action, Phase};
+use super::PatchError;
+use crate::code::insn::INT3;
+use crate::code::Insn;
+
+static TRAPS: AtomicU64 = AtomicU64::new(0);
+static LATE_TRAPS: AtomicU64 = AtomicU64::new(0);
+static CAUGHT: AtomicU64 = AtomicU64::new(0);
+
+/// Traps this process's handler emulated (every site, every protocol, late ones included).
+pub fn trap_count() -> u64 {
+    TRAPS.load(Ordering::Relaxed)
+}
+
+/// Of [`trap_count`], those whose handler ran after the site's batch had ended.
+pub fn late_trap_count() -> u64 {
+    LATE_TRAPS.load(Ordering::Relaxed)
+}
+
+/// Misdirected executions caught in catch zones ([`super::catch`]), process-wide.
+pub fn caught_count() -> u64 {
+    CAUGHT.load(Ordering::Relaxed)
+}
+
+/// The interrupted thread's registers, as the signal frame holds them.
+pub(crate) struct Regs<'a> {
+    gregs: &'a mut [libc::greg_t; 23],
+}
+
+impl Regs<'_> {
+    fn get(&self, r: libc::c_int) -> usize {
+        self.gregs[r as usize] as usize
+    }
+    fn set(&mut self, r: libc::c_int, v: usize) {
+        self.gregs[r as usize] = v as i64;
+    }
+    pub(crate) fn rdi(&self) -> usize {
+        self.get(libc::REG_RDI)
+    }
+    fn push(&mut self, value: usize) {
+        let rsp = self.get(libc::REG_RSP) - 8;
+        // SAFETY: `rsp` is 8 bytes below the interrupted stack pointer, inside the red zone the kernel
+        // left free above the signal frame; the stack is the interrupted thread's own, writable.
+        unsafe { std::ptr::write_volatile(rsp as *mut usize, value) };
+        self.set(libc::REG_RSP, rsp);
+    }
+    /// `ret`: pop the return address into RIP.
+    pub(crate) fn emulate_ret(&mut self) {
+        let rsp = self.get(libc::REG_RSP);
+        // SAFETY: a `ret` reads the word at RSP, which the interrupted thread's own `call` pushed.
+        let ip = unsafe { std::ptr::read_volatile(rsp as *const usize) };
+        self.set(libc::REG_RSP, rsp + 8);
+        self.set(libc::REG_RIP, ip);
+    }
+    /// Makes the context look as if `insn` executed at `site`.
+    fn emulate(&mut self, insn: Insn, site: usize) {
+        match insn {
+            Insn::Call(t) | Insn::CsCall(t) => {
+                self.push(site + insn.len());
+                self.set(libc::REG_RIP, t);
+            }
+            Insn::Jmp(t) => self.set(libc::REG_RIP, t),
+            Insn::Nop5 => self.set(libc::REG_RIP, site + insn.len()),
+            Insn::Ret => self.emulate_ret(),
+        }
+    }
+}
+
+/// Handles an `int3` at `site` if it belongs to a patch site; false if it is not ours.
+fn handle_site(site: usize, regs: &mut Regs) -> bool {
+    let Some(slot) = table::lookup(site) else { return false };
+    loop {
+        let (action, phase, generation) = slot.load();
+        if action == Action::Retired {
+            return false;
+        }
+        let late = phase == Phase::Idle;
+        if late {
+            // SAFETY: `site` is a live site (not retired), so its code page is mapped and readable.
+            let byte = unsafe { std::ptr::read_volatile(site as *const u8) };
+            if byte == INT3 {
+                if slot.generation() == generation {
+                    return false; // idle, and the cc is someone else's
+                }
+                continue; // a batch began while we looked: read again
+            }
+        }
+        match action {
+            Action::ResumeAfterPrefix if phase == Phase::Int3 => {
+                // The rel32 behind the prefix may be half written: wait for the patcher's next step.
+                // SAFETY: sched_yield has no preconditions and is async-signal-safe.
+                unsafe { libc::sched_yield() };
+                continue;
+            }
+            Action::ResumeAfterPrefix => regs.set(libc::REG_RIP, site + 1),
+            Action::Emulate(insn) => regs.emulate(insn, site),
+            Action::Retired => return false,
+        }
+        if late {
+            LATE_TRAPS.fetch_add(1, Ordering::Relaxed);
+        }
+        TRAPS.fetch_add(1, Ordering::Relaxed);
+        return true;
+    }
+}
+
+/// The previous disposition, as plain words so the handler reads it with atomics.
+static PREV_HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
+static PREV_FLAGS: AtomicI32 = AtomicI32::new(0);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static INSTALL: Mutex<()> = Mutex::new(());
+
+extern "C" fn on_sigtrap(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid errno location for this thread; we restore errno on return.
+    let errno = unsafe { *libc::__errno_location() };
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo and ucontext for this delivery.
+    let (code, uc) = unsafe { ((*info).si_code, &mut *(ctx as *mut libc::ucontext_t)) };
+    let mut regs = Regs { gregs: &mut uc.uc_mcontext.gregs };
+    let handled = code == libc::SI_KERNEL && {
+        let site = regs.get(libc::REG_RIP).wrapping_sub(1);
+        testing::maybe_hold(site);
+        handle_site(site, &mut regs) || {
+            let caught = super::catch::catch(site, &mut regs);
+            if caught {
+                CAUGHT.fetch_add(1, Ordering::Relaxed);
+            }
+            caught
+        }
+    };
+    if !handled {
+        chain(sig, info, ctx, code);
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// Passes a foreign SIGTRAP to the disposition that was in place before ours.
+fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, code: libc::c_int) {
+    let prev = PREV_HANDLER.load(Ordering::SeqCst);
+    let flags = PREV_FLAGS.load(Ordering::SeqCst);
+    if prev == libc::SIG_DFL || (prev == libc::SIG_IGN && code == libc::SI_KERNEL) {
+        // SAFETY: sigaction and raise are async-signal-safe; the zeroed sigaction is SIG_DFL with an
+        // empty mask. SIGTRAP stays blocked until we return, then the default action ends the process.
+        unsafe {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            libc::raise(sig);
+        }
+    } else if prev == libc::SIG_IGN {
+        // Ignored, as before we were installed.
+    } else if flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: with SA_SIGINFO the previous handler was registered with this signature.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(prev) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: without SA_SIGINFO the previous handler takes the signal number only.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(prev) };
+        f(sig);
+    }
+}
+
+/// Installs the SIGTRAP handler (idempotent), remembering the previous disposition for foreign traps.
+/// Every protocol calls this before its first write.
+pub fn install_trap_handler() -> Result<(), PatchError> {
+    if INSTALLED.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if INSTALLED.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    // SAFETY: plain sigaction calls with valid, fully initialised structs.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGTRAP, std::ptr::null(), &mut old) != 0 {
+            return Err(PatchError::Signal(std::io::Error::last_os_error()));
+        }
+        PREV_HANDLER.store(old.sa_sigaction, Ordering::SeqCst);
+        PREV_FLAGS.store(old.sa_flags, Ordering::SeqCst);
+        let mut new: libc::sigaction = std::mem::zeroed();
+        new.sa_sigaction = on_sigtrap as *const () as usize;
+        new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut new.sa_mask);
+        if libc::sigaction(libc::SIGTRAP, &new, std::ptr::null_mut()) != 0 {
+            return Err(PatchError::Signal(std::io::Error::last_os_error()));
+        }
+    }
+    INSTALLED.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Restores the disposition found at install time (idempotent; a no-op when not installed, and when
+/// someone replaced our handler since). Only call it when no thread can still hit an `int3` of ours:
+/// a late trap after this goes to the previous handler.
+pub fn uninstall_trap_handler() -> Result<(), PatchError> {
+    let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if !INSTALLED.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    // SAFETY: plain sigaction calls with valid, fully initialised structs.
+    unsafe {
+        let mut cur: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGTRAP, std::ptr::null(), &mut cur) != 0 {
+            return Err(PatchError::Signal(std::io::Error::last_os_error()));
+        }
+        if cur.sa_sigaction == on_sigtrap as *const () as usize {
+            let mut prev: libc::sigaction = std::mem::zeroed();
+            prev.sa_sigaction = PREV_HANDLER.load(Ordering::SeqCst);
+            prev.sa_flags = PREV_FLAGS.load(Ordering::SeqCst);
+            libc::sigemptyset(&mut prev.sa_mask);
+            if libc::sigaction(libc::SIGTRAP, &prev, std::ptr::null_mut()) != 0 {
+                return Err(PatchError::Signal(std::io::Error::last_os_error()));
+            }
+        }
+    }
+    INSTALLED.store(false, Ordering::Release);
+    Ok(())
+}
+
+/// Whether our handler is installed.
+pub fn trap_handler_installed() -> bool {
+    INSTALLED.load(Ordering::Acquire)
+}
+
+/// Makes an `int3` at `site` behave, forever, as `insn` executed there (a site that always traps: the
+/// `trap` call flavor, which measures the cost of one emulated call). The caller writes the `cc`.
+pub fn emulate_forever(site: usize, insn: Insn) -> Result<(), PatchError> {
+    install_trap_handler()?;
+    let mut reg = table::registry();
+    reg.slots([site])[0].set(Action::Emulate(insn), Phase::Permanent);
+    Ok(())
+}
+
+/// Forgets every site in `[start, start+len)`: call it when code there is unmapped, so a later `int3`
+/// at a re-used address is not mistaken for one of ours.
+pub fn forget_sites(start: usize, len: usize) {
+    table::registry().retire(start, len);
+}
+
+/// Test hooks: hold a thread inside the handler to force a late trap. Not for production use.
+#[doc(hidden)]
+pub mod testing {
+    use super::*;
+
+    static HOLD_SITE: AtomicUsize = AtomicUsize::new(0);
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+    static HELD: AtomicU64 = AtomicU64::new(0);
+
+    /// From now on, a thread trapping at `site` waits in the handler (before the table lookup) until
+    /// [`release`].
+    pub fn hold_at(site: usize) {
+        RELEASE.store(false, Ordering::SeqCst);
+        HOLD_SITE.store(site, Ordering::SeqCst);
+    }
+
+    /// How many traps have entered the hold so far.
+    pub fn held() -> u64 {
+        HELD.load(Ordering::SeqCst)
+    }
+
+    /// Lets held threads go on and stops holding.
+    pub fn release() {
+        HOLD_SITE.store(0, Ordering::SeqCst);
+        RELEASE.store(true, Ordering::SeqCst);
+    }
+
+    pub(super) fn maybe_hold(site: usize) {
+        if site != 0 && HOLD_SITE.load(Ordering::SeqCst) == site {
+            HELD.fetch_add(1, Ordering::SeqCst);
+            while !RELEASE.load(Ordering::SeqCst) {
+                // SAFETY: sched_yield has no preconditions and is async-signal-safe.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Validation before any write, like the kernel's `__static_call_validate`: the site must be code of
+//! this process, its current bytes exactly the expected old instruction, the new instruction the same
+//! length and its target within rel32 reach. A batch is checked whole before its first byte changes.
+
+use super::maps::CodeRanges;
+use super::{PatchError, SitePatch};
+use crate::code::{encode, Insn, InsnBytes};
+
+/// One validated site of a batch: where, and the bytes that go there.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Planned {
+    pub addr: usize,
+    pub new: Insn,
+    pub new_bytes: InsnBytes,
+}
+
+/// Reads `len` (≤ 8) bytes of code at `addr`; the caller has checked the range is mapped code.
+pub(crate) fn read_code(addr: usize, len: usize) -> InsnBytes {
+    let mut buf = [0u8; 8];
+    for (i, b) in buf.iter_mut().enumerate().take(len) {
+        // SAFETY: `[addr, addr+len)` lies in a readable mapping (checked by the caller); volatile
+        // because other threads may be rewriting it.
+        *b = unsafe { std::ptr::read_volatile((addr + i) as *const u8) };
+    }
+    InsnBytes::from_slice(&buf[..len])
+}
+
+/// The checks every protocol shares: same length, mapped code, new target in reach. Returns the
+/// encoded new instruction.
+pub(crate) fn check_site(code: &mut CodeRanges, site: &SitePatch) -> Result<InsnBytes, PatchError> {
+    let SitePatch { addr, old, new } = *site;
+    if old.len() != new.len() {
+        return Err(PatchError::LengthMismatch { addr, old, new });
+    }
+    if !code.contains(addr, new.len()) {
+        return Err(PatchError::UnknownSite { addr });
+    }
+    encode(new, addr).map_err(|_| PatchError::OutOfRange { addr, target: new.target().unwrap_or(0) })
+}
+
+/// Whether the bytes at `addr` are exactly `insn` (an `insn` that cannot be encoded there never is).
+pub(crate) fn holds(addr: usize, insn: Insn) -> bool {
+    encode(insn, addr).is_ok_and(|want| read_code(addr, want.len()).as_slice() == want.as_slice())
+}
+
+/// Fails with `WrongBytes` unless `addr` holds `insn`.
+pub(crate) fn expect_holds(addr: usize, insn: Insn) -> Result<(), PatchError> {
+    if holds(addr, insn) {
+        Ok(())
+    } else {
+        Err(PatchError::WrongBytes { addr, expected: insn, found: read_code(addr, insn.len()).to_vec() })
+    }
+}
+
+/// Sorts by address and refuses overlapping or repeated sites.
+pub(crate) fn sort_disjoint(plan: &mut [Planned]) -> Result<(), PatchError> {
+    plan.sort_unstable_by_key(|p| p.addr);
+    for w in plan.windows(2) {
+        if w[0].addr + w[0].new.len() > w[1].addr {
+            return Err(PatchError::Overlap { first: w[0].addr, second: w[1].addr });
+        }
+    }
+    Ok(())
+}
+
+/// The plan for a protocol that rewrites the site itself (bp, cs-prefix, naive): every site holds
+/// `old`, `accept(old, new)` names what the protocol cannot do (or `None`), sites are disjoint.
+pub(crate) fn plan_in_place(
+    code: &mut CodeRanges,
+    protocol: &'static str,
+    sites: &[SitePatch],
+    accept: impl Fn(Insn, Insn) -> Option<&'static str>,
+) -> Result<Vec<Planned>, PatchError> {
+    let mut plan = Vec::with_capacity(sites.len());
+    for s in sites {
+        if let Some(reason) = accept(s.old, s.new) {
+            return Err(PatchError::Unsupported { addr: s.addr, protocol, reason: reason.into() });
+        }
+        let new_bytes = check_site(code, s)?;
+        expect_holds(s.addr, s.old)?;
+        plan.push(Planned { addr: s.addr, new: s.new, new_bytes });
+    }
+    sort_disjoint(&mut plan)?;
+    Ok(plan)
+}
+
+/// After the last step: every planned site reads back as its new bytes.
+pub(crate) fn read_back(plan: &[Planned]) -> Result<(), PatchError> {
+    for p in plan {
+        let found = read_code(p.addr, p.new_bytes.len());
+        if found.as_slice() != p.new_bytes.as_slice() {
+            return Err(PatchError::ReadBack { addr: p.addr, expected: p.new_bytes.to_vec(), found: found.to_vec() });
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,0 @@
-//! static_call! for Rust programs (see issue: static_call).

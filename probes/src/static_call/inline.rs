@@ -1,0 +1,139 @@
+//! The inline backend: sites and trampolines rewritten in place by the live patcher's `text_poke_bp`,
+//! through the one text writer in its `mprotect` mode (the program's `.text` is mapped read-execute).
+//!
+//! The forms, as the kernel's `__static_call_transform` writes them:
+//! | key state        | each site         | trampoline at T+0 |
+//! |------------------|-------------------|-------------------|
+//! | before init      | `call T`          | `jmp T+8` (generic path) |
+//! | target `f`       | `call shim(f)`    | `jmp shim(f)`     |
+//! | disabled (`None`)| 5-byte nop        | `ret`             |
+//!
+//! A batch is validated whole by the patcher (every site must hold the expected old instruction, every
+//! new target must be in rel32 reach) before its first byte changes.
+
+use std::collections::BTreeMap;
+
+use super::key::{key_at, Key};
+use super::sites::{self, Site};
+use super::trampoline::{decode_head, patched_insn, TRAMPOLINE_LEN};
+use super::update::{State, UpdateError};
+use crate::code::{decode, Insn, TextWriter, WriteMethod};
+use crate::patch::{membarrier_ready, text_poke_bp, PatchError, SitePatch};
+
+/// What a site of a key holds for `target`.
+fn site_insn(target: Option<usize>) -> Insn {
+    match target {
+        Some(t) => Insn::Call(t),
+        None => Insn::Nop5,
+    }
+}
+
+/// The trampoline's current patchable instruction.
+fn trampoline_head(key: &Key) -> Option<Insn> {
+    let t = key.trampoline();
+    // SAFETY: `t` is the address of a key's 16-byte trampoline in this program's text; it is only
+    // rewritten under the static call lock, which the caller holds.
+    let bytes = unsafe { std::ptr::read_volatile(t as *const [u8; TRAMPOLINE_LEN]) };
+    decode_head(&bytes, t)
+}
+
+/// True when a patch error was raised before the first byte was written (every kind but a failed write
+/// or read-back).
+fn wrote_nothing(e: &PatchError) -> bool {
+    !matches!(e, PatchError::Write { .. } | PatchError::ReadBack { .. })
+}
+
+/// Makes sure the text writer can write every page of `batch`, by rewriting one byte of each page with
+/// the value it already holds (harmless to a thread executing it), so that a refused `mprotect` shows
+/// before the patcher writes its first `int3`.
+fn probe_writable(writer: &TextWriter, batch: &[SitePatch]) -> Result<(), String> {
+    let page = crate::code::arena::page_size();
+    let mut pages: Vec<usize> = batch.iter().map(|p| p.addr).collect();
+    pages.sort_unstable_by_key(|a| a / page);
+    pages.dedup_by_key(|a| *a / page);
+    for addr in pages {
+        // SAFETY: `addr` is a site or trampoline in this program's text (readable).
+        let byte = unsafe { std::ptr::read_volatile(addr as *const u8) };
+        writer.write(addr, &[byte]).map_err(|e| format!("text at {addr:#x} is not writable: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Patches every site of every key from `call trampoline` to its key's current form, and those keys'
+/// trampolines, in one bp batch. On `Err` nothing was changed and the caller falls back to the generic
+/// backend; panics only if the patcher failed after writing (the text is then neither old nor new).
+pub(super) fn init(state: &mut State) -> Result<(), String> {
+    membarrier_ready().map_err(|e| e.to_string())?;
+    let mut by_key: BTreeMap<usize, Vec<Site>> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for site in sites::all() {
+        // SAFETY: site table entries come only from `static_call!` call sites, whose key operand is
+        // type-checked to be a `StaticCall` static.
+        let key = unsafe { key_at(site.key()) };
+        match decode(&site.bytes(), site.addr()) {
+            Some(Insn::Call(t)) if t == key.trampoline() => by_key.entry(site.key()).or_default().push(site),
+            other => skipped.push((site, format!("holds {other:?}, not a call to its trampoline"))),
+        }
+    }
+    let mut batch = Vec::new();
+    for (&k, sites) in &by_key {
+        // SAFETY: as above.
+        let key = unsafe { key_at(k) };
+        let target = key.target();
+        let head = trampoline_head(key).ok_or_else(|| format!("trampoline of {} is not a jmp", key.name()))?;
+        batch.push(SitePatch { addr: key.trampoline(), old: head, new: patched_insn(target) });
+        batch.extend(sites.iter().map(|s| SitePatch {
+            addr: s.addr(),
+            old: Insn::Call(key.trampoline()),
+            new: site_insn(target),
+        }));
+    }
+    probe_writable(&TextWriter::new(WriteMethod::Mprotect), &batch)?;
+    match text_poke_bp(&TextWriter::new(WriteMethod::Mprotect), &batch) {
+        Ok(_) => {}
+        Err(e) if wrote_nothing(&e) => return Err(e.to_string()),
+        Err(e) => panic!("static_call: init failed after writing to the text, which is now inconsistent: {e}"),
+    }
+    state.status.patched_sites = by_key.values().map(Vec::len).sum();
+    state.status.skipped = skipped;
+    state.by_key = by_key;
+    Ok(())
+}
+
+/// Rewrites `key`'s trampoline and every patched site of it for `target`, in one bp batch.
+pub(super) fn update(state: &State, key: &Key, target: Option<usize>) -> Result<(), UpdateError> {
+    let failed = |sites: usize, source: PatchError| UpdateError::Patch { key: key.name(), sites, source };
+    let mut batch = Vec::new();
+    let head = trampoline_head(key);
+    let new_head = patched_insn(target);
+    if head != Some(new_head) {
+        let old = head.ok_or_else(|| failed(0, not_a_site(key.trampoline())))?;
+        batch.push(SitePatch { addr: key.trampoline(), old, new: new_head });
+    }
+    let sites = state.by_key.get(&key.addr()).map(Vec::as_slice).unwrap_or_default();
+    for s in sites {
+        let old = decode(&s.bytes(), s.addr()).ok_or_else(|| failed(sites.len(), not_a_site(s.addr())))?;
+        if old != site_insn(target) {
+            batch.push(SitePatch { addr: s.addr(), old, new: site_insn(target) });
+        }
+    }
+    let previous = key.target();
+    // The generic path of a trampoline not patched yet sees the new target from now on.
+    key.set_current(target);
+    if batch.is_empty() {
+        return Ok(());
+    }
+    match text_poke_bp(&TextWriter::new(WriteMethod::Mprotect), &batch) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            if wrote_nothing(&e) {
+                key.set_current(previous);
+            }
+            Err(failed(sites.len(), e))
+        }
+    }
+}
+
+fn not_a_site(addr: usize) -> PatchError {
+    PatchError::Unsupported { addr, protocol: "bp", reason: "the bytes there are no static call form".into() }
+}

@@ -1,0 +1,172 @@
+//! A static call key: the statically allocated state of one `static_call!` definition.
+//!
+//! The kernel's `struct static_call_key` holds the current function; so does [`Key`], as the pointer that
+//! the trampoline's generic path jumps through. `static_call!` defines, under one name, a `static` of
+//! type [`StaticCall<NAME>`] (the value) and a marker type `NAME` (the type namespace) that implements
+//! [`Definition`]: its fn signature and its trampoline. Sites name both, so a site is type-checked against
+//! its key and records that key's address; an update can only install a target of the key's signature
+//! and only touches sites recorded for that key.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use super::signature::{Signature, Target};
+use super::sites::{self, Site};
+use super::trampoline::{return_zero, zero_stub};
+use super::update::{self, UpdateError};
+
+/// What `static_call!` generates for each key; implemented only by that macro.
+///
+/// # Safety
+/// `trampoline` is the 16-byte trampoline of [`super::trampoline`], its generic path jumps through the
+/// key of the `static` of the same name, and `Sig` is the signature that key's targets have.
+pub unsafe trait Definition: Sized + 'static {
+    /// The key's fn type.
+    type Sig: Signature;
+    /// 1 when the key may be disabled (its sites then zero `rax` before the call), else 0.
+    const NULLABLE: u32;
+    /// The trampoline (a naked function; not callable from Rust).
+    ///
+    /// # Safety
+    /// Never call it: only sites jump to it, with the arguments in the C ABI registers.
+    unsafe extern "C" fn trampoline();
+}
+
+/// Marks keys declared `Option<fn(..)>`: those may be set to "no function".
+///
+/// # Safety
+/// Implemented by `static_call!` exactly when `Definition::NULLABLE` is 1.
+pub unsafe trait Nullable: Definition {}
+
+/// The type-erased state of a key; the trampoline's generic path reads `current` at offset 0.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Key {
+    /// Address the generic path jumps to: a target's shim, or the zero stub when disabled.
+    current: AtomicPtr<()>,
+    trampoline: unsafe extern "C" fn(),
+    nullable: bool,
+    name: &'static str,
+}
+
+impl Key {
+    /// The key's name, `module::path::NAME`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Address of the key's trampoline.
+    pub fn trampoline(&self) -> usize {
+        self.trampoline as usize
+    }
+
+    /// Whether the key may be disabled.
+    pub fn is_nullable(&self) -> bool {
+        self.nullable
+    }
+
+    /// Address of the key (what site entries record).
+    pub fn addr(&self) -> usize {
+        self as *const Key as usize
+    }
+
+    /// The current target's shim address; `None` when the key is disabled.
+    pub fn target(&self) -> Option<usize> {
+        let t = self.current.load(Ordering::Acquire) as usize;
+        (t != zero_stub()).then_some(t)
+    }
+
+    /// The sites that call this key, from the site table (every copy of the machine code of every
+    /// `static_call!` use that the linker kept), sorted by address.
+    pub fn sites(&self) -> Vec<Site> {
+        sites::all().into_iter().filter(|s| s.key() == self.addr()).collect()
+    }
+
+    /// Sets the generic path's destination (the fallback's whole update: one atomic store).
+    pub(crate) fn set_current(&self, target: Option<usize>) {
+        let p = target.unwrap_or(zero_stub()) as *mut ();
+        self.current.store(p, Ordering::Release);
+    }
+}
+
+/// The key at `addr`.
+///
+/// # Safety
+/// `addr` is the address of a `StaticCall` static (as every site table entry records).
+pub(crate) unsafe fn key_at(addr: usize) -> &'static Key {
+    // SAFETY: a `StaticCall` is `repr(C)` with its `Key` at offset 0, and statics live forever.
+    unsafe { &*(addr as *const Key) }
+}
+
+/// A static call key: see `static_call!`. `D` is the key's marker type.
+#[repr(C)]
+#[derive(Debug)]
+pub struct StaticCall<D> {
+    key: Key,
+    _def: PhantomData<fn() -> D>,
+}
+
+impl<D: Definition> StaticCall<D> {
+    #[doc(hidden)]
+    /// Used by `static_call!`: a key whose default target is `f`.
+    ///
+    /// # Safety
+    /// Only for the one `static` named like `D`, whose address `D::trampoline` reads: another key of
+    /// the same `D` would patch `D`'s trampoline.
+    pub const unsafe fn __new<F: Target<D::Sig>>(name: &'static str, f: F) -> Self {
+        let _witness = f;
+        Self::with_current(name, F::SHIM)
+    }
+
+    #[doc(hidden)]
+    /// Used by `static_call!`: a nullable key that starts disabled.
+    ///
+    /// # Safety
+    /// As for [`Self::__new`].
+    pub const unsafe fn __new_none(name: &'static str) -> Self
+    where
+        D: Nullable,
+    {
+        Self::with_current(name, return_zero as *const ())
+    }
+
+    const fn with_current(name: &'static str, current: *const ()) -> Self {
+        StaticCall {
+            key: Key {
+                current: AtomicPtr::new(current as *mut ()),
+                trampoline: D::trampoline,
+                nullable: D::NULLABLE == 1,
+                name,
+            },
+            _def: PhantomData,
+        }
+    }
+
+    /// The key's type-erased state.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Points the key at `f`: with inline patching, the trampoline and every site of this key are
+    /// rewritten in one bp batch (three syncs); otherwise `key.current` is stored. Calls made by other
+    /// threads meanwhile reach the old or the new target. Initialises static calls first if needed.
+    pub fn update<F: Target<D::Sig>>(&'static self, f: F) -> Result<(), UpdateError> {
+        let _witness = f;
+        update::set(&self.key, Some(F::SHIM as usize))
+    }
+}
+
+impl<D: Nullable> StaticCall<D> {
+    /// Sets the key to "no function": sites become a 5-byte nop, the trampoline `ret`, and a call
+    /// returns the return type's zero value (0, `false`, null, `()`).
+    pub fn disable(&'static self) -> Result<(), UpdateError> {
+        update::set(&self.key, None)
+    }
+}
+
+impl<D> std::ops::Deref for StaticCall<D> {
+    type Target = Key;
+    fn deref(&self) -> &Key {
+        &self.key
+    }
+}

@@ -1,0 +1,242 @@
+//! `static_call!` (define a key; call through one) and `static_call_update!`.
+//!
+//! Expansion of a definition `static_call! { pub static LOG: fn(u32) -> u64 = log_plain; }`:
+//! - `pub static LOG: StaticCall<LOG>`, the key, starting at `log_plain`;
+//! - `pub struct LOG { .. }`, a marker type of the same name (types and values live in different
+//!   namespaces, so the one path `LOG` names both), implementing [`Definition`](super::Definition) with the
+//!   signature and the trampoline, a naked function in `.text.static_call_tramp`.
+//!
+//! Expansion of a call `static_call!(LOG(7))`, at the use site:
+//! ```text
+//!         xor  eax, eax                   only for Option<fn> keys: a nopped call then yields 0
+//!     2:  call <LOG as Definition>::trampoline    e8 rel32, 5 bytes
+//!         .pushsection static_call_sites,"aR" ; .long 2b - . ; .long LOG - . ; .popsection
+//! ```
+//! with the arguments in `rdi, rsi, rdx, rcx, r8, r9`, the result in `rax`, and `clobber_abi("C")`.
+//! The arguments are type-checked against the key's signature before any register is loaded.
+
+/// Defines static call keys, or calls through one.
+///
+/// Define (at module level or in a block; attributes and visibility as for a `static`):
+/// ```ignore
+/// static_call! {
+///     /// Logging back-end.
+///     pub static LOG: fn(u32, u64) -> u64 = log_plain;
+///     /// A hook that may be unset: its calls then return 0.
+///     pub static HOOK: Option<fn(u64)> = None;
+/// }
+/// ```
+/// Call (an expression; the arguments are evaluated first, left to right):
+/// ```ignore
+/// let n = static_call!(LOG(7, 8));
+/// static_call!(crate::hooks::HOOK(n));
+/// ```
+/// Arguments and results are integers, `bool`, `char` or raw pointers, at most six arguments (see
+/// [`static_call::abi`](crate::static_call::abi)). Change the target with [`static_call_update!`](crate::static_call_update).
+#[macro_export]
+macro_rules! static_call {
+    () => {};
+    (
+        $(#[$attr:meta])*
+        $vis:vis static $name:ident : fn($($arg:ty),* $(,)?) $(-> $ret:ty)? = $default:expr;
+        $($more:tt)*
+    ) => {
+        $(#[$attr])*
+        // SAFETY: this is the one key of the marker type `$name`.
+        $vis static $name: $crate::static_call::StaticCall<$name> = unsafe {
+            $crate::static_call::StaticCall::__new(
+                ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
+                $default,
+            )
+        };
+        $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, 0);
+        $crate::static_call! { $($more)* }
+    };
+    (
+        $(#[$attr:meta])*
+        $vis:vis static $name:ident : Option<fn($($arg:ty),* $(,)?) $(-> $ret:ty)?> = None;
+        $($more:tt)*
+    ) => {
+        $(#[$attr])*
+        // SAFETY: this is the one key of the marker type `$name`.
+        $vis static $name: $crate::static_call::StaticCall<$name> = unsafe {
+            $crate::static_call::StaticCall::__new_none(::core::concat!(
+                ::core::module_path!(),
+                "::",
+                ::core::stringify!($name)
+            ))
+        };
+        $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, 1);
+        $crate::static_call! { $($more)* }
+    };
+    (
+        $(#[$attr:meta])*
+        $vis:vis static $name:ident : Option<fn($($arg:ty),* $(,)?) $(-> $ret:ty)?> = Some($default:expr);
+        $($more:tt)*
+    ) => {
+        $(#[$attr])*
+        // SAFETY: this is the one key of the marker type `$name`.
+        $vis static $name: $crate::static_call::StaticCall<$name> = unsafe {
+            $crate::static_call::StaticCall::__new(
+                ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
+                $default,
+            )
+        };
+        $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, 1);
+        $crate::static_call! { $($more)* }
+    };
+    ($($key:ident)::+ ( $($arg:expr),* $(,)? )) => {
+        $crate::__static_call_site!(
+            @pair [$($key)::+] []
+            [("rdi" 0) ("rsi" 1) ("rdx" 2) ("rcx" 3) ("r8" 4) ("r9" 5)]
+            $($arg,)*
+        )
+    };
+}
+
+/// Points a key at a new target, or (`None`, only for `Option<fn>` keys) at no function.
+///
+/// ```ignore
+/// static_call_update!(LOG, log_json)?;
+/// static_call_update!(HOOK, None)?;
+/// ```
+/// The target is a fn item or a closure that captures nothing, of the key's exact fn type (checked at
+/// compile time). Returns `Result<(), UpdateError>`; see [`StaticCall::update`](crate::static_call::StaticCall::update).
+///
+/// What does not compile — a target of another signature:
+/// ```compile_fail,E0631
+/// # use callpatch_probes::{static_call, static_call_update};
+/// fn f(x: u64) -> u64 { x }
+/// fn g(x: u32) -> u64 { x as u64 }
+/// static_call! { static K: fn(u64) -> u64 = f; }
+/// static_call_update!(K, g).unwrap();
+/// ```
+/// `None` for a key not declared `Option<fn(..)>`:
+/// ```compile_fail,E0277
+/// # use callpatch_probes::{static_call, static_call_update};
+/// fn f(x: u64) -> u64 { x }
+/// static_call! { static K: fn(u64) -> u64 = f; }
+/// static_call_update!(K, None).unwrap();
+/// ```
+/// A closure that captures (the site's shim has nowhere to find the captures):
+/// ```compile_fail,E0080
+/// # use callpatch_probes::{static_call, static_call_update};
+/// fn f(x: u64) -> u64 { x }
+/// static_call! { static K: fn(u64) -> u64 = f; }
+/// let n = 5u64;
+/// static_call_update!(K, move |x: u64| x + n).unwrap();
+/// ```
+/// A call with the wrong arguments:
+/// ```compile_fail,E0308
+/// # use callpatch_probes::static_call;
+/// fn f(x: u64) -> u64 { x }
+/// static_call! { static K: fn(u64) -> u64 = f; }
+/// static_call!(K(1, 2));
+/// ```
+#[macro_export]
+macro_rules! static_call_update {
+    ($($key:ident)::+, None $(,)?) => {
+        $crate::static_call::StaticCall::disable(&$($key)::+)
+    };
+    ($($key:ident)::+, Some($f:expr) $(,)?) => {
+        $crate::static_call::StaticCall::update(&$($key)::+, $f)
+    };
+    ($($key:ident)::+, $f:expr $(,)?) => {
+        $crate::static_call::StaticCall::update(&$($key)::+, $f)
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __static_call_definition {
+    ($vis:vis $name:ident, $sig:ty, $nullable:tt) => {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        $vis struct $name {
+            _marker: (),
+        }
+
+        // SAFETY: the trampoline below is the 16-byte layout of `static_call::trampoline` whose generic
+        // path jumps through the key `$name` (a `StaticCall<$name>`, key at offset 0), and `Sig` is the
+        // type that key's targets were checked against.
+        unsafe impl $crate::static_call::Definition for $name {
+            type Sig = $sig;
+            const NULLABLE: u32 = $nullable;
+
+            #[unsafe(naked)]
+            #[unsafe(link_section = ".text.static_call_tramp")]
+            unsafe extern "C" fn trampoline() {
+                ::core::arch::naked_asm!(
+                    ".byte 0xe9",
+                    ".long 3f - . - 4",
+                    ".byte 0xcc, 0xcc, 0xcc",
+                    "3:",
+                    "jmp qword ptr [rip + {key}]",
+                    ".byte 0xcc, 0xcc",
+                    ".balign 16, 0xcc",
+                    key = sym $name,
+                )
+            }
+        }
+
+        $crate::__static_call_nullable!($name, $nullable);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __static_call_nullable {
+    ($name:ident, 0) => {};
+    ($name:ident, 1) => {
+        // SAFETY: declared `Option<fn(..)>`, and its `NULLABLE` is 1.
+        unsafe impl $crate::static_call::Nullable for $name {}
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __static_call_site {
+    // Pair the next argument with the next C ABI argument register.
+    (@pair [$($key:tt)*] [$($done:tt)*] [($reg:tt $idx:tt) $($regs:tt)*] $arg:expr, $($rest:tt)*) => {
+        $crate::__static_call_site!(@pair [$($key)*] [$($done)* ($reg $idx $arg)] [$($regs)*] $($rest)*)
+    };
+    (@pair [$($key:tt)*] [$($done:tt)*] [] $arg:expr, $($rest:tt)*) => {
+        ::core::compile_error!("a static call passes at most 6 arguments (the C ABI's integer argument registers)")
+    };
+    (@pair [$($key:tt)*] [$(($reg:tt $idx:tt $arg:expr))*] [$($regs:tt)*]) => {{
+        // The key is a `StaticCall` of its own marker type, and the arguments have its signature's types.
+        let _: &$crate::static_call::StaticCall<$($key)*> = &$($key)*;
+        let __args: <<$($key)* as $crate::static_call::Definition>::Sig as $crate::static_call::Signature>::Args =
+            ($($arg,)*);
+        let __rax: u64;
+        // SAFETY: the call enters the key's trampoline, which reaches an `extern "C"` shim of the key's
+        // signature (or returns 0 for a disabled key); the arguments are in the C ABI registers, every
+        // caller-saved register is declared clobbered, and without `nostack` the stack is aligned for a
+        // call. The pushed section entry adds no code.
+        unsafe {
+            ::core::arch::asm!(
+                ".if {nullable}",
+                "xor eax, eax",
+                ".endif",
+                "2:",
+                "call {trampoline}",
+                ".pushsection static_call_sites,\"aR\",@progbits",
+                ".balign 4",
+                ".long 2b - .",
+                ".long {key} - .",
+                ".popsection",
+                nullable = const <$($key)* as $crate::static_call::Definition>::NULLABLE,
+                trampoline = sym <$($key)* as $crate::static_call::Definition>::trampoline,
+                key = sym $($key)*,
+                $(in($reg) $crate::static_call::RegArg::to_reg(__args.$idx),)*
+                out("rax") __rax,
+                clobber_abi("C"),
+            );
+        }
+        // SAFETY: `rax` is what the signature's `extern "C"` shim returned, or 0 for a disabled key.
+        unsafe {
+            <<<$($key)* as $crate::static_call::Definition>::Sig as $crate::static_call::Signature>::Ret
+                as $crate::static_call::RegRet>::from_reg(__rax)
+        }
+    }};
+}

@@ -1,0 +1,76 @@
+//! The kernel's static calls for Rust programs: inline direct calls in the program's own `.text`,
+//! retargeted live while other threads run them.
+//!
+//! | kernel                        | here                                                   |
+//! |-------------------------------|--------------------------------------------------------|
+//! | `DEFINE_STATIC_CALL(name, f)` | `static_call! { static NAME: fn(u32) -> u64 = f; }`    |
+//! | `DEFINE_STATIC_CALL_NULL`     | `static_call! { static NAME: Option<fn(u32)> = None; }`|
+//! | `static_call(name)(args)`     | `static_call!(NAME(args))`                             |
+//! | `static_call_update(name, f)` | `static_call_update!(NAME, f)` / `(NAME, None)`        |
+//! | `.static_call_sites`          | section `static_call_sites` ([`sites`])                |
+//! | `static_call_init()` at boot  | [`init`], or the first update                          |
+//!
+//! How a call works: the site is an `asm!` block with a 5-byte `call rel32` to the key's trampoline and
+//! an entry in the site table ([`sites`]). Until init the trampoline jumps through the key's pointer
+//! ([`trampoline`]); init patches every site to `call target` directly, as the kernel does at boot, so a
+//! static call then costs what a direct call costs. An update patches one key's trampoline and all its
+//! sites in one bp (int3) batch with the patcher's three SYNC_CORE membarriers ([`update`]); threads
+//! calling meanwhile reach the old or the new target.
+//!
+//! A target is a fn item or a non-capturing closure of the key's exact fn type, reached through a
+//! generated `extern "C"` shim ([`signature`]); arguments and results are integers, `bool`, `char` or
+//! raw pointers, at most six ([`abi`]). A key declared `Option<fn(..)>` may be set to `None`: its sites
+//! become a 5-byte nop and calls return zero (its sites zero `rax` before the call, because a nop leaves
+//! `rax` as it was; the kernel's `static_call_cond` exists only for void functions for the same reason).
+//!
+//! Where code patching is unavailable (no SYNC_CORE membarrier, text not writable), the generic backend
+//! keeps every call correct: the trampoline's indirect jump through the key's pointer, updated with one
+//! atomic store. It is reported once on stderr; `CALLPATCH_STATIC_CALL=generic` requests it.
+//!
+//! Limits: sites and keys must be linked into one executable (not a `dylib`); a panicking target aborts
+//! the process; the site macros contain `unsafe` blocks (they emit `asm!`), so a crate that forbids
+//! `unsafe_code` cannot use them.
+//!
+//! ```
+//! use callpatch_probes::{static_call, static_call_update};
+//!
+//! fn plain(x: u64) -> u64 {
+//!     x
+//! }
+//! fn mixed(x: u64) -> u64 {
+//!     x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+//! }
+//! static_call! {
+//!     /// The hash back-end.
+//!     pub static HASH: fn(u64) -> u64 = plain;
+//!     /// An optional hook: a disabled hook's calls return 0.
+//!     pub static HOOK: Option<fn(u64) -> u64> = None;
+//! }
+//!
+//! assert_eq!(static_call!(HASH(7)), 7);
+//! static_call_update!(HASH, mixed).unwrap();
+//! assert_eq!(static_call!(HASH(7)), mixed(7));
+//! assert_eq!(static_call!(HOOK(7)), 0);
+//! static_call_update!(HOOK, |x: u64| x + 1).unwrap();
+//! assert_eq!(static_call!(HOOK(7)), 8);
+//! ```
+//!
+//! `use callpatch_probes::{static_call, static_call_update};` imports this module and both macros (a
+//! macro and a module live in different namespaces).
+
+pub mod abi;
+mod inline;
+mod key;
+mod macros;
+pub mod signature;
+pub mod sites;
+pub mod trampoline;
+pub mod update;
+
+pub use abi::{RegArg, RegRet};
+pub use key::{Definition, Key, Nullable, StaticCall};
+pub use signature::{shim_of, Signature, Target};
+pub use sites::Site;
+pub use update::{backend, init, init_with, status, Backend, Status, UpdateError};
+
+pub use crate::{static_call, static_call_update};

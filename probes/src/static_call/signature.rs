@@ -1,0 +1,140 @@
+//! A key's function type, and the `extern "C"` shim through which a site reaches each target.
+//!
+//! A key is declared with a plain Rust fn type, `fn(u32, u64) -> u64`; [`Signature`] gives its argument
+//! tuple and return type. A target is any zero-sized `Copy` callable of that type — a fn item or a
+//! non-capturing closure — and [`Target::SHIM`] is the address of `shim::<F>`, an `extern "C"` function
+//! generated for that one callable type. The shim reads the C ABI registers that the site loaded (see
+//! [`super::abi`]), conjures the zero-sized `F` and calls it; LLVM inlines `F`'s body into the shim, so a
+//! patched site costs one direct call, like a direct call to the Rust function.
+//!
+//! Why a shim rather than the function itself: a site is an `asm!` block and can only assume the C
+//! calling convention; Rust's own is unspecified. Why zero-sized: the shim has no environment to read a
+//! closure's captures from, so only callables that *are* their code can be targets (checked at compile
+//! time). A target that panics aborts the process: unwinding out of an `extern "C"` function aborts, which
+//! is also what keeps unwinding from crossing the `asm!` call.
+
+use std::ptr::NonNull;
+
+use super::abi::{RegArg, RegRet};
+
+/// A fn type that a static call key can have: at most six [`RegArg`] arguments, a [`RegRet`] result.
+///
+/// # Safety
+/// Implemented only here, for `fn(A0, .., An) -> R`.
+pub unsafe trait Signature: Copy + 'static {
+    /// The argument types as a tuple, `(A0, A1, ..)`.
+    type Args;
+    /// The return type.
+    type Ret: RegRet;
+    /// Number of arguments.
+    const ARITY: usize;
+}
+
+/// A callable that can be the target of a key of signature `S`: zero-sized, `Copy`, and of type `S`.
+///
+/// # Safety
+/// `SHIM` is the address of an `extern "C"` function with `S`'s parameters and return type.
+pub unsafe trait Target<S: Signature>: Copy + 'static {
+    /// Address of the `extern "C"` shim that calls this callable. Evaluating it fails to compile when the
+    /// callable is not zero-sized (a closure that captures).
+    const SHIM: *const ();
+}
+
+/// Produces a value of a zero-sized type.
+///
+/// # Safety
+/// `F` is zero-sized and `Copy`, and a value of it has existed (it was handed to `StaticCall::update` or
+/// to the key's definition): a `Copy` ZST has no bytes and no drop, so a new value is a copy of that one.
+#[inline(always)]
+unsafe fn conjure<F: Copy>() -> F {
+    const {
+        assert!(
+            size_of::<F>() == 0,
+            "a static call target must be zero-sized (a fn item or a closure without captures)"
+        )
+    };
+    // SAFETY: a read of zero bytes from an aligned non-null pointer; validity per the function contract.
+    unsafe { NonNull::<F>::dangling().read() }
+}
+
+macro_rules! signatures {
+    ($($n:literal: $shim:ident($($a:ident: $A:ident),*);)*) => {$(
+        // SAFETY: the argument tuple and return type are exactly those of the fn type.
+        unsafe impl<R: RegRet + 'static, $($A: RegArg + 'static),*> Signature for fn($($A),*) -> R {
+            type Args = ($($A,)*);
+            type Ret = R;
+            const ARITY: usize = $n;
+        }
+
+        extern "C" fn $shim<R, $($A,)* F: Fn($($A),*) -> R + Copy>($($a: $A),*) -> R {
+            // SAFETY: `F: Target` is only used by code that held a value of `F` (see `conjure`).
+            let f: F = unsafe { conjure::<F>() };
+            f($($a),*)
+        }
+
+        // SAFETY: the shim is `extern "C" fn(A0, .., An) -> R`, the signature's parameters and result.
+        unsafe impl<R: RegRet + 'static, $($A: RegArg + 'static,)* F: Fn($($A),*) -> R + Copy + 'static>
+            Target<fn($($A),*) -> R> for F
+        {
+            const SHIM: *const () = {
+                assert!(
+                    size_of::<F>() == 0,
+                    "a static call target must be zero-sized: a fn item or a closure that captures nothing"
+                );
+                $shim::<R, $($A,)* F> as extern "C" fn($($A),*) -> R as *const ()
+            };
+        }
+    )*};
+}
+
+signatures! {
+    0: shim0();
+    1: shim1(a0: A0);
+    2: shim2(a0: A0, a1: A1);
+    3: shim3(a0: A0, a1: A1, a2: A2);
+    4: shim4(a0: A0, a1: A1, a2: A2, a3: A3);
+    5: shim5(a0: A0, a1: A1, a2: A2, a3: A3, a4: A4);
+    6: shim6(a0: A0, a1: A1, a2: A2, a3: A3, a4: A4, a5: A5);
+}
+
+/// The shim address of `f` for signature `S` (what a site calls once patched to `f`). A shim is a
+/// generic instance, so without shared generics (release builds) each crate that names it has its own
+/// copy: compare with a key's [`target`](super::Key::target) rather than with a `shim_of` from another crate.
+pub fn shim_of<S: Signature, F: Target<S>>(f: F) -> usize {
+    let _witness = f;
+    F::SHIM as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(a: u32, b: u64) -> u64 {
+        a as u64 + b
+    }
+
+    #[test]
+    fn the_shim_is_a_c_abi_function_that_calls_the_target() {
+        let shim = shim_of::<fn(u32, u64) -> u64, _>(add);
+        // SAFETY: SHIM is `extern "C" fn(u32, u64) -> u64` by `Target`'s contract.
+        let f: extern "C" fn(u32, u64) -> u64 = unsafe { std::mem::transmute(shim) };
+        assert_eq!(f(2, 40), 42);
+        let neg = shim_of::<fn(i8) -> i64, _>(|x: i8| x as i64 * 3);
+        // SAFETY: as above, for `fn(i8) -> i64`.
+        let g: extern "C" fn(i8) -> i64 = unsafe { std::mem::transmute(neg) };
+        assert_eq!(g(-5), -15);
+        assert_eq!(<fn(u8, u8, u8, u8, u8, u8) as Signature>::ARITY, 6);
+    }
+
+    #[test]
+    fn each_callable_type_has_its_own_shim() {
+        fn one() -> u32 {
+            1
+        }
+        fn two() -> u32 {
+            2
+        }
+        assert_ne!(shim_of::<fn() -> u32, _>(one), shim_of::<fn() -> u32, _>(two));
+        assert_eq!(shim_of::<fn() -> u32, _>(one), shim_of::<fn() -> u32, _>(one));
+    }
+}

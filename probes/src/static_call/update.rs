@@ -1,0 +1,156 @@
+//! Init and update, serialised by one process-wide lock; the choice between the two backends.
+//!
+//! - [`Backend::Inline`] (the kernel's `HAVE_STATIC_CALL_INLINE`): init rewrites every site from
+//!   `call trampoline` to `call target` and every trampoline's jmp to the target, in one bp batch; an
+//!   update rewrites one key's trampoline and all its sites in one bp batch (three syncs). Needs the
+//!   SYNC_CORE membarrier and a writable (via `mprotect`) text.
+//! - [`Backend::Generic`] (the kernel's generic static calls): nothing is ever patched; every call goes
+//!   site → trampoline → `jmp *key.current`, and an update is one atomic store of `key.current`. Chosen
+//!   when inline patching is unavailable (reported once on stderr) or requested.
+//!
+//! The backend is chosen once per process, at [`init`] or at the first update, whichever comes first;
+//! `CALLPATCH_STATIC_CALL=generic` (or [`init_with`]) requests the generic one. In both, the key's
+//! `current` always names the target, and a thread calling during an update reaches the old or the new
+//! target: the generic path loads one aligned pointer, and the bp protocol's trap handler executes the
+//! new instruction for any thread that meets an `int3` mid-patch.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use thiserror::Error;
+
+use super::key::Key;
+use super::sites::Site;
+
+/// How this process carries out static calls; see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Sites call their target directly and are patched live.
+    Inline,
+    /// Sites call the trampoline, which jumps through the key's pointer.
+    Generic,
+}
+
+impl Backend {
+    /// Name used in reports and in `CALLPATCH_STATIC_CALL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Inline => "inline",
+            Backend::Generic => "generic",
+        }
+    }
+}
+
+/// Why an update failed. When the patcher refused before writing, the key keeps its previous target;
+/// after a failed write, each site calls the old or the new target.
+#[derive(Debug, Error)]
+pub enum UpdateError {
+    /// The patcher refused or failed the batch.
+    #[error("static call {key}: patching its trampoline and {sites} sites failed: {source}")]
+    Patch {
+        /// The key's name.
+        key: &'static str,
+        /// Sites of the key.
+        sites: usize,
+        /// The patcher's error.
+        #[source]
+        source: crate::patch::PatchError,
+    },
+}
+
+/// What init found and decided.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    /// The backend, once chosen.
+    pub backend: Option<Backend>,
+    /// Why the generic backend was chosen, when it was.
+    pub generic_reason: Option<String>,
+    /// Sites patched with their key (inline backend).
+    pub patched_sites: usize,
+    /// Sites left calling their trampoline, and why (their calls stay correct, one jump longer).
+    pub skipped: Vec<(Site, String)>,
+}
+
+pub(crate) struct State {
+    pub(crate) status: Status,
+    /// Patchable sites of each key, by key address (inline backend).
+    pub(crate) by_key: BTreeMap<usize, Vec<Site>>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    status: Status { backend: None, generic_reason: None, patched_sites: 0, skipped: Vec::new() },
+    by_key: BTreeMap::new(),
+});
+
+/// Takes the static call lock (a panic while holding it leaves no half-done patch: the patcher
+/// validates before writing, so a poisoned lock is taken over).
+pub(crate) fn lock() -> MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The backend `CALLPATCH_STATIC_CALL` asks for (inline unless it says `generic`).
+fn requested() -> Backend {
+    match std::env::var("CALLPATCH_STATIC_CALL").as_deref() {
+        Ok("generic") => Backend::Generic,
+        _ => Backend::Inline,
+    }
+}
+
+/// Initialises static calls if not done yet (inline unless `CALLPATCH_STATIC_CALL=generic`), and returns
+/// the backend in use. The kernel does this at boot; here it happens at the first call of `init` or
+/// update. Before it, every call takes the trampoline's generic path, which is already correct.
+pub fn init() -> Backend {
+    init_with(requested())
+}
+
+/// Like [`init`], asking for `want`; a process that is already initialised keeps its backend.
+pub fn init_with(want: Backend) -> Backend {
+    ensure_init(&mut lock(), want)
+}
+
+/// The backend in use, or `None` before init.
+pub fn backend() -> Option<Backend> {
+    lock().status.backend
+}
+
+/// What init found and decided.
+pub fn status() -> Status {
+    lock().status.clone()
+}
+
+fn ensure_init(state: &mut State, want: Backend) -> Backend {
+    if let Some(b) = state.status.backend {
+        return b;
+    }
+    let backend = match want {
+        Backend::Generic => {
+            state.status.generic_reason = Some("requested".into());
+            Backend::Generic
+        }
+        Backend::Inline => match super::inline::init(state) {
+            Ok(()) => Backend::Inline,
+            Err(reason) => {
+                eprintln!(
+                    "callpatch: static_call: inline patching unavailable ({reason}); using generic static calls \
+                     (an indirect jump through each key)"
+                );
+                state.status.generic_reason = Some(reason);
+                Backend::Generic
+            }
+        },
+    };
+    state.status.backend = Some(backend);
+    backend
+}
+
+/// Points `key` at `target` (a shim address; `None`: disabled), initialising first if needed.
+pub(crate) fn set(key: &Key, target: Option<usize>) -> Result<(), UpdateError> {
+    let mut state = lock();
+    match ensure_init(&mut state, requested()) {
+        Backend::Generic => {
+            key.set_current(target);
+            Ok(())
+        }
+        Backend::Inline => super::inline::update(&state, key, target),
+    }
+}
