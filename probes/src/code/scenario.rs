@@ -170,7 +170,7 @@ impl Scenario {
     /// call j of iteration i goes to (i + j) mod K). `None` for the other scenarios.
     pub fn sequence(self, body_calls: usize) -> Option<Vec<u8>> {
         let Scenario::Poly { k, order } = self else { return None };
-        assert!(SEQUENCE_LEN % body_calls == 0, "body of {body_calls} calls must divide the sequence");
+        assert!(SEQUENCE_LEN.is_multiple_of(body_calls), "body of {body_calls} calls must divide the sequence");
         Some(match order {
             Order::RoundRobin => (0..SEQUENCE_LEN).map(|m| ((m / body_calls + m % body_calls) % k) as u8).collect(),
             Order::Random => {
