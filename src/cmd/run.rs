@@ -1,10 +1,176 @@
-//! `callpatch run` — not built yet (see its issue).
+//! `callpatch run` — the main job: measure this machine end to end into one results folder.
+//!
+//! Parts, in order: `calls`, `patch`, `stress` (a short run per protocol), `hazard`, `census` (default
+//! binaries), then the plots and `summary.md` from the CSVs just written. Each measuring part runs as
+//! a child process of this executable with its normal command line (`callpatch calls --quick --out
+//! DIR`, ...), so `run` adds no second copy of any option handling, a crash in one part is contained
+//! and reported, and its full output is kept in `DIR/logs/<part>.log`. A part that cannot run here
+//! (no membarrier) is skipped with one line saying why; a part that fails is reported and the run
+//! exits non-zero after finishing the others, so the folder never passes for complete when it is not.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use callpatch_analysis::report::rows::write_csv;
+use callpatch_analysis::report::{machine, render_all};
+use callpatch_probes::measure;
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Options of `callpatch run`.
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// A short run (goal: under a minute here): quick calls set, 2 s stress per protocol, quick patch
+    /// and hazard, census without the vmlinux.
+    #[arg(long)]
+    pub quick: bool,
+    /// Results folder (default: results/<machine_id>, with results/latest pointing at it).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Parts to leave out (repeat or comma-separate): calls, patch, stress, hazard, census.
+    #[arg(long, value_name = "PART", value_delimiter = ',', value_parser = PART_NAMES)]
+    pub skip: Vec<String>,
+}
+
+const PART_NAMES: [&str; 5] = ["calls", "patch", "stress", "hazard", "census"];
+
+/// One measuring part: a subcommand and its arguments (before `--out DIR`).
+struct Part {
+    name: &'static str,
+    args: Vec<&'static str>,
+    /// Needs `membarrier(PRIVATE_EXPEDITED_SYNC_CORE)` (every live-patching part).
+    patches_code: bool,
+}
+
+fn parts(quick: bool) -> Vec<Part> {
+    let q = |full: Vec<&'static str>, quick_args: Vec<&'static str>| if quick { quick_args } else { full };
+    vec![
+        Part { name: "calls", args: q(vec!["calls"], vec!["calls", "--quick"]), patches_code: false },
+        Part { name: "patch", args: q(vec!["patch"], vec!["patch", "--quick"]), patches_code: true },
+        Part {
+            name: "stress",
+            args: q(vec!["stress", "--seconds", "10"], vec!["stress", "--quick"]),
+            patches_code: true,
+        },
+        Part { name: "hazard", args: q(vec!["hazard"], vec!["hazard", "--quick"]), patches_code: true },
+        Part { name: "census", args: q(vec!["census"], vec!["census", "--quick"]), patches_code: false },
+    ]
+}
 
 /// Runs `callpatch run`.
-pub fn main(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`callpatch run` is not implemented yet")
+pub fn main(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let hz = measure::tsc::hz()?;
+    let identity = machine::identify(hz, &measure::hardware_counters_status());
+    let default_out = args.out.is_none();
+    let out = args.out.clone().unwrap_or_else(|| Path::new("results").join(&identity.machine_id));
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    write_csv(&out.join("machine.csv"), std::slice::from_ref(&identity))
+        .with_context(|| format!("cannot write {}", out.join("machine.csv").display()))?;
+    eprintln!("callpatch run{}: {} → {}", if args.quick { " --quick" } else { "" }, identity.cpu_model, out.display());
+
+    let membarrier = callpatch_probes::patch::membarrier_ready().map_err(|e| e.to_string());
+    let exe = std::env::current_exe().context("cannot locate this executable")?;
+    let selected: Vec<Part> =
+        parts(args.quick).into_iter().filter(|p| !args.skip.iter().any(|s| s == p.name)).collect();
+    let bar = progress(selected.len() as u64);
+    let mut failed = Vec::new();
+    for part in &selected {
+        bar.set_message(format!("{} ({})", part.name, part.args.join(" ")));
+        if let (true, Err(why)) = (part.patches_code, &membarrier) {
+            say(&bar, format!("skip {}: live patching needs membarrier SYNC_CORE: {why}", part.name));
+            bar.inc(1);
+            continue;
+        }
+        let t = Instant::now();
+        let log = logs.join(format!("{}.log", part.name));
+        match run_part(&exe, part, &out, &log) {
+            Ok(()) => say(&bar, format!("done {:<7} {:>6.1} s   log: {}", part.name, secs(t.elapsed()), log.display())),
+            Err(e) => {
+                say(
+                    &bar,
+                    format!("FAIL {:<7} {:>6.1} s   {e:#} (log: {})", part.name, secs(t.elapsed()), log.display()),
+                );
+                failed.push(part.name);
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let rendered = render_all(std::slice::from_ref(&out), &out).context("plots and summary")?;
+    for note in &rendered.notes {
+        eprintln!("note: {note}");
+    }
+    if default_out {
+        point_latest(&out)?;
+    }
+    eprintln!(
+        "wrote {} plot/summary files to {} in {:.1} s total; start with {}",
+        rendered.files.len(),
+        out.display(),
+        secs(started.elapsed()),
+        out.join("summary.md").display()
+    );
+    anyhow::ensure!(failed.is_empty(), "part(s) failed: {} — see the logs in {}", failed.join(", "), logs.display());
+    Ok(())
+}
+
+/// Runs one part as a child process with its output in `log`; an error names the exit status and the
+/// last line the part printed (its own one-line error).
+fn run_part(exe: &Path, part: &Part, out: &Path, log: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let status = Command::new(exe)
+        .args(&part.args)
+        .arg("--out")
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no output)");
+    anyhow::bail!("{status}: {last}")
+}
+
+fn progress(parts: u64) -> ProgressBar {
+    let bar = ProgressBar::new(parts);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:24} {pos}/{len} parts  {msg}  (eta {eta})")
+            .expect("static template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Points `results/latest` at `out` (a relative symlink beside it), replacing an older link.
+fn point_latest(out: &Path) -> anyhow::Result<()> {
+    let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else { return Ok(()) };
+    let link = parent.join("latest");
+    match std::fs::symlink_metadata(&link) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(&link)?,
+        Ok(_) => anyhow::bail!("{} exists and is not a symlink; leaving it alone", link.display()),
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink(name, &link).with_context(|| format!("cannot create {}", link.display()))
+}
+
+/// Prints one line above the bar, or plainly when there is no terminal (CI, a log file), where
+/// indicatif hides the bar and would drop the line with it.
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
 }
