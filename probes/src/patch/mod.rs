@@ -23,6 +23,7 @@ pub mod cs_prefix;
 mod error;
 pub mod maps;
 pub mod naive;
+pub mod stress;
 pub mod sync;
 mod table;
 pub mod trap;
