@@ -1,0 +1,441 @@
+//! A probe: one flavor in one scenario, emitted as two timed loops (U and 2U calls per iteration) in
+//! its own [`Arena`], callable as `extern "sysv64" fn(iters: u64) -> u64`.
+//!
+//! Register contract of the generated loops (all caller-saved except `rbx`, which is saved):
+//! - `rdi`: iterations left; `rdx`: the accumulator, returned in `rax` at the end;
+//! - `rax`: the call target for the `rax` flavors (set once before the loop, or loaded per call in
+//!   poly scenarios); `rbx` + `rcx`: the poly selection table and the byte index into it;
+//! - `rsi`, `r8` (sites-N only): passes over the N sites per iteration (1 or 2) and the pass counter.
+//!
+//! Targets are tiny functions `add rdx, w; ret` with a distinct weight w = 1, 2, …, K, so the value a
+//! loop returns is the sum of the weights of the targets it really called: a wrong, lost or extra call
+//! changes it ([`Probe::expected`], [`Probe::verify`]).
+//!
+//! Each scenario's loop body, per call j (U calls for Single, 2U for Double):
+//! - `mono`, `sites-N`: the site alone. `sites-N` has one body of N sites run once (Single) or twice
+//!   (Double) per iteration, so both unroll counts execute the same N instructions.
+//! - `poly-*`: `mov rax, [rbx+rcx+8j]` then the site (`rax` flavors), or a site that calls through
+//!   that same slot (`indirect-mem`); the loop tail advances `rcx` by 8 per call, wrapping the table.
+//! - `offset-B`: NOP padding up to byte B of the next line, then the site; the padding is executed in
+//!   every flavor alike, so compare offset rows with each other, not with mono.
+
+use iced_x86::code_asm::{ecx, edx, esi, qword_ptr, r8, rax, rbx, rcx, rdi, rdx, rsi, rsp, CodeLabel};
+
+use super::arena::{Arena, ArenaMode};
+use super::emit::{EmitError, Emitter};
+use super::flavor::{CallTo, Flavor, SiteForm};
+use super::insn::{self, Insn};
+use super::scenario::{Scenario, SEQUENCE_LEN};
+use crate::measure::Unroll;
+
+/// How a probe is built (the emission knobs; the timing knobs are [`crate::measure::Knobs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Build {
+    /// U: calls per iteration of the Single body (ignored by `sites-N`, where U = N). For poly
+    /// scenarios a power of two, so that the selection table wraps between iterations.
+    pub unroll: usize,
+    /// How the arena is mapped.
+    pub mode: ArenaMode,
+}
+
+impl Default for Build {
+    fn default() -> Self {
+        Build { unroll: 32, mode: ArenaMode::Rwx }
+    }
+}
+
+/// Largest U a probe accepts.
+pub const MAX_UNROLL: usize = 4096;
+
+/// One emitted call site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Site {
+    /// Address of the site's first byte.
+    pub addr: usize,
+    /// Its length in bytes.
+    pub len: usize,
+    /// The instruction(s) there.
+    pub form: SiteForm,
+}
+
+/// One target function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Entry address.
+    pub addr: usize,
+    /// What one call adds to the accumulator.
+    pub weight: u64,
+}
+
+/// A named code range, for a perf map (`/tmp/perf-PID.map`) or a disassembly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    /// Start address.
+    pub addr: usize,
+    /// Length in bytes.
+    pub len: usize,
+    /// Name.
+    pub name: String,
+}
+
+/// One flavor × scenario, emitted and ready to run. Owns its arena: every address it hands out is
+/// valid while the probe lives.
+#[derive(Debug)]
+pub struct Probe {
+    flavor: Flavor,
+    scenario: Scenario,
+    unroll: usize,
+    arena: Arena,
+    /// Entry points of the Single and Double loops.
+    entries: [usize; 2],
+    /// Calls per iteration of the Single and Double loops.
+    calls: [usize; 2],
+    sites: Vec<Site>,
+    targets: Vec<Target>,
+    thunk: Option<usize>,
+    trampoline: Option<usize>,
+    slot: Option<usize>,
+    /// Poly only: target index of each call of one sequence period, per body.
+    selection: [Vec<u8>; 2],
+    /// Poly only: the same as target addresses, which the generated code loads. Never read from Rust
+    /// after emission, but must live (and stay put) as long as the code.
+    tables: [Box<[u64]>; 2],
+    symbols: Vec<Symbol>,
+}
+
+fn body(unroll: Unroll) -> usize {
+    match unroll {
+        Unroll::Single => 0,
+        Unroll::Double => 1,
+    }
+}
+
+impl Probe {
+    /// Emits `flavor` in `scenario`. Errors: the combination does not exist (poly with a direct-style
+    /// flavor), a parameter is out of range, or the arena cannot be mapped.
+    pub fn new(flavor: Flavor, scenario: Scenario, build: &Build) -> Result<Probe, EmitError> {
+        scenario.validate().map_err(EmitError::Bad)?;
+        if !scenario.supports(flavor) {
+            return Err(EmitError::Unsupported {
+                flavor: flavor.name().into(),
+                scenario: scenario.to_string(),
+                why: "a direct-style site has one target; changing it means patching (poly needs an indirect flavor)"
+                    .into(),
+            });
+        }
+        let u = build.unroll;
+        if !(1..=MAX_UNROLL).contains(&u) {
+            return Err(EmitError::Bad(format!("unroll {u} is outside 1..={MAX_UNROLL}")));
+        }
+        if scenario.is_poly() && !u.is_power_of_two() {
+            return Err(EmitError::Bad(format!("unroll {u} must be a power of two for poly scenarios")));
+        }
+        let (unroll, calls) = match scenario {
+            Scenario::Sites(n) => (n, [n, 2 * n]),
+            _ => (u, [u, 2 * u]),
+        };
+        let emitted_calls = match scenario {
+            Scenario::Sites(n) => n,
+            _ => 3 * u,
+        };
+        let per_call = if let Scenario::Offset(_) = scenario { 80 } else { 16 };
+        let mut arena = Arena::new((64 << 10) + emitted_calls * per_call, build.mode)?;
+
+        let selection = [0, 1].map(|b| scenario.sequence(calls[b]).unwrap_or_default());
+        let mut e = Emitter::new(&mut arena);
+        let mut symbols = Vec::new();
+
+        // Targets: `add rdx, w; ret`, each on its own 16 bytes.
+        let mut targets = Vec::new();
+        for i in 0..scenario.targets() {
+            let weight = i as u64 + 1;
+            e.align_int3(16)?;
+            let (addr, _) = e.asm(|a, _: &mut [CodeLabel; 0]| {
+                a.add(rdx, weight as i32)?;
+                a.ret()
+            })?;
+            symbols.push(Symbol { addr, len: e.here() - addr, name: format!("callpatch_target_{i}") });
+            targets.push(Target { addr, weight });
+        }
+        let tables =
+            [0, 1].map(|b| selection[b].iter().map(|&t| targets[t as usize].addr as u64).collect::<Box<[u64]>>());
+
+        // The pointer slot of `call *slot(%rip)`, alone in its line (data, never executed).
+        let slot = if flavor == Flavor::IndirectMem && !scenario.is_poly() {
+            e.align_int3(64)?;
+            let at = e.raw(&(targets[0].addr as u64).to_le_bytes())?;
+            e.align_int3(64)?;
+            Some(at)
+        } else {
+            None
+        };
+
+        // The retpoline thunk, as Linux's `__x86_indirect_thunk_rax`: the `call` pushes a return
+        // address whose prediction (the RSB) lands in the pause/lfence capture loop, while the real
+        // return goes to `rax` after `mov %rax, (%rsp)`: the indirect branch is never predicted.
+        let thunk = if flavor == Flavor::Retpoline {
+            e.align_int3(32)?;
+            let (at, _) = e.asm(|a, [do_rop, capture]: &mut [CodeLabel; 2]| {
+                a.call(*do_rop)?;
+                a.set_label(capture)?;
+                a.pause()?;
+                a.lfence()?;
+                a.jmp(*capture)?;
+                a.set_label(do_rop)?;
+                a.mov(qword_ptr(rsp), rax)?;
+                a.ret()
+            })?;
+            symbols.push(Symbol { addr: at, len: e.here() - at, name: "__x86_indirect_thunk_rax".into() });
+            Some(at)
+        } else {
+            None
+        };
+
+        // The static-call trampoline: one `jmp rel32` (exact bytes), then int3 padding.
+        let trampoline = if flavor == Flavor::Trampoline {
+            e.align_int3(16)?;
+            let at = e.here();
+            e.raw(&insn::encode(Insn::Jmp(targets[0].addr), at)?)?;
+            symbols.push(Symbol { addr: at, len: insn::REL32_LEN, name: "callpatch_trampoline".into() });
+            Some(at)
+        } else {
+            None
+        };
+
+        let to = |selection: Option<i32>| CallTo {
+            target: targets[0].addr,
+            thunk: thunk.unwrap_or(0),
+            trampoline: trampoline.unwrap_or(0),
+            slot: slot.unwrap_or(0),
+            selection,
+        };
+        let line_offset = match scenario {
+            Scenario::Offset(b) => Some(b),
+            _ => None,
+        };
+        let rax_target = (flavor.target_in_rax() && !scenario.is_poly()).then_some(targets[0].addr as u64);
+        let mut sites = Vec::new();
+        let mut emit_sites = |e: &mut Emitter, n: usize| -> Result<(), EmitError> {
+            for j in 0..n {
+                let selection = scenario.is_poly().then_some(8 * j as i32);
+                if let (Some(disp), true) = (selection, flavor.target_in_rax()) {
+                    e.asm(|a, _: &mut [CodeLabel; 0]| a.mov(rax, qword_ptr(rbx + rcx + disp)))?;
+                }
+                let form = flavor.site_form(&to(selection));
+                let (addr, len) = e.site(form, line_offset)?;
+                sites.push(Site { addr, len, form });
+            }
+            Ok(())
+        };
+        let name = format!("callpatch_{}_{}", flavor.name(), scenario.to_string().replace('-', "_"));
+
+        let entries = if let Scenario::Sites(n) = scenario {
+            // One body of N sites with two entries: `rsi` = passes over it per iteration (1 or 2), so the
+            // Single and Double loops run the very same N sites.
+            e.align_int3(64)?;
+            let (double, [single]) = e
+                .asm(|a, [single, common]: &mut [CodeLabel; 2]| {
+                    a.mov(esi, 2)?;
+                    a.jmp(*common)?;
+                    a.set_label(single)?;
+                    a.mov(esi, 1)?;
+                    a.set_label(common)?;
+                    a.push(rbx)?;
+                    a.xor(edx, edx)?;
+                    a.xor(ecx, ecx)?;
+                    if let Some(t) = rax_target {
+                        a.mov(rax, t)?;
+                    }
+                    Ok(())
+                })
+                .map(|(at, [single, _])| (at, [single]))?;
+            let (outer, _) = e.asm(|a, _: &mut [CodeLabel; 0]| a.mov(r8, rsi))?;
+            let pass = e.align_nop(64)? as u64;
+            emit_sites(&mut e, n)?;
+            e.asm(|a, _: &mut [CodeLabel; 0]| {
+                a.dec(r8)?;
+                a.jnz(pass)?;
+                a.dec(rdi)?;
+                a.jnz(outer as u64)?;
+                a.mov(rax, rdx)?;
+                a.pop(rbx)?;
+                a.ret()
+            })?;
+            symbols.push(Symbol { addr: double, len: e.here() - double, name });
+            [single, double]
+        } else {
+            let mut entries = [0; 2];
+            for b in 0..2 {
+                e.align_int3(64)?;
+                let table = tables[b].as_ptr() as u64;
+                let (entry, _) = e.asm(|a, _: &mut [CodeLabel; 0]| {
+                    a.push(rbx)?;
+                    a.xor(edx, edx)?;
+                    a.xor(ecx, ecx)?;
+                    if scenario.is_poly() {
+                        a.mov(rbx, table)?;
+                    }
+                    if let Some(t) = rax_target {
+                        a.mov(rax, t)?;
+                    }
+                    Ok(())
+                })?;
+                let top = e.align_nop(64)?;
+                emit_sites(&mut e, calls[b])?;
+                let advance = (8 * calls[b]) as i32;
+                e.asm(|a, _: &mut [CodeLabel; 0]| {
+                    if scenario.is_poly() {
+                        a.add(rcx, advance)?;
+                        a.and(rcx, (8 * SEQUENCE_LEN - 1) as i32)?;
+                    }
+                    a.dec(rdi)?;
+                    a.jnz(top as u64)?;
+                    a.mov(rax, rdx)?;
+                    a.pop(rbx)?;
+                    a.ret()
+                })?;
+                let tag = ["u", "2u"][b];
+                symbols.push(Symbol { addr: entry, len: e.here() - entry, name: format!("{name}_{tag}") });
+                entries[b] = entry;
+            }
+            entries
+        };
+        arena.seal()?;
+        Ok(Probe {
+            flavor,
+            scenario,
+            unroll,
+            arena,
+            entries,
+            calls,
+            sites,
+            targets,
+            thunk,
+            trampoline,
+            slot,
+            selection,
+            tables,
+            symbols,
+        })
+    }
+}
+
+impl Probe {
+    /// The flavor.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> Scenario {
+        self.scenario
+    }
+
+    /// U for the harness: calls per iteration of the Single loop (N for `sites-N`); Double has 2U.
+    pub fn unroll(&self) -> usize {
+        self.unroll
+    }
+
+    /// Calls per iteration of the given loop.
+    pub fn calls_per_iteration(&self, unroll: Unroll) -> usize {
+        self.calls[body(unroll)]
+    }
+
+    /// Runs the Single or Double loop for `iters` iterations and returns the accumulated weights of
+    /// every target called (0 for `iters == 0`, which does not enter the code).
+    pub fn run(&self, unroll: Unroll, iters: u64) -> u64 {
+        if iters == 0 {
+            return 0;
+        }
+        // SAFETY: the entry is the start of a function this probe emitted into its own arena (which
+        // lives as long as `self`) following the sysv64 ABI: it saves the one callee-saved register it
+        // uses (rbx), touches only its own arena, the selection table owned by `self` and the stack
+        // below its return address, keeps the stack balanced, and returns with `ret`. It loops exactly
+        // `iters` times (≥ 1, checked above).
+        let f: extern "sysv64" fn(u64) -> u64 = unsafe { std::mem::transmute(self.entries[body(unroll)]) };
+        f(iters)
+    }
+
+    /// What [`Probe::run`] must return: the sum (mod 2^64) of the weights of the targets the loop's
+    /// calls are meant to reach, computed from the scenario's sequence, not from the code.
+    pub fn expected(&self, unroll: Unroll, iters: u64) -> u64 {
+        let b = body(unroll);
+        let total = iters.wrapping_mul(self.calls[b] as u64);
+        let sel = &self.selection[b];
+        if sel.is_empty() {
+            return total.wrapping_mul(self.targets[0].weight);
+        }
+        let w = |t: &u8| self.targets[*t as usize].weight;
+        let period: u64 = sel.iter().map(w).sum();
+        let len = sel.len() as u64;
+        let tail: u64 = sel[..(total % len) as usize].iter().map(w).sum();
+        (total / len).wrapping_mul(period).wrapping_add(tail)
+    }
+
+    /// Runs both loops (poly: over one full selection period and into the next) and checks each
+    /// returns [`Probe::expected`]: the emitted code calls what the scenario says, no more, no less.
+    pub fn verify(&self) -> Result<(), String> {
+        for unroll in [Unroll::Single, Unroll::Double] {
+            let iters = match self.scenario.is_poly() {
+                true => (SEQUENCE_LEN / self.calls[body(unroll)]) as u64 + 3,
+                false => 3,
+            };
+            let (got, want) = (self.run(unroll, iters), self.expected(unroll, iters));
+            if got != want {
+                return Err(format!(
+                    "{} {}: {unroll:?} loop returned {got} after {iters} iterations, expected {want}",
+                    self.flavor, self.scenario
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every call site of both loops (for `sites-N`, the N shared sites), in address order.
+    pub fn sites(&self) -> &[Site] {
+        &self.sites
+    }
+
+    /// The targets, in weight order (one for every scenario but poly-K, which has K).
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// The retpoline thunk's address (`retpoline` only).
+    pub fn thunk(&self) -> Option<usize> {
+        self.thunk
+    }
+
+    /// The trampoline's address and its `jmp` (`trampoline` only): the patch point of an out-of-line
+    /// static call.
+    pub fn trampoline(&self) -> Option<(usize, Insn)> {
+        self.trampoline.map(|t| (t, Insn::Jmp(self.targets[0].addr)))
+    }
+
+    /// The pointer slot of `call *slot(%rip)` (`indirect-mem` outside poly).
+    pub fn slot(&self) -> Option<usize> {
+        self.slot
+    }
+
+    /// For poly scenarios, the target index of every call of one period of the Single or Double
+    /// loop's sequence (empty otherwise).
+    pub fn selection(&self, unroll: Unroll) -> &[u8] {
+        &self.selection[body(unroll)]
+    }
+
+    /// Named code ranges (targets, thunk, trampoline, the loops), for a perf map.
+    pub fn symbols(&self) -> &[Symbol] {
+        &self.symbols
+    }
+
+    /// The arena holding all of this probe's code (for a [`super::TextWriter`] or reading bytes).
+    pub fn arena(&self) -> &Arena {
+        &self.arena
+    }
+
+    /// Address of the poly selection table of a loop (`None` outside poly); the code reads it.
+    pub fn table(&self, unroll: Unroll) -> Option<usize> {
+        let t = &self.tables[body(unroll)];
+        (!t.is_empty()).then_some(t.as_ptr() as usize)
+    }
+}
