@@ -124,7 +124,7 @@ pub fn run(cfg: &StressConfig) -> Result<StressOutcome, PatchError> {
             reason: "naive patching is unsafe by design; `callpatch hazard` runs it in a child process".into(),
         });
     }
-    let io = |e: std::io::Error| PatchError::Write { addr: 0, len: 0, source: e };
+    let io = PatchError::Build;
     let bed = Bed::new(cfg.protocol, cfg.sites, Placement::Spread, cfg.mode).map_err(io)?;
     let writer = bed.writer(cfg.method).map_err(io)?;
     let forward = bed.retarget(cfg.sites, 0, 1);
