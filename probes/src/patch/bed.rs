@@ -165,8 +165,7 @@ impl Bed {
         }
         emit_tail(&mut arena, tail, addrs[0])?;
         arena.seal()?;
-        let zone = CatchZone::register(arena.base(), arena.len(), MISDIRECTED_OFFSET)
-            .ok_or_else(|| io::Error::other("every catch zone entry is taken"))?;
+        let zone = CatchZone::register(arena.base(), arena.len(), MISDIRECTED_OFFSET).map_err(io::Error::other)?;
         let entry = addrs[0];
         Ok(Bed { _zone: zone, arena, protocol, sites: addrs, trampolines, targets, entry })
     }

@@ -93,8 +93,7 @@ impl HazardSite {
         let call = encode(Insn::Call(t0), site).map_err(|e| PatchError::Build(std::io::Error::other(e)))?;
         arena.write(site, &call).map_err(io)?;
         emit_tail(&mut arena, site + 5, site).map_err(io)?;
-        let zone = CatchZone::register(arena.base(), arena.len(), 8 * TARGETS)
-            .ok_or_else(|| PatchError::Build(std::io::Error::other("every catch zone entry is taken")))?;
+        let zone = CatchZone::register(arena.base(), arena.len(), 8 * TARGETS)?;
         let h = HazardSite { _zone: zone, arena, site, targets };
         h.check_every_mix_is_caught()?;
         Ok(h)
