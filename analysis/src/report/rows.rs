@@ -131,6 +131,25 @@ pub struct CensusOffsetRow {
     pub count: u64,
 }
 
+/// `perf.csv`: one event of a `callpatch perf` session, per call of one flavor in one scenario
+/// (U/2U subtracted like `calls.csv`). `per_call` is the number or `unavailable (reason)`;
+/// `read_path` is `rdpmc`, `read()`, `rdtsc` (the `tsc-ref-cycles` row) or `none`; `note` says when the
+/// group was multiplexed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PerfRow {
+    pub machine_id: String,
+    pub flavor: String,
+    pub scenario: String,
+    pub param: String,
+    pub event: String,
+    pub per_call: String,
+    pub read_path: String,
+    pub note: String,
+    pub unroll: u32,
+    pub iterations: u64,
+    pub repeats: u32,
+}
+
 /// Writes `rows` to `path` as CSV with a header, atomically: the rows go to `path.tmp` and are renamed
 /// into place only when all of them were written, so a failed run never leaves a partial file that
 /// looks complete.
@@ -182,6 +201,34 @@ mod tests {
             "machine_id,flavor,scenario,param,unroll,repeats,cycles_min,cycles_median,cycles_p90,ns_median,instructions,branch_misses,timer"
         );
         assert_eq!(read_csv::<CallsRow>(&path).unwrap(), vec![row]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn perf_row_round_trips_with_documented_header() {
+        let dir = std::env::temp_dir().join(format!("callpatch-perfrow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("perf.csv");
+        let row = PerfRow {
+            machine_id: "m".into(),
+            flavor: "retpoline".into(),
+            scenario: "mono".into(),
+            param: "".into(),
+            event: "branch-misses".into(),
+            per_call: "unavailable (ENOENT: no hardware PMU)".into(),
+            read_path: "none".into(),
+            note: "".into(),
+            unroll: 16,
+            iterations: 500,
+            repeats: 40,
+        };
+        write_csv(&path, std::slice::from_ref(&row)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "machine_id,flavor,scenario,param,event,per_call,read_path,note,unroll,iterations,repeats"
+        );
+        assert_eq!(read_csv::<PerfRow>(&path).unwrap(), vec![row]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

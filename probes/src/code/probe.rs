@@ -11,17 +11,24 @@
 //! loop returns is the sum of the weights of the targets it really called: a wrong, lost or extra call
 //! changes it ([`Probe::expected`], [`Probe::verify`]).
 //!
+//! Layout: every site starts its own 64-byte line (at byte B of it for `offset-B`, byte 0 otherwise),
+//! the gap after it filled with executed multi-byte NOPs. Packing sites back to back instead measures
+//! the front end, not the call: on this machine (Golden Cove class) sixteen 2-byte `call *%rax` in one
+//! 32-byte window cost 3.3× a direct call each, because the decoded-uop cache holds only a few
+//! branches per window; one site per line costs 1.3×. The NOPs retire in the shadow of the call and
+//! return (a direct call costs the same or less than with any denser pitch), and every flavor pays
+//! them alike. So `mono` is the layout of `offset-0`.
+//!
 //! Each scenario's loop body, per call j (U calls for Single, 2U for Double):
 //! - `mono`, `sites-N`: the site alone. `sites-N` has one body of N sites run once (Single) or twice
-//!   (Double) per iteration, so both unroll counts execute the same N instructions.
+//!   (Double) per iteration, so both unroll counts execute the same N instructions (N lines of code).
 //! - `poly-*`: `mov rax, [rbx+rcx+8j]` then the site (`rax` flavors), or a site that calls through
 //!   that same slot (`indirect-mem`); the loop tail advances `rcx` by 8 per call, wrapping the table.
-//! - `offset-B`: NOP padding up to byte B of the next line, then the site; the padding is executed in
-//!   every flavor alike, so compare offset rows with each other, not with mono.
+//! - `offset-B`: the site at byte B of its line.
 
 use iced_x86::code_asm::{ecx, edx, esi, qword_ptr, r8, rax, rbx, rcx, rdi, rdx, rsi, rsp, CodeLabel};
 
-use super::arena::{Arena, ArenaMode};
+use super::arena::{Arena, ArenaMode, CACHE_LINE};
 use super::emit::{EmitError, Emitter};
 use super::flavor::{CallTo, Flavor, SiteForm};
 use super::insn::{self, Insn};
@@ -138,8 +145,8 @@ impl Probe {
             Scenario::Sites(n) => n,
             _ => 3 * u,
         };
-        let per_call = if let Scenario::Offset(_) = scenario { 80 } else { 16 };
-        let mut arena = Arena::new((64 << 10) + emitted_calls * per_call, build.mode)?;
+        // One line per site, plus room for a selection load.
+        let mut arena = Arena::new((64 << 10) + emitted_calls * (CACHE_LINE + 16), build.mode)?;
 
         let selection = [0, 1].map(|b| scenario.sequence(calls[b]).unwrap_or_default());
         let mut e = Emitter::new(&mut arena);
@@ -209,9 +216,10 @@ impl Probe {
             slot: slot.unwrap_or(0),
             selection,
         };
+        // Every site starts its own 64-byte line (at byte B for offset-B), see the module docs.
         let line_offset = match scenario {
             Scenario::Offset(b) => Some(b),
-            _ => None,
+            _ => Some(0),
         };
         let rax_target = (flavor.target_in_rax() && !scenario.is_poly()).then_some(targets[0].addr as u64);
         let mut sites = Vec::new();

@@ -122,7 +122,7 @@ pub fn software_events() -> Vec<EventSpec> {
 }
 
 /// Why a counter could not be opened or read.
-#[derive(Clone, Debug, Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum CounterError {
     /// `perf_event_open` failed for `event` with `errno`.
     #[error("{errno_name}: {explanation} (perf_event_open of `{event}`)")]
@@ -307,10 +307,16 @@ impl CounterGroup {
             .map_err(|e| CounterError::open(&EventSpec::parse("cpu-clock").expect("built-in"), &e))?;
         let mut members = Vec::with_capacity(events.len());
         for spec in events {
-            let counter = group.add(&spec.builder()).map_err(|e| CounterError::open(spec, &e))?;
+            let add = |group: &mut Group| group.add(&spec.builder()).map_err(|e| CounterError::open(spec, &e));
+            let counter = add(&mut group)?;
             let member = if spec.is_pmu() {
-                // One page of header (the rdpmc index lives there) plus the minimum data area.
-                Member::Mapped(counter.sampled(0).map_err(|e| CounterError::open(spec, &e))?)
+                // One page of header (the rdpmc index lives there) plus the minimum data area. If the
+                // mapping is refused (perf_event_mlock_kb exhausted), the failed counter has left the
+                // group: open it again and read it with read(2) only.
+                match counter.sampled(0) {
+                    Ok(sampler) => Member::Mapped(sampler),
+                    Err(_) => Member::Plain(add(&mut group)?),
+                }
             } else {
                 Member::Plain(counter)
             };

@@ -7,11 +7,14 @@
 //! own cost leaks into `c`.
 //!
 //! Each repeat times one U run and one 2U run back to back (order alternating between repeats, so a
-//! slow drift in frequency or load hits both equally) and yields one estimate of `c`. Over R repeats
-//! we keep the minimum (the least-disturbed estimate), the median (what a call typically costs, robust
-//! to the odd interrupted run) and p90 (the tail). If the median 2U run is not slower than the median U
-//! run, the body does not scale with the unroll count and the difference means nothing: that is a
-//! [`MeasureError::NonMonotonic`], not a number.
+//! slow drift in frequency or load hits both equally) and yields one paired estimate of `c`. Over R
+//! repeats we keep the median (what a call typically costs, robust to the odd interrupted run) and p90
+//! (the tail) of the paired estimates. The minimum is taken per loop instead: `(min t(2U) − min
+//! t(U)) / (U × iters)`. Disturbances (interrupts, preemption, a cold cache) only ever add time, so
+//! each loop's minimum is its least-disturbed run; the minimum of the *paired* differences would
+//! instead pick the repeat whose U run was hit hardest, and can even be negative. If the median 2U run
+//! is not slower than the median U run, the body does not scale with the unroll count and the
+//! difference means nothing: that is a [`MeasureError::NonMonotonic`], not a number.
 //!
 //! Cycles here are TSC reference cycles (see [`super::tsc`]). Where the hardware group opens, the same
 //! subtraction gives core cycles, instructions and branch misses per call; where it does not, those
@@ -19,7 +22,7 @@
 
 use std::fmt;
 
-use super::counters::{self, CounterGroup, Reading};
+use super::counters::{self, CounterGroup, ReadPath, Reading};
 use super::stats::{self, Summary};
 use super::{tsc, Knobs, MeasureError};
 
@@ -72,7 +75,9 @@ impl fmt::Display for Counted {
 /// Cost of one call, as measured by [`per_call`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct PerCall {
-    /// Reference cycles (TSC ticks) per call: min, median and p90 over the repeats.
+    /// Reference cycles (TSC ticks) per call: `cycles_min` from the fastest U and fastest 2U run,
+    /// median and p90 over the paired per-repeat estimates (see the module doc). Not taken over the
+    /// same sample as the median, so noise can put it a hair above the median.
     pub cycles_min: f64,
     pub cycles_median: f64,
     pub cycles_p90: f64,
@@ -97,6 +102,11 @@ pub struct Measured {
     pub ns_median: f64,
     /// Per-call medians of each event in the group, in the group's order.
     pub counts: Vec<Counted>,
+    /// How the group was read (the last read; `None` without a group or if no read succeeded).
+    pub read_path: Option<ReadPath>,
+    /// Smallest fraction of a timed run's enabled time the group was on the PMU (1.0: never
+    /// multiplexed).
+    pub running_fraction: f64,
 }
 
 /// Measures the cost of one call of whatever `run` executes (see the module doc), with the hardware
@@ -152,6 +162,7 @@ pub fn measure(
         _ => None,
     };
     let mut running_fraction = 1.0f64;
+    let mut read_path = None;
     let mut t_single = Vec::with_capacity(knobs.repeats as usize);
     let mut t_double = Vec::with_capacity(knobs.repeats as usize);
     let mut per_call = Vec::with_capacity(knobs.repeats as usize);
@@ -170,6 +181,7 @@ pub fn measure(
             let after = read_counters(&mut group, &mut counter_failure);
             ticks[slot] = t1.wrapping_sub(t0);
             if let (Some(b), Some(a)) = (before, after) {
+                read_path = Some(a.via);
                 let enabled = a.time_enabled_ns.saturating_sub(b.time_enabled_ns);
                 let running = a.time_running_ns.saturating_sub(b.time_running_ns);
                 if running < enabled {
@@ -197,7 +209,10 @@ pub fn measure(
     if double_median <= single_median {
         return Err(MeasureError::NonMonotonic { single_median, double_median });
     }
-    let cycles = stats::summarize(&per_call).expect("repeats >= 1");
+    let paired = stats::summarize(&per_call).expect("repeats >= 1");
+    let fastest = |t: &[f64]| t.iter().copied().fold(f64::INFINITY, f64::min);
+    let calls = f64::from(knobs.unroll) * iters as f64;
+    let cycles = Summary { min: (fastest(&t_double) - fastest(&t_single)) / calls, ..paired };
     let counts = (0..n_events)
         .map(|i| {
             if let Some(reason) = &counter_failure {
@@ -213,7 +228,7 @@ pub fn measure(
             }
         })
         .collect();
-    Ok(Measured { cycles, ns_median: cycles.median / hz * 1e9, counts })
+    Ok(Measured { cycles, ns_median: cycles.median / hz * 1e9, counts, read_path, running_fraction })
 }
 
 /// Reads the group if there is one and it has not failed yet; records the first failure.
@@ -310,6 +325,27 @@ mod tests {
                 Err(format!("32 imuls: {n32:?}; 64 imuls: {n64:?}; ratio {ratio}, per imul {per_imul}"))
             }
         });
+    }
+
+    #[test]
+    fn one_disturbed_run_does_not_drag_the_minimum() {
+        // The third U run is "preempted" for 2M ticks: a paired minimum would be hugely negative; the
+        // per-loop minimum and the median still give the spin's cost.
+        const C: u64 = 200;
+        let knobs = Knobs { unroll: 8, iterations: 20, repeats: 9, warmup: 0 };
+        let mut singles = 0;
+        let pc = per_call(&knobs, &mut |u, iters| {
+            if u == Unroll::Single {
+                singles += 1;
+                if singles == 3 {
+                    spin_ticks(2_000_000);
+                }
+            }
+            spin_ticks(C * iters * u.calls(knobs.unroll))
+        })
+        .unwrap();
+        assert!(pc.cycles_min > 0.5 * C as f64 && pc.cycles_min < 1.5 * C as f64, "{pc:?}");
+        assert!(pc.cycles_median > 0.5 * C as f64 && pc.cycles_median < 1.5 * C as f64, "{pc:?}");
     }
 
     #[test]

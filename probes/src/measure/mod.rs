@@ -13,21 +13,29 @@
 //!    ([`Unroll`]); the difference divided by U × iterations is the cost of one call, with the loop
 //!    overhead, the fences and the timer reads cancelled exactly rather than estimated
 //!    ([`harness`]). A 2U run that is not slower than the U run is rejected as non-monotonic.
-//! 4. **Repeat and keep order statistics** ([`stats`]): R interleaved U/2U pairs give R estimates.
-//!    The minimum is the least-disturbed one (interrupts, preemption and cache misses only ever add
-//!    time), the median is what a call typically costs, p90 the tail. Means are not reported.
+//! 4. **Repeat and keep order statistics** ([`stats`]): R interleaved U/2U pairs give R paired
+//!    estimates; their median is what a call typically costs, p90 the tail. The minimum comes from
+//!    the fastest U run and the fastest 2U run: interrupts, preemption and cache misses only ever add
+//!    time, so each loop's fastest run is its least-disturbed one (a paired minimum would instead
+//!    catch the repeat whose U run was disturbed most). Means are not reported: one interrupt would
+//!    drag them.
 //! 5. **Count** where the PMU allows: the same U/2U subtraction over a perf group {cycles,
 //!    instructions, branches, branch-misses} gives core cycles, instructions and branch misses per
 //!    call. Without a PMU (a VM without passthrough: `ENOENT`) those are
 //!    [`Counted::Unavailable`] with the errno and reason, never 0.
 //!
 //! Every knob (U, iterations, R, warm-up) is one plain struct, [`Knobs`], written into each CSV row.
+//!
+//! For outside tools: [`session`] measures a probe under any perf event group (`callpatch perf`), and
+//! [`perf_map`] announces generated code in `/tmp/perf-<pid>.map` so `perf report` can name it.
 
 pub mod counters;
 pub mod error;
 pub mod harness;
 pub mod knobs;
+pub mod perf_map;
 pub mod pin;
+pub mod session;
 pub mod stats;
 pub mod tsc;
 
@@ -35,5 +43,7 @@ pub use counters::{hardware_counters_status, CounterError, CounterGroup, EventSp
 pub use error::MeasureError;
 pub use harness::{measure, per_call, Counted, Measured, PerCall, Unroll};
 pub use knobs::Knobs;
+pub use perf_map::{parse_perf_map, perf_map_path, write_own_perf_map, write_perf_map, MapEntry, PerfMapError};
 pub use pin::{allowed_cores, pin_current_thread};
+pub use session::{counter_session, Figure, Session};
 pub use stats::Summary;
