@@ -34,7 +34,17 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        use clap::error::ErrorKind::{DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion};
+        if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+            e.exit();
+        }
+        // Bad flags: one line, like every other error, exit 1.
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or("bad arguments");
+        eprintln!("callpatch: {}", first.strip_prefix("error: ").map_or(first.to_string(), |m| format!("error: {m}")));
+        std::process::exit(1);
+    });
     let result = match cli.command {
         Command::Calls(a) => cmd::calls::main(a),
         Command::Patch(a) => cmd::patch::main(a),

@@ -113,7 +113,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         points.push(sync);
         for &protocol in &protocols {
             if protocol == Protocol::Naive && callers > 0 {
-                println!("{:<10} {callers:>7}  (skipped: naive patching under live callers is `callpatch hazard`)", "naive");
+                println!(
+                    "{:<10} {callers:>7}  (skipped: naive patching under live callers is `callpatch hazard`)",
+                    "naive"
+                );
                 continue;
             }
             let mut measured = measure_protocol(protocol, &batches, callers, mode, args.method, scale, &mut line)?;
@@ -124,7 +127,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     summary(&points, &callers_set);
     let machine_id = machine_id();
     let sync_ns = |callers: usize| {
-        points.iter().find(|p| p.protocol == "membarrier" && p.callers == callers).map_or(f64::NAN, |p| p.latency_ns_median)
+        points
+            .iter()
+            .find(|p| p.protocol == "membarrier" && p.callers == callers)
+            .map_or(f64::NAN, |p| p.latency_ns_median)
     };
     let rows: Vec<PatchRow> = points
         .iter()
@@ -152,7 +158,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
 /// The two numbers the issue asks for: batching gain and closeness to the sync limit.
 fn summary(points: &[LatencyPoint], callers_set: &[usize]) {
     let find = |proto: &str, batch: usize, callers: usize| {
-        points.iter().find(|p| p.protocol == proto && p.batch == batch && p.callers == callers).map(|p| p.latency_ns_median)
+        points
+            .iter()
+            .find(|p| p.protocol == proto && p.batch == batch && p.callers == callers)
+            .map(|p| p.latency_ns_median)
     };
     for &c in callers_set {
         let (Some(sync), Some(one)) = (find("membarrier", 1, c), find("bp", 1, c)) else { continue };

@@ -89,16 +89,25 @@ pub(crate) fn plan(
             stores.push(rel32_store(s.new, s.addr, new_bytes));
         } else if let Some(t) = trampoline_of(code, reg, s.addr, s.old) {
             if granule.crosses(t + 1) {
-                return Err(unsupported(t, format!("the trampoline's own rel32 crosses a {}-byte granule", granule.bytes())));
+                return Err(unsupported(
+                    t,
+                    format!("the trampoline's own rel32 crosses a {}-byte granule", granule.bytes()),
+                ));
             }
             let jmp = Insn::Jmp(s.new.target().expect("branch"));
-            let bytes = reg.entry(t).encode(jmp).map_err(|_| PatchError::OutOfRange { addr: t, target: jmp.target().unwrap_or(0) })?;
+            let bytes = reg
+                .entry(t)
+                .encode(jmp)
+                .map_err(|_| PatchError::OutOfRange { addr: t, target: jmp.target().unwrap_or(0) })?;
             stores.push(rel32_store(jmp, t, bytes));
             fallbacks += 1;
         } else if holds(reg, s.addr, s.old) {
             return Err(unsupported(
                 s.addr,
-                format!("its rel32 crosses a {}-byte granule and it has no trampoline to fall back to", granule.bytes()),
+                format!(
+                    "its rel32 crosses a {}-byte granule and it has no trampoline to fall back to",
+                    granule.bytes()
+                ),
             ));
         } else {
             return Err(wrong(s.addr, s.old));

@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::bed::{emit_target, emit_tail, run_loop, Tally, TARGETS};
+use super::bed::{emit_tail, emit_target, run_loop, Tally, TARGETS};
 use super::catch::CatchZone;
 use super::naive::{store_rel32, NaiveStore};
 use super::{forget_sites, patch_batch, trap_count, PatchError, Protocol, SitePatch};

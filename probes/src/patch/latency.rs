@@ -69,7 +69,8 @@ pub fn with_callers<R>(bed: &Bed, callers: usize, f: impl FnOnce() -> R) -> Resu
                 let cpu = (!others.is_empty()).then(|| others[i % others.len()]);
                 s.spawn(move || {
                     if let Some(id) = cpu {
-                        core_affinity::set_for_current(core_affinity::CoreId { id }); // best effort
+                        core_affinity::set_for_current(core_affinity::CoreId { id });
+                        // best effort
                     }
                     let mut t = Box::new(Tally::default());
                     let mut iterations = 0u64;

@@ -81,7 +81,8 @@ pub(crate) fn plan_in_place(
             return Err(PatchError::UnknownSite { addr });
         }
         let entry = reg.entry(addr);
-        let new_bytes = entry.encode(new).map_err(|_| PatchError::OutOfRange { addr, target: new.target().unwrap_or(0) })?;
+        let new_bytes =
+            entry.encode(new).map_err(|_| PatchError::OutOfRange { addr, target: new.target().unwrap_or(0) })?;
         let found = read_code(addr, old.len());
         if entry.encode(old).map_or(true, |want| want.as_slice() != found.as_slice()) {
             return Err(PatchError::WrongBytes { addr, expected: old, found: found.to_vec() });
