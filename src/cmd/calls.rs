@@ -26,7 +26,8 @@ pub struct Args {
     /// (with --quick: mono, poly-rr-4, poly-random-4, sites-1024, offset-0, offset-62).
     #[arg(long = "scenario", value_name = "S", value_delimiter = ',')]
     pub scenarios: Vec<Scenarios>,
-    /// Fewer iterations and repeats, and the small scenario set unless --scenario is given.
+    /// Fewer repeats (7 instead of 21, same calls per run) and the small scenario set unless --scenario
+    /// is given; well under a second here.
     #[arg(long)]
     pub quick: bool,
     /// CPU to pin the measuring thread to (default: the last allowed CPU).
@@ -315,7 +316,8 @@ mod tests {
                 .unwrap();
         rows.push(row("m", Flavor::Lfence, Scenario::parse_list("poly-rr-2").unwrap()[0], &used, &pc));
         for r in &rows {
-            assert!(r.cycles_min <= r.cycles_median && r.cycles_median <= r.cycles_p90, "{r:?}");
+            // min comes from the fastest runs, median/p90 from the paired estimates: only p90 ≥ median holds.
+            assert!(r.cycles_min.is_finite() && r.cycles_median <= r.cycles_p90, "{r:?}");
             assert!(r.ns_median.is_finite() && r.timer == measure::tsc::TIMER_LABEL, "{r:?}");
             for counted in [&r.instructions, &r.branch_misses] {
                 assert!(counted.parse::<f64>().is_ok() || counted.starts_with("unavailable ("), "{r:?}");

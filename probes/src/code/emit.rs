@@ -130,15 +130,23 @@ impl<'a> Emitter<'a> {
 
     /// Places one call site of `form` at [`Emitter::here`], or, with `line_offset = Some(b)`, after NOP
     /// padding at the next address with `addr % 64 == b` (placed by [`Arena::alloc_at_line_offset`]).
-    pub fn site(&mut self, form: SiteForm, line_offset: Option<usize>) -> Result<(usize, usize), EmitError> {
+    /// `lead` (position-independent bytes, e.g. the poly selection load) goes immediately before the
+    /// site, inside the padding, so the two stay adjacent as in compiled code.
+    pub fn site(
+        &mut self,
+        lead: &[u8],
+        form: SiteForm,
+        line_offset: Option<usize>,
+    ) -> Result<(usize, usize), EmitError> {
         let at = match line_offset {
-            None => self.here(),
+            None => self.here() + lead.len(),
             Some(b) => {
-                let pad = (b + CACHE_LINE - self.here() % CACHE_LINE) % CACHE_LINE;
+                let pad = (b + 2 * CACHE_LINE - (self.here() + lead.len()) % CACHE_LINE) % CACHE_LINE;
                 self.raw(&nop_bytes(pad))?;
-                self.here()
+                self.here() + lead.len()
             }
         };
+        self.raw(lead)?;
         let bytes = form.encode(at)?;
         let placed = match line_offset {
             Some(b) => self.arena.alloc_at_line_offset(b, bytes.len())?,
@@ -147,6 +155,16 @@ impl<'a> Emitter<'a> {
         assert_eq!(placed, at, "executed padding must end exactly where the site starts");
         self.arena.write(at, &bytes)?;
         Ok((at, bytes.len()))
+    }
+
+    /// Assembles position-independent code (no RIP-relative operand, no branch) to bytes that may
+    /// be placed anywhere, e.g. as the `lead` of [`Emitter::site`].
+    pub fn assemble_anywhere(
+        build: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>,
+    ) -> Result<Vec<u8>, EmitError> {
+        let mut a = CodeAssembler::new(64)?;
+        build(&mut a)?;
+        Ok(a.assemble_options(0, BlockEncoderOptions::DONT_FIX_BRANCHES)?.inner.code_buffer)
     }
 }
 

@@ -22,8 +22,9 @@
 //! Each scenario's loop body, per call j (U calls for Single, 2U for Double):
 //! - `mono`, `sites-N`: the site alone. `sites-N` has one body of N sites run once (Single) or twice
 //!   (Double) per iteration, so both unroll counts execute the same N instructions (N lines of code).
-//! - `poly-*`: `mov rax, [rbx+rcx+8j]` then the site (`rax` flavors), or a site that calls through
-//!   that same slot (`indirect-mem`); the loop tail advances `rcx` by 8 per call, wrapping the table.
+//! - `poly-*`: `mov rax, [rbx+rcx+8j]` right before the site (`rax` flavors; the padding goes before
+//!   the load), or a site that calls through that same slot (`indirect-mem`); the loop tail advances
+//!   `rcx` by 8 per call, wrapping the table.
 //! - `offset-B`: the site at byte B of its line.
 
 use iced_x86::code_asm::{ecx, edx, esi, qword_ptr, r8, rax, rbx, rcx, rdi, rdx, rsi, rsp, CodeLabel};
@@ -226,11 +227,12 @@ impl Probe {
         let mut emit_sites = |e: &mut Emitter, n: usize| -> Result<(), EmitError> {
             for j in 0..n {
                 let selection = scenario.is_poly().then_some(8 * j as i32);
-                if let (Some(disp), true) = (selection, flavor.target_in_rax()) {
-                    e.asm(|a, _: &mut [CodeLabel; 0]| a.mov(rax, qword_ptr(rbx + rcx + disp)))?;
-                }
+                let lead = match (selection, flavor.target_in_rax()) {
+                    (Some(disp), true) => Emitter::assemble_anywhere(|a| a.mov(rax, qword_ptr(rbx + rcx + disp)))?,
+                    _ => Vec::new(),
+                };
                 let form = flavor.site_form(&to(selection));
-                let (addr, len) = e.site(form, line_offset)?;
+                let (addr, len) = e.site(&lead, form, line_offset)?;
                 sites.push(Site { addr, len, form });
             }
             Ok(())
