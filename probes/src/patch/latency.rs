@@ -6,7 +6,7 @@
 //! `Instant` (the vDSO clock: batches take microseconds to milliseconds, far above its resolution),
 //! flipping the first N sites of a [`Bed`] between its two targets, after two warm-up batches.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::bed::{Bed, Placement, Tally};
@@ -51,45 +51,63 @@ pub fn repeats_for(n: usize, scale: f64) -> usize {
     r + r % 2
 }
 
+/// Heartbeats of the caller threads: each bumps its own counter after every chunk of its loop.
+pub struct Running<'a> {
+    beats: &'a [AtomicU64],
+}
+
+impl Running<'_> {
+    /// Waits (at most a second) until every caller has completed a chunk since the call began: on a
+    /// shared machine a caller can be off its CPU for a while, and a sample taken then would measure
+    /// the patch without a concurrent caller. No-op without callers.
+    pub fn wait(&self) {
+        let seen: Vec<u64> = self.beats.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        while self.beats.iter().zip(&seen).any(|(b, &s)| b.load(Ordering::Relaxed) == s) && Instant::now() < deadline {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Runs `f` while `callers` threads run `bed`'s loop, then checks their accounts were exact. Callers
 /// are pinned to the allowed CPUs other than the one the calling thread runs on (when there are any),
-/// so that they really run alongside the patcher and each sync has to interrupt them.
-pub fn with_callers<R>(bed: &Bed, callers: usize, f: impl FnOnce() -> R) -> Result<R, PatchError> {
+/// so that they really run alongside the patcher and each sync has to interrupt them; `f` gets their
+/// heartbeats to time only while they run ([`Running::wait`]).
+pub fn with_callers<R>(bed: &Bed, callers: usize, f: impl FnOnce(&Running) -> R) -> Result<R, PatchError> {
     let me = crate::measure::pin::current_cpu();
     let others: Vec<usize> = crate::measure::pin::allowed_cores()
         .map(|c| c.iter().copied().filter(|&c| c as i64 != me).collect())
         .unwrap_or_default();
     let stop = AtomicBool::new(false);
-    let started = std::sync::atomic::AtomicUsize::new(0);
+    let beats: Vec<AtomicU64> = (0..callers).map(|_| AtomicU64::new(0)).collect();
     let sites = bed.sites().len() as u64;
     let (out, accounts) = std::thread::scope(|s| {
         let threads: Vec<_> = (0..callers)
             .map(|i| {
-                let (stop, started) = (&stop, &started);
+                let (stop, beat) = (&stop, &beats[i]);
                 let cpu = (!others.is_empty()).then(|| others[i % others.len()]);
                 s.spawn(move || {
                     if let Some(id) = cpu {
+                        // Best effort: a shared machine may refuse, and the run is still valid.
                         core_affinity::set_for_current(core_affinity::CoreId { id });
-                        // best effort
                     }
                     let mut t = Box::new(Tally::default());
                     let mut iterations = 0u64;
                     let chunk = (4096 / sites).max(1);
                     while !stop.load(Ordering::Relaxed) {
                         bed.run(&mut t, chunk);
-                        if iterations == 0 {
-                            started.fetch_add(1, Ordering::SeqCst);
-                        }
                         iterations += chunk;
+                        beat.fetch_add(1, Ordering::Relaxed);
                     }
                     (iterations * sites, *t)
                 })
             })
             .collect();
-        while started.load(Ordering::SeqCst) < callers {
-            std::thread::yield_now();
+        let running = Running { beats: &beats };
+        while beats.iter().any(|b| b.load(Ordering::Relaxed) == 0) {
+            std::thread::yield_now(); // every caller has started
         }
-        let out = f();
+        let out = f(&running);
         stop.store(true, Ordering::Relaxed);
         let accounts: Vec<_> = threads.into_iter().map(|h| h.join().expect("callers do not panic")).collect();
         (out, accounts)
@@ -104,9 +122,10 @@ pub fn with_callers<R>(bed: &Bed, callers: usize, f: impl FnOnce() -> R) -> Resu
 
 /// The cost of one sync, `repeats` times, with `callers` threads running `bed` meanwhile.
 pub fn measure_sync(bed: &Bed, callers: usize, repeats: usize) -> Result<LatencyPoint, PatchError> {
-    let ns = with_callers(bed, callers, || {
+    let ns = with_callers(bed, callers, |running| {
         (0..repeats)
             .map(|_| {
+                running.wait();
                 let t = Instant::now();
                 sync_cores().map(|_| t.elapsed().as_nanos() as f64)
             })
@@ -143,7 +162,7 @@ pub fn measure_protocol(
     let most = batches.iter().copied().max().unwrap_or(1);
     let bed = Bed::new(protocol, most, Placement::Spread, mode).map_err(io)?;
     let writer = bed.writer(method).map_err(io)?;
-    with_callers(&bed, callers, || {
+    with_callers(&bed, callers, |running| {
         let mut points = Vec::new();
         for &n in batches {
             let (forward, back) = (bed.retarget(n, 0, 1), bed.retarget(n, 1, 0));
@@ -155,6 +174,7 @@ pub fn measure_protocol(
             let (mut ns, mut traps, mut syncs, mut fallbacks) = (Vec::with_capacity(repeats), 0, 0, 0);
             for r in 0..repeats {
                 let batch = if r % 2 == 0 { &forward } else { &back };
+                running.wait();
                 let t = Instant::now();
                 let report = patch_batch(&writer, protocol, batch)?;
                 ns.push(t.elapsed().as_nanos() as f64);
