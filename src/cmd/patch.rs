@@ -112,6 +112,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         line(&sync);
         points.push(sync);
         for &protocol in &protocols {
+            if matches!(protocol, Protocol::Aligned { .. }) && !args.method.has_atomic_store() {
+                let why = format!("the {} writer has no single atomic store", args.method.name());
+                println!("{:<10} {callers:>7}  (skipped: {why})", protocol.name());
+                continue;
+            }
             if protocol == Protocol::Naive && callers > 0 {
                 println!(
                     "{:<10} {callers:>7}  (skipped: naive patching under live callers is `callpatch hazard`)",

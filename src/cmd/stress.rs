@@ -90,6 +90,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for protocol in args.protocols() {
+        if matches!(protocol, Protocol::Aligned { .. }) && !args.method.has_atomic_store() {
+            println!("{protocol}: skipped (the {} writer has no single atomic store)", args.method.name());
+            continue;
+        }
         let argv: Vec<String> = [
             "stress",
             "--child",

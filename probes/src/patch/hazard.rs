@@ -219,8 +219,8 @@ pub fn run(writer: HazardWriter, patches: u64, time: Duration) -> Result<HazardO
         let start = Instant::now();
         let mut done = 0u64;
         let result = (|| {
-            while done < patches && (done % 1024 != 0 || start.elapsed() < time) {
-                let (from, to) = if done % 2 == 0 { (0, 1) } else { (1, 0) };
+            while done < patches && (done & 1023 != 0 || start.elapsed() < time) {
+                let (from, to) = if done & 1 == 0 { (0, 1) } else { (1, 0) };
                 let new = Insn::Call(h.targets[to]);
                 match writer {
                     HazardWriter::Naive(how) => store_rel32(&w, how, h.site, new)?,

@@ -162,7 +162,7 @@ pub fn run(cfg: &StressConfig) -> Result<StressOutcome, PatchError> {
         let mut fallbacks = 0;
         let patched = (|| {
             while start.elapsed() < cfg.limit.time && cfg.limit.batches.is_none_or(|n| batches < n) {
-                let batch = if batches % 2 == 0 { &forward } else { &back };
+                let batch = if batches & 1 == 0 { &forward } else { &back };
                 fallbacks = patch_batch(&writer, cfg.protocol, batch)?.fallbacks;
                 batches += 1;
             }
