@@ -33,7 +33,7 @@ enum Command {
     Run(cmd::run::Args),
 }
 
-/// Parses the command line; a usage error is one line (clap's first line) and exit status 2, while
+/// Parses the command line; a usage error is one line (clap's first line) and exit status 1 like every other error, while
 /// `--help` and `--version` print as usual.
 fn parse() -> Cli {
     use clap::error::ErrorKind;
@@ -45,7 +45,7 @@ fn parse() -> Cli {
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
             eprintln!("callpatch: error: {first} (try --help)");
-            std::process::exit(2);
+            std::process::exit(1);
         }
     }
 }

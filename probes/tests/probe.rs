@@ -62,6 +62,7 @@ fn every_site_decodes_to_exactly_its_flavor_instruction_length_and_target() {
             let expect = match (flavor, scenario.is_poly()) {
                 (Flavor::Direct | Flavor::Inline, _) => SiteForm::Call { to: target },
                 (Flavor::CsInline, _) => SiteForm::CsCall { to: target },
+                (Flavor::Trap, _) => SiteForm::TrapCall { to: target },
                 (Flavor::Trampoline, _) => SiteForm::Call { to: p.trampoline().unwrap().0 },
                 (Flavor::Retpoline, _) => SiteForm::Call { to: p.thunk().unwrap() },
                 (Flavor::Indirect, _) => SiteForm::CallRax,
@@ -74,6 +75,7 @@ fn every_site_decodes_to_exactly_its_flavor_instruction_length_and_target() {
             let head: &[u8] = match site.form {
                 SiteForm::Call { .. } => &[0xe8],
                 SiteForm::CsCall { .. } => &[0x2e, 0xe8],
+                SiteForm::TrapCall { .. } => &[0xcc],
                 SiteForm::CallRax => &[0xff, 0xd0],
                 SiteForm::LfenceCallRax => &[0x0f, 0xae, 0xe8, 0xff, 0xd0],
                 SiteForm::CallRipSlot { .. } => &[0xff, 0x15],
@@ -81,7 +83,7 @@ fn every_site_decodes_to_exactly_its_flavor_instruction_length_and_target() {
             };
             assert!(bytes.starts_with(head), "{flavor} {scenario}: {bytes:02x?}");
             let want_len = match site.form {
-                SiteForm::Call { .. } => 5,
+                SiteForm::Call { .. } | SiteForm::TrapCall { .. } => 5,
                 SiteForm::CsCall { .. } => 6,
                 SiteForm::CallRax => 2,
                 SiteForm::LfenceCallRax => 5,
@@ -192,7 +194,7 @@ fn poly_k_reaches_exactly_the_k_targets_its_sequence_names() {
 #[test]
 fn offset_b_puts_every_site_at_byte_b_of_a_line() {
     for b in 0..CACHE_LINE {
-        for flavor in Flavor::ALL {
+        for flavor in Flavor::ALL.into_iter().filter(|f| Scenario::Offset(b).supports(*f)) {
             let p = Probe::new(flavor, Scenario::Offset(b), &Build { unroll: 4, ..Build::default() }).unwrap();
             assert_eq!(p.sites().len(), 12);
             for s in p.sites() {

@@ -1,10 +1,184 @@
-//! `callpatch patch` — not built yet (see its issue).
+//! `callpatch patch`: batch latency per protocol and batch size, with and without caller threads
+//! running the sites, and the cost of one membarrier in the same run → `patch.csv`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use callpatch_analysis::report::rows::{write_csv, PatchRow};
+use callpatch_probes::code::WriteMethod;
+use callpatch_probes::measure::pin::{allowed_cores, pin_current_thread};
+use callpatch_probes::patch::bed::{arena_mode_for, Bed, Placement};
+use callpatch_probes::patch::latency::{measure_protocol, measure_sync, LatencyPoint};
+use callpatch_probes::patch::{membarrier_ready, Granule, Protocol};
 
 /// Options of `callpatch patch`.
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Protocols to measure (bp, cs-prefix, aligned, aligned-8, naive); comma-separated or repeated.
+    #[arg(long = "protocol", value_delimiter = ',', default_value = "bp,cs-prefix,aligned,aligned-8")]
+    pub protocols: Vec<Protocol>,
+    /// Granule of `aligned`: 64 (cache line) or 8 (aligned word; same as `aligned-8`).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["64", "8"]))]
+    pub granule: Option<String>,
+    /// Batch sizes (sites per batch). Default 1,10,100,1000,10000 (without 10000 under --quick).
+    #[arg(long, value_delimiter = ',')]
+    pub batch: Vec<usize>,
+    /// Caller threads for the "with callers" half of the run (the other half has none).
+    #[arg(long, default_value_t = 1)]
+    pub callers: usize,
+    /// How code bytes are written: alias (W^X dual mapping), mprotect, procmem or direct (RWX).
+    #[arg(long, default_value = "alias")]
+    pub method: WriteMethod,
+    /// Fewer repeats and no 10000-site batch (a smoke run, seconds).
+    #[arg(long)]
+    pub quick: bool,
+    /// Directory for patch.csv.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+}
+
+impl Args {
+    fn protocols(&self) -> Vec<Protocol> {
+        let word = self.granule.as_deref() == Some("8");
+        let mut v: Vec<Protocol> = self
+            .protocols
+            .iter()
+            .map(|&p| match p {
+                Protocol::Aligned { .. } if word => Protocol::Aligned { granule: Granule::Word8 },
+                p => p,
+            })
+            .collect();
+        v.dedup();
+        v
+    }
+
+    fn batches(&self) -> Vec<usize> {
+        match (self.batch.is_empty(), self.quick) {
+            (false, _) => self.batch.clone(),
+            (true, false) => vec![1, 10, 100, 1000, 10000],
+            (true, true) => vec![1, 10, 100, 1000],
+        }
+    }
+}
+
+/// `machine_id` of this machine, for every row.
+pub(crate) fn machine_id() -> String {
+    callpatch_analysis::report::machine::identify(0.0, "not read by this command").machine_id
+}
+
+fn header() {
+    println!(
+        "{:<10} {:>7} {:>6} {:>5} {:>12} {:>12} {:>11} {:>8} {:>5} {:>9}",
+        "protocol", "callers", "batch", "syncs", "min µs", "median µs", "µs/site", "traps", "late", "fallback"
+    );
+}
+
+fn line(p: &LatencyPoint) {
+    println!(
+        "{:<10} {:>7} {:>6} {:>5} {:>12.2} {:>12.2} {:>11.3} {:>8} {:>5} {:>9}",
+        p.protocol,
+        p.callers,
+        p.batch,
+        p.syncs,
+        p.latency_ns_min / 1e3,
+        p.latency_ns_median / 1e3,
+        p.latency_ns_median / 1e3 / p.batch as f64,
+        p.traps,
+        p.late_traps,
+        p.fallbacks
+    );
+}
 
 /// Runs `callpatch patch`.
-pub fn main(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`callpatch patch` is not implemented yet")
+pub fn main(args: Args) -> anyhow::Result<()> {
+    if args.batch.contains(&0) {
+        anyhow::bail!("--batch sizes must be at least 1");
+    }
+    membarrier_ready()?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    // The patcher on the first allowed CPU, callers on the others (see `with_callers`).
+    let first = *allowed_cores()?.first().context("no CPU allowed")?;
+    pin_current_thread(Some(first))?;
+    let (protocols, batches) = (args.protocols(), args.batches());
+    let scale = if args.quick { 0.1 } else { 1.0 };
+    let mode = arena_mode_for(args.method);
+    let callers_set: Vec<usize> = if args.callers == 0 { vec![0] } else { vec![0, args.callers] };
+    let mut points = Vec::new();
+    header();
+    for &callers in &callers_set {
+        // The sync alone, with the same number of threads running code of this process.
+        let bed = Bed::new(Protocol::Bp, 64, Placement::Spread, mode)?;
+        let sync = measure_sync(&bed, callers, if args.quick { 200 } else { 2000 })?;
+        line(&sync);
+        points.push(sync);
+        for &protocol in &protocols {
+            if matches!(protocol, Protocol::Aligned { .. }) && !args.method.has_atomic_store() {
+                let why = format!("the {} writer has no single atomic store", args.method.name());
+                println!("{:<10} {callers:>7}  (skipped: {why})", protocol.name());
+                continue;
+            }
+            if protocol == Protocol::Naive && callers > 0 {
+                println!(
+                    "{:<10} {callers:>7}  (skipped: naive patching under live callers is `callpatch hazard`)",
+                    "naive"
+                );
+                continue;
+            }
+            let mut measured = measure_protocol(protocol, &batches, callers, mode, args.method, scale, &mut line)?;
+            points.append(&mut measured);
+        }
+    }
+    println!();
+    summary(&points, &callers_set);
+    let machine_id = machine_id();
+    let sync_ns = |callers: usize| {
+        points
+            .iter()
+            .find(|p| p.protocol == "membarrier" && p.callers == callers)
+            .map_or(f64::NAN, |p| p.latency_ns_median)
+    };
+    let rows: Vec<PatchRow> = points
+        .iter()
+        .map(|p| PatchRow {
+            machine_id: machine_id.clone(),
+            protocol: p.protocol.clone(),
+            batch: p.batch as u64,
+            syncs: p.syncs,
+            latency_ns_min: p.latency_ns_min,
+            latency_ns_median: p.latency_ns_median,
+            traps: p.traps,
+            callers: p.callers as u32,
+            method: args.method.name().into(),
+            sync_ns: sync_ns(p.callers),
+            fallback: p.fallbacks as u64,
+            late_traps: p.late_traps,
+        })
+        .collect();
+    let path = args.out.join("patch.csv");
+    write_csv(&path, &rows).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// The two numbers the issue asks for: batching gain and closeness to the sync limit.
+fn summary(points: &[LatencyPoint], callers_set: &[usize]) {
+    let find = |proto: &str, batch: usize, callers: usize| {
+        points
+            .iter()
+            .find(|p| p.protocol == proto && p.batch == batch && p.callers == callers)
+            .map(|p| p.latency_ns_median)
+    };
+    for &c in callers_set {
+        let (Some(sync), Some(one)) = (find("membarrier", 1, c), find("bp", 1, c)) else { continue };
+        println!(
+            "callers={c}: membarrier {:.2} µs; bp single-site rate {:.0}/s vs limit 1/(3×sync) {:.0}/s: ratio {:.2}",
+            sync / 1e3,
+            1e9 / one,
+            1e9 / (3.0 * sync),
+            3.0 * sync / one
+        );
+        if let Some(k) = find("bp", 1000, c) {
+            println!("callers={c}: bp batch of 1000 vs 1000 single patches: {:.0}× faster", 1000.0 * one / k);
+        }
+    }
 }

@@ -1,10 +1,236 @@
-//! `callpatch stress` — not built yet (see its issue).
+//! `callpatch stress`: callers run patched sites in tight loops while the patcher flips them
+//! continuously; every caller's calls must add up exactly (0 misdirected, 0 lost) → `stress.csv`.
+//! Each protocol runs in a child process, so a crash is reported (`crashed`) instead of ending us.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use callpatch_analysis::report::rows::{write_csv, StressRow};
+use callpatch_probes::code::WriteMethod;
+use callpatch_probes::patch::bed::arena_mode_for;
+use callpatch_probes::patch::stress::{self, Limit, StressConfig};
+use callpatch_probes::patch::{membarrier_ready, Granule, Protocol};
+
+use super::contained::{enter_child, field, run_child};
 
 /// Options of `callpatch stress`.
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Protocols to run, one after the other (bp, cs-prefix, aligned, aligned-8).
+    #[arg(long = "protocol", value_delimiter = ',', default_value = "bp,cs-prefix,aligned,aligned-8")]
+    pub protocols: Vec<Protocol>,
+    /// Granule of `aligned`: 64 (cache line) or 8 (aligned word; same as `aligned-8`).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["64", "8"]))]
+    pub granule: Option<String>,
+    /// Caller threads running the sites.
+    #[arg(long, default_value_t = 2)]
+    pub callers: usize,
+    /// Seconds of patching per protocol.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Sites in the caller loop (every batch patches all of them).
+    #[arg(long, default_value_t = 64)]
+    pub sites: usize,
+    /// How code bytes are written: alias (W^X dual mapping), mprotect, procmem or direct (RWX).
+    #[arg(long, default_value = "alias")]
+    pub method: WriteMethod,
+    /// 2 seconds per protocol.
+    #[arg(long)]
+    pub quick: bool,
+    /// Directory for stress.csv.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Internal: run one protocol here and print the result lines (the parent's child process).
+    #[arg(long, hide = true)]
+    pub child: bool,
+}
+
+impl Args {
+    fn seconds(&self) -> f64 {
+        if self.quick {
+            2.0
+        } else {
+            self.seconds
+        }
+    }
+
+    fn protocols(&self) -> Vec<Protocol> {
+        let word = self.granule.as_deref() == Some("8");
+        let mut v: Vec<Protocol> = self
+            .protocols
+            .iter()
+            .map(|&p| match p {
+                Protocol::Aligned { .. } if word => Protocol::Aligned { granule: Granule::Word8 },
+                p => p,
+            })
+            .collect();
+        v.dedup();
+        v
+    }
+}
 
 /// Runs `callpatch stress`.
-pub fn main(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`callpatch stress` is not implemented yet")
+pub fn main(args: Args) -> anyhow::Result<()> {
+    if !(args.seconds() > 0.0 && args.seconds().is_finite()) {
+        anyhow::bail!("--seconds must be a positive number");
+    }
+    if args.callers == 0 || args.sites == 0 {
+        anyhow::bail!("--callers and --sites must be at least 1");
+    }
+    if args.protocols().contains(&Protocol::Naive) {
+        anyhow::bail!("naive patching is unsafe by design; `callpatch hazard` runs it in a child process");
+    }
+    if args.child {
+        return child(&args);
+    }
+    membarrier_ready()?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let machine_id = super::patch::machine_id();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for protocol in args.protocols() {
+        if matches!(protocol, Protocol::Aligned { .. }) && !args.method.has_atomic_store() {
+            println!("{protocol}: skipped (the {} writer has no single atomic store)", args.method.name());
+            continue;
+        }
+        let argv: Vec<String> = [
+            "stress",
+            "--child",
+            "--protocol",
+            protocol.name(),
+            "--callers",
+            &args.callers.to_string(),
+            "--seconds",
+            &args.seconds().to_string(),
+            "--sites",
+            &args.sites.to_string(),
+            "--method",
+            args.method.name(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let run = run_child(&argv)?;
+        let row = match run.signal {
+            Some(sig) => {
+                failures.push(format!("{protocol}: the child died of signal {sig}"));
+                println!("{protocol}: CRASHED (signal {sig})");
+                StressRow {
+                    machine_id: machine_id.clone(),
+                    protocol: protocol.name().into(),
+                    callers: args.callers as u32,
+                    seconds: 0.0,
+                    patches: 0,
+                    calls: 0,
+                    misdirected: 0,
+                    traps: 0,
+                    crashed: true,
+                    late_traps: 0,
+                    lost: 0,
+                    patches_per_s: 0.0,
+                }
+            }
+            None => {
+                let row = parse_child(&run.stdout, &machine_id, protocol, args.callers)?;
+                if row.misdirected != 0 || row.lost != 0 || run.code != Some(0) {
+                    failures.push(format!(
+                        "{protocol}: {} misdirected, {} lost (child exit {:?})",
+                        row.misdirected, row.lost, run.code
+                    ));
+                }
+                row
+            }
+        };
+        rows.push(row);
+    }
+    let path = args.out.join("stress.csv");
+    write_csv(&path, &rows).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    if !failures.is_empty() {
+        anyhow::bail!("stress found errors: {}", failures.join("; "));
+    }
+    Ok(())
+}
+
+/// The child: one protocol, printed as `caller ...` lines and one `run ...` line.
+fn child(args: &Args) -> anyhow::Result<()> {
+    enter_child();
+    let protocol = *args.protocols().first().context("one protocol per child")?;
+    let limit = Limit { time: Duration::from_secs_f64(args.seconds()), batches: None };
+    let cfg = StressConfig {
+        sites: args.sites,
+        mode: arena_mode_for(args.method),
+        method: args.method,
+        ..StressConfig::new(protocol, args.callers, limit)
+    };
+    let out = stress::run(&cfg)?;
+    for (i, c) in out.callers.iter().enumerate() {
+        println!(
+            "caller i={i} iterations={} calls={} target0={} target1={} misdirected={} lost={}",
+            c.iterations,
+            c.calls,
+            c.tally.hits[0],
+            c.tally.hits[1],
+            c.misdirected(),
+            c.lost()
+        );
+    }
+    println!(
+        "run batches={} patches={} seconds={} traps={} late_traps={} fallbacks={}",
+        out.batches, out.patches, out.seconds, out.traps, out.late_traps, out.fallbacks
+    );
+    if !out.passed() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn parse_child(stdout: &str, machine_id: &str, protocol: Protocol, callers: usize) -> anyhow::Result<StressRow> {
+    let run = stdout.lines().find(|l| l.starts_with("run ")).context("the stress child printed no result")?;
+    let (mut calls, mut misdirected, mut lost) = (0u64, 0u64, 0u64);
+    println!(
+        "{protocol}: {:>7} {:>12} {:>12} {:>12} {:>12} {:>11} {:>6}",
+        "caller", "iterations", "calls", "target0", "target1", "misdirected", "lost"
+    );
+    for l in stdout.lines().filter(|l| l.starts_with("caller ")) {
+        let (c, m, x): (u64, u64, u64) = (field(l, "calls")?, field(l, "misdirected")?, field(l, "lost")?);
+        println!(
+            "{protocol}: {:>7} {:>12} {:>12} {:>12} {:>12} {:>11} {:>6}",
+            field::<u64>(l, "i")?,
+            field::<u64>(l, "iterations")?,
+            c,
+            field::<u64>(l, "target0")?,
+            field::<u64>(l, "target1")?,
+            m,
+            x
+        );
+        calls += c;
+        misdirected += m;
+        lost += x;
+    }
+    let (patches, seconds): (u64, f64) = (field(run, "patches")?, field(run, "seconds")?);
+    let (traps, late): (u64, u64) = (field(run, "traps")?, field(run, "late_traps")?);
+    let per_s = if seconds > 0.0 { patches as f64 / seconds } else { 0.0 };
+    println!(
+        "{protocol}: {patches} site patches in {seconds:.1} s ({per_s:.0}/s), {} batches, {traps} traps ({late} late), \
+         fallbacks/batch {}: {}",
+        field::<u64>(run, "batches")?,
+        field::<u64>(run, "fallbacks")?,
+        if misdirected == 0 && lost == 0 { "every call accounted for" } else { "MISMATCH" }
+    );
+    Ok(StressRow {
+        machine_id: machine_id.into(),
+        protocol: protocol.name().into(),
+        callers: callers as u32,
+        seconds,
+        patches,
+        calls,
+        misdirected,
+        traps,
+        crashed: false,
+        late_traps: late,
+        lost,
+        patches_per_s: per_s,
+    })
 }

@@ -55,6 +55,17 @@ pub struct PatchRow {
     pub latency_ns_min: f64,
     pub latency_ns_median: f64,
     pub traps: u64,
+    // Appended by the patcher (the base columns alone cannot tell these measurements apart):
+    /// Caller threads running the sites during the measurement.
+    pub callers: u32,
+    /// Text write method (`alias`, `mprotect`, `procmem`, `direct`).
+    pub method: String,
+    /// Median cost of one membarrier(SYNC_CORE) in the same run, with the same callers, ns.
+    pub sync_ns: f64,
+    /// Sites the aligned policy patched through their trampoline, per batch.
+    pub fallback: u64,
+    /// Traps whose handler ran after their batch had finished.
+    pub late_traps: u64,
 }
 
 /// `stress.csv`: a live-patching run with concurrent callers, and its verdict.
@@ -68,6 +79,30 @@ pub struct StressRow {
     pub calls: u64,
     pub misdirected: u64,
     pub traps: u64,
+    pub crashed: bool,
+    // Appended by the patcher:
+    /// Traps whose handler ran after their batch had finished.
+    pub late_traps: u64,
+    /// Calls that arrived nowhere (neither a target nor the catch zone).
+    pub lost: u64,
+    /// Site patches per second.
+    pub patches_per_s: f64,
+}
+
+/// `hazard.csv`: torn executions of a cache-line-crossing site rewritten by one writer while a thread
+/// executes it (run in a child process; `crashed` when the child died of a signal).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HazardRow {
+    pub machine_id: String,
+    /// `naive-bytewise`, `naive-split4` or `bp`.
+    pub writer: String,
+    pub patches: u64,
+    /// Calls that executed a torn rel32 (a mix of old and new bytes).
+    pub torn: u64,
+    pub torn_per_million: f64,
+    /// Calls the executing thread made meanwhile.
+    pub calls: u64,
+    pub seconds: f64,
     pub crashed: bool,
 }
 

@@ -10,6 +10,12 @@
 //! | `trampoline`   | `e8 rel32` to an `e9 rel32` jump   | out-of-line static call                     |
 //! | `inline`       | `e8 rel32` to the target           | inline static call (the patcher's site)     |
 //! | `cs-inline`    | `2e e8 rel32` to the target        | the cs-prefixed inline static call site     |
+//! | `trap`         | `cc` + the call's rel32            | a caller caught mid-patch: SIGTRAP emulation |
+//!
+//! A `trap` site is `e8 rel32` with `int3` on byte 0, registered with the patcher's SIGTRAP handler
+//! ([`crate::patch::emulate_forever`]) so that every execution is emulated as the call: the cost a
+//! thread pays when it meets a site in the middle of a bp batch. It runs in `mono` only: at microseconds
+//! per call the other scenarios would take minutes and show the same kernel round trip.
 //!
 //! `direct` and `inline` have the same bytes on purpose: `inline` is the site a patcher rewrites, and
 //! measuring it separately shows that a patched site costs what the compiler's direct call costs.
@@ -45,11 +51,13 @@ pub enum Flavor {
     Inline,
     /// `2e e8 rel32` straight to the target.
     CsInline,
+    /// `cc` + rel32: every call taken through the SIGTRAP handler's call emulation.
+    Trap,
 }
 
 impl Flavor {
     /// Every flavor, in table order (the order of CLI output and CSV rows).
-    pub const ALL: [Flavor; 8] = [
+    pub const ALL: [Flavor; 9] = [
         Flavor::Direct,
         Flavor::Indirect,
         Flavor::IndirectMem,
@@ -58,6 +66,7 @@ impl Flavor {
         Flavor::Trampoline,
         Flavor::Inline,
         Flavor::CsInline,
+        Flavor::Trap,
     ];
 
     /// Name on the command line and in `calls.csv`.
@@ -71,6 +80,7 @@ impl Flavor {
             Flavor::Trampoline => "trampoline",
             Flavor::Inline => "inline",
             Flavor::CsInline => "cs-inline",
+            Flavor::Trap => "trap",
         }
     }
 
@@ -90,6 +100,7 @@ impl Flavor {
         match (self, to.selection) {
             (Flavor::Direct | Flavor::Inline, _) => SiteForm::Call { to: to.target },
             (Flavor::CsInline, _) => SiteForm::CsCall { to: to.target },
+            (Flavor::Trap, _) => SiteForm::TrapCall { to: to.target },
             (Flavor::Trampoline, _) => SiteForm::Call { to: to.trampoline },
             (Flavor::Retpoline, _) => SiteForm::Call { to: to.thunk },
             (Flavor::Indirect, _) => SiteForm::CallRax,
@@ -158,6 +169,11 @@ pub enum SiteForm {
         /// Displacement from `rbx + rcx`.
         disp: i32,
     },
+    /// `cc` + rel32: `e8 rel32` with `int3` on byte 0, executed through the SIGTRAP handler.
+    TrapCall {
+        /// Where the emulated call goes.
+        to: usize,
+    },
 }
 
 /// `lfence` (`0f ae e8`).
@@ -179,6 +195,11 @@ impl SiteForm {
         if let Some(i) = self.insn() {
             return insn::encode(i, at);
         }
+        if let SiteForm::TrapCall { to } = self {
+            let mut bytes = insn::encode(Insn::Call(to), at)?.to_vec();
+            bytes[0] = insn::INT3;
+            return Ok(InsnBytes::from_slice(&bytes));
+        }
         let (prefix, instr): (&[u8], _) = match self {
             SiteForm::CallRax => (&[], Instruction::with1(Code::Call_rm64, Register::RAX)),
             SiteForm::LfenceCallRax => (&LFENCE, Instruction::with1(Code::Call_rm64, Register::RAX)),
@@ -194,7 +215,9 @@ impl SiteForm {
                     MemoryOperand::with_base_index_scale_displ_size(Register::RBX, Register::RCX, 1, disp.into(), size);
                 (&[], Instruction::with1(Code::Call_rm64, m))
             }
-            SiteForm::Call { .. } | SiteForm::CsCall { .. } => unreachable!("handled by insn::encode"),
+            SiteForm::Call { .. } | SiteForm::CsCall { .. } | SiteForm::TrapCall { .. } => {
+                unreachable!("handled above")
+            }
         };
         let mut enc = Encoder::new(64);
         let at_call = at + prefix.len();
@@ -214,6 +237,13 @@ impl SiteForm {
     /// anything else. The inverse of [`SiteForm::encode`]: a test that every emitted site is exactly the
     /// intended instruction, length and target.
     pub fn decode(bytes: &[u8], at: usize) -> Option<(SiteForm, usize)> {
+        if let [insn::INT3, rel32 @ ..] = bytes {
+            let call: Vec<u8> = std::iter::once(0xe8).chain(rel32.iter().copied()).collect();
+            return match insn::decode(&call, at) {
+                Some(Insn::Call(to)) => Some((SiteForm::TrapCall { to }, insn::REL32_LEN)),
+                _ => None,
+            };
+        }
         if let Some(i) = insn::decode(bytes, at) {
             return match i {
                 Insn::Call(to) => Some((SiteForm::Call { to }, i.len())),
@@ -262,9 +292,10 @@ mod tests {
     #[test]
     fn every_form_has_the_documented_bytes_and_decodes_back() {
         let at = 0x5555_0000_1000usize;
-        let cases: [(SiteForm, &[u8]); 6] = [
+        let cases: [(SiteForm, &[u8]); 7] = [
             (SiteForm::Call { to: at + 5 }, &[0xe8, 0, 0, 0, 0]),
             (SiteForm::CsCall { to: at + 6 }, &[0x2e, 0xe8, 0, 0, 0, 0]),
+            (SiteForm::TrapCall { to: at + 5 }, &[0xcc, 0, 0, 0, 0]),
             (SiteForm::CallRax, &[0xff, 0xd0]),
             (SiteForm::LfenceCallRax, &[0x0f, 0xae, 0xe8, 0xff, 0xd0]),
             (SiteForm::CallRipSlot { slot: at + 6 + 0x10 }, &[0xff, 0x15, 0x10, 0, 0, 0]),
@@ -278,6 +309,6 @@ mod tests {
         let far = SiteForm::CallSelected { disp: 0x200 };
         assert_eq!(far.encode(at).unwrap().as_slice(), [0xff, 0x94, 0x0b, 0x00, 0x02, 0, 0]);
         assert_eq!(SiteForm::decode(&[0xff, 0xd1], at), None, "call *%rcx is not a site");
-        assert_eq!(SiteForm::decode(&[0xcc, 0, 0, 0, 0], at), None);
+        assert_eq!(SiteForm::decode(&[0xcc, 0xcc], at), None, "int3 padding is not a trap site");
     }
 }

@@ -129,14 +129,25 @@ pub fn encode(insn: Insn, site: usize) -> Result<InsnBytes, EncodeError> {
     }
     let at = site + usize::from(prefix.is_some());
     let instr = Instruction::with_branch(code, target as u64).expect("rel32 branch codes take a target");
-    let mut enc = Encoder::new(64);
-    enc.encode(&instr, at as u64).expect("in-range rel32 branch always encodes");
-    let body = enc.take_buffer();
-    debug_assert_eq!(body.len(), REL32_LEN);
-    let mut bytes = Vec::with_capacity(CS_CALL_LEN);
-    bytes.extend(prefix);
-    bytes.extend_from_slice(&body);
-    Ok(InsnBytes::from_slice(&bytes))
+    // One encoder per thread, its buffer handed back after each use: a patch batch encodes every site,
+    // and a fresh `Encoder` (with its buffer allocation) per call cost more than the encoding itself.
+    thread_local! {
+        static ENCODER: std::cell::RefCell<Encoder> = std::cell::RefCell::new(Encoder::new(64));
+    }
+    let mut out = [0u8; CS_CALL_LEN];
+    let len = ENCODER.with_borrow_mut(|enc| {
+        enc.encode(&instr, at as u64).expect("in-range rel32 branch always encodes");
+        let mut body = enc.take_buffer();
+        debug_assert_eq!(body.len(), REL32_LEN);
+        let start = usize::from(prefix.is_some());
+        out[..start].copy_from_slice(prefix.as_slice());
+        out[start..start + body.len()].copy_from_slice(&body);
+        let len = start + body.len();
+        body.clear();
+        enc.set_buffer(body);
+        len
+    });
+    Ok(InsnBytes::from_slice(&out[..len]))
 }
 
 /// Decodes the bytes of a site at address `site` as one of the [`Insn`] forms, or `None` when they are

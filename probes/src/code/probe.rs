@@ -311,6 +311,12 @@ impl Probe {
             entries
         };
         arena.seal()?;
+        // `trap` sites: the handler emulates `call to` at each, for as long as the probe lives.
+        for s in &sites {
+            if let SiteForm::TrapCall { to } = s.form {
+                crate::patch::emulate_forever(s.addr, Insn::Call(to)).map_err(|e| EmitError::Bad(e.to_string()))?;
+            }
+        }
         Ok(Probe {
             flavor,
             scenario,
@@ -327,6 +333,15 @@ impl Probe {
             tables,
             symbols,
         })
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if self.flavor == Flavor::Trap {
+            // The arena is about to be unmapped: its addresses are no longer trap sites.
+            crate::patch::forget_sites(self.arena.base(), self.arena.len());
+        }
     }
 }
 

@@ -80,8 +80,12 @@ impl Scenario {
     }
 
     /// Whether `flavor` can be measured in this scenario: poly needs a site whose target changes
-    /// without patching, i.e. an indirect flavor (see [`super::flavor`]).
+    /// without patching, i.e. an indirect flavor (see [`super::flavor`]); `trap` runs in `mono` only
+    /// (microseconds per call).
     pub fn supports(self, flavor: super::Flavor) -> bool {
+        if flavor == super::Flavor::Trap {
+            return self == Scenario::Mono;
+        }
         !matches!(self, Scenario::Poly { .. }) || flavor.is_indirect()
     }
 
@@ -231,7 +235,8 @@ mod tests {
         let poly = Scenario::Poly { k: 4, order: Order::Random };
         let yes: Vec<_> = Flavor::ALL.into_iter().filter(|f| poly.supports(*f)).collect();
         assert_eq!(yes, [Flavor::Indirect, Flavor::IndirectMem, Flavor::Retpoline, Flavor::Lfence]);
-        assert!(Flavor::ALL.iter().all(|f| Scenario::Mono.supports(*f) && Scenario::Offset(3).supports(*f)));
+        assert!(Flavor::ALL.iter().all(|f| Scenario::Mono.supports(*f)));
+        assert!(Flavor::ALL.iter().all(|f| Scenario::Offset(3).supports(*f) == (*f != Flavor::Trap)));
     }
 
     #[test]

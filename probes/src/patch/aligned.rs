@@ -13,9 +13,10 @@
 //! the end makes every core execute the new code by the time the batch returns.
 
 use super::maps::CodeRanges;
+use super::table::Registry;
 use super::validate::{check_site, holds, read_code};
 use super::{sync_cores, Granule, PatchError, SitePatch};
-use crate::code::{decode, encode, Insn, TextWriter};
+use crate::code::{decode, Insn, InsnBytes, TextWriter};
 
 impl Granule {
     /// Bytes in one granule: 64 (a cache line) or 8 (an aligned word).
@@ -40,30 +41,31 @@ pub(crate) struct Store {
 }
 
 /// The site's trampoline if it calls one that jumps to `old`'s target.
-fn trampoline_of(code: &mut CodeRanges, addr: usize, old: Insn) -> Option<usize> {
+fn trampoline_of(code: &mut CodeRanges, reg: &mut Registry, addr: usize, old: Insn) -> Option<usize> {
     let Insn::Call(x) = old else { return None };
     match decode(&read_code(addr, old.len()), addr) {
-        Some(Insn::Call(t)) if code.contains(t, old.len()) && holds(t, Insn::Jmp(x)) => Some(t),
+        Some(Insn::Call(t)) if code.contains(t, old.len()) && holds(reg, t, Insn::Jmp(x)) => Some(t),
         _ => None,
     }
 }
 
-fn rel32_store(insn: Insn, at_site: usize) -> Result<Store, PatchError> {
+/// The store that makes `at_site` hold `bytes` (the encoding of `insn` there).
+fn rel32_store(insn: Insn, at_site: usize, bytes: InsnBytes) -> Store {
     let off = insn.rel32_offset().expect("aligned only plans branches");
-    let bytes = encode(insn, at_site)
-        .map_err(|_| PatchError::OutOfRange { addr: at_site, target: insn.target().unwrap_or(0) })?;
-    Ok(Store { at: at_site + off, rel32: bytes[off..off + 4].try_into().expect("4 bytes") })
+    Store { at: at_site + off, rel32: bytes[off..off + 4].try_into().expect("4 bytes") }
 }
 
 /// Validates a batch and decides, per site, where its single store goes. Returns the stores and how
 /// many sites fell back to their trampoline.
 pub(crate) fn plan(
     code: &mut CodeRanges,
+    reg: &mut Registry,
     granule: Granule,
     writer: &TextWriter,
     sites: &[SitePatch],
 ) -> Result<(Vec<Store>, usize), PatchError> {
     let unsupported = |addr, reason: String| PatchError::Unsupported { addr, protocol: "aligned", reason };
+    let wrong = |addr, expected| PatchError::WrongBytes { addr, expected, found: read_code(addr, 8).to_vec() };
     let mut stores = Vec::with_capacity(sites.len());
     let mut fallbacks = 0;
     for s in sites {
@@ -77,28 +79,29 @@ pub(crate) fn plan(
         if !same_form {
             return Err(unsupported(s.addr, "only the rel32 of a call or jmp can change in one store".into()));
         }
-        check_site(code, s)?;
+        let new_bytes = check_site(code, reg, s)?;
         let rel = s.addr + s.new.rel32_offset().expect("branch");
-        let tramp = trampoline_of(code, s.addr, s.old);
         if !granule.crosses(rel) {
-            if tramp.is_none() && !holds(s.addr, s.old) {
-                return Err(PatchError::WrongBytes {
-                    addr: s.addr,
-                    expected: s.old,
-                    found: read_code(s.addr, 8).to_vec(),
-                });
+            // Directly on the old target, or (first patch) still on its trampoline: one store either way.
+            if !holds(reg, s.addr, s.old) && trampoline_of(code, reg, s.addr, s.old).is_none() {
+                return Err(wrong(s.addr, s.old));
             }
-            stores.push(rel32_store(s.new, s.addr)?);
-        } else if let Some(t) = tramp {
+            stores.push(rel32_store(s.new, s.addr, new_bytes));
+        } else if let Some(t) = trampoline_of(code, reg, s.addr, s.old) {
             if granule.crosses(t + 1) {
                 return Err(unsupported(
                     t,
                     format!("the trampoline's own rel32 crosses a {}-byte granule", granule.bytes()),
                 ));
             }
-            stores.push(rel32_store(Insn::Jmp(s.new.target().expect("branch")), t)?);
+            let jmp = Insn::Jmp(s.new.target().expect("branch"));
+            let bytes = reg
+                .entry(t)
+                .encode(jmp)
+                .map_err(|_| PatchError::OutOfRange { addr: t, target: jmp.target().unwrap_or(0) })?;
+            stores.push(rel32_store(jmp, t, bytes));
             fallbacks += 1;
-        } else if holds(s.addr, s.old) {
+        } else if holds(reg, s.addr, s.old) {
             return Err(unsupported(
                 s.addr,
                 format!(
@@ -107,7 +110,7 @@ pub(crate) fn plan(
                 ),
             ));
         } else {
-            return Err(PatchError::WrongBytes { addr: s.addr, expected: s.old, found: read_code(s.addr, 8).to_vec() });
+            return Err(wrong(s.addr, s.old));
         }
     }
     // Two sites sharing one trampoline must agree on its new target.

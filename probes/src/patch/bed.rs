@@ -43,6 +43,16 @@ impl Tally {
 
 const MISDIRECTED_OFFSET: usize = 8 * TARGETS;
 
+/// The arena mapping each write method patches: the RW alias needs a dual mapping, direct stores an
+/// RWX arena, and mprotect windows or `/proc/self/mem` a sealed (RX) one.
+pub fn arena_mode_for(method: WriteMethod) -> ArenaMode {
+    match method {
+        WriteMethod::Alias => ArenaMode::DualMap,
+        WriteMethod::Direct => ArenaMode::Rwx,
+        WriteMethod::Mprotect | WriteMethod::ProcMem => ArenaMode::Sealed,
+    }
+}
+
 /// Where the sites sit in their cache lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -155,8 +165,7 @@ impl Bed {
         }
         emit_tail(&mut arena, tail, addrs[0])?;
         arena.seal()?;
-        let zone = CatchZone::register(arena.base(), arena.len(), MISDIRECTED_OFFSET)
-            .ok_or_else(|| io::Error::other("every catch zone entry is taken"))?;
+        let zone = CatchZone::register(arena.base(), arena.len(), MISDIRECTED_OFFSET).map_err(io::Error::other)?;
         let entry = addrs[0];
         Ok(Bed { _zone: zone, arena, protocol, sites: addrs, trampolines, targets, entry })
     }

@@ -7,7 +7,7 @@
 //! new instruction. A sync between steps makes every core see one step before the next begins.
 //! Three syncs per batch, however many sites.
 
-use super::table::{self, Action, Phase};
+use super::table::{Action, Phase};
 use super::validate::Planned;
 use super::{sync_cores, write, PatchError, Step};
 use crate::code::insn::INT3;
@@ -21,9 +21,8 @@ pub(crate) fn accept(_old: Insn, _new: Insn) -> Option<&'static str> {
 /// Runs the three steps on a validated, sorted, disjoint batch; returns the syncs used.
 pub(crate) fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
     // 0. Publish: from now on a trap at any of these sites emulates its new instruction.
-    let slots = table::registry().slots(plan.iter().map(|p| p.addr));
-    for (p, slot) in plan.iter().zip(&slots) {
-        slot.set(Action::Emulate(p.new), Phase::Int3);
+    for p in plan {
+        p.slot.set(Action::Emulate(p.new), Phase::Int3);
     }
     // 1. int3 on byte 0 of every site; sync so that no core can start the old instruction any more.
     for p in plan {
@@ -36,8 +35,8 @@ pub(crate) fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMu
         write(writer, p.addr + 1, &p.new_bytes[1..])?;
     }
     sync_cores()?;
-    for slot in &slots {
-        slot.set_phase(Phase::BodyReady);
+    for p in plan {
+        p.slot.set_phase(Phase::BodyReady);
     }
     on_step(Step::BodyWritten);
     // 3. The new byte 0 completes each site; sync so no core still sees the int3.
@@ -46,8 +45,8 @@ pub(crate) fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMu
     }
     sync_cores()?;
     // Traps already taken but not yet handled are late now; their slots stay valid for them.
-    for slot in &slots {
-        slot.set_phase(Phase::Idle);
+    for p in plan {
+        p.slot.set_phase(Phase::Idle);
     }
     on_step(Step::Finished);
     Ok(3)

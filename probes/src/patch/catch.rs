@@ -12,6 +12,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::{install_trap_handler, PatchError};
+
 const MAX_ZONES: usize = 64;
 
 struct Zone {
@@ -33,18 +35,21 @@ pub struct CatchZone {
 }
 
 impl CatchZone {
-    /// Registers `[start, start+len)`: an `int3` executed there (and not a patch site in flight) adds
-    /// one to the `u64` at `rdi + tally_offset` and returns to the caller. `None` when all
-    /// [`MAX_ZONES`] entries are taken. Only register code that callers keeping the convention run.
-    pub fn register(start: usize, len: usize, tally_offset: usize) -> Option<CatchZone> {
+    /// Registers `[start, start+len)` (and installs the SIGTRAP handler): an `int3` executed there (and
+    /// not a patch site in flight) adds one to the `u64` at `rdi + tally_offset` and returns to the
+    /// caller. Fails when all [`MAX_ZONES`] entries are taken. Only register code that callers keeping
+    /// the convention run.
+    pub fn register(start: usize, len: usize, tally_offset: usize) -> Result<CatchZone, PatchError> {
         assert!(start != 0 && len > 0, "a catch zone needs a real address range");
+        install_trap_handler()?;
         let _g = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
-        let index = ZONES.iter().position(|z| z.start.load(Ordering::SeqCst) == 0)?;
+        let full = || PatchError::Build(std::io::Error::other(format!("all {MAX_ZONES} catch zones are taken")));
+        let index = ZONES.iter().position(|z| z.start.load(Ordering::SeqCst) == 0).ok_or_else(full)?;
         let z = &ZONES[index];
         z.end.store(start + len, Ordering::SeqCst);
         z.tally_offset.store(tally_offset, Ordering::SeqCst);
         z.start.store(start, Ordering::SeqCst);
-        Some(CatchZone { index })
+        Ok(CatchZone { index })
     }
 }
 

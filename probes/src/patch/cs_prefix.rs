@@ -5,7 +5,7 @@
 //! prefix waits in the handler until the rel32 is whole and synced, then resumes at `site + 1`, the
 //! plain `call`: no instruction is emulated, the CPU executes the real new call. Three syncs per batch.
 
-use super::table::{self, Action, Phase};
+use super::table::{Action, Phase};
 use super::validate::Planned;
 use super::{sync_cores, write, PatchError, Step};
 use crate::code::insn::{CS_PREFIX, INT3};
@@ -22,9 +22,8 @@ pub(crate) fn accept(old: Insn, new: Insn) -> Option<&'static str> {
 /// Runs the three steps on a validated, sorted, disjoint batch; returns the syncs used.
 pub(crate) fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
     // 0. Publish: a trap on a prefix now waits for the rel32, then runs the call behind it.
-    let slots = table::registry().slots(plan.iter().map(|p| p.addr));
-    for slot in &slots {
-        slot.set(Action::ResumeAfterPrefix, Phase::Int3);
+    for p in plan {
+        p.slot.set(Action::ResumeAfterPrefix, Phase::Int3);
     }
     // 1. int3 over the prefix; sync so no core can start the old `cs call` any more.
     for p in plan {
@@ -37,8 +36,8 @@ pub(crate) fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMu
         write(writer, p.addr + 2, &p.new_bytes[2..])?;
     }
     sync_cores()?;
-    for slot in &slots {
-        slot.set_phase(Phase::BodyReady);
+    for p in plan {
+        p.slot.set_phase(Phase::BodyReady);
     }
     on_step(Step::BodyWritten);
     // 3. The prefix back; sync so no core still sees the int3.
@@ -46,8 +45,8 @@ pub(crate) fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMu
         write(writer, p.addr, &[CS_PREFIX])?;
     }
     sync_cores()?;
-    for slot in &slots {
-        slot.set_phase(Phase::Idle);
+    for p in plan {
+        p.slot.set_phase(Phase::Idle);
     }
     on_step(Step::Finished);
     Ok(3)

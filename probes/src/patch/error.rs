@@ -90,6 +90,12 @@ pub enum PatchError {
         /// Bytes read.
         found: Vec<u8>,
     },
+    /// An experiment could not build its code (arena mapping, emission).
+    #[error("building the experiment's code failed: {0}")]
+    Build(#[source] std::io::Error),
+    /// An experiment's exact accounting found calls lost or misdirected.
+    #[error("call accounting is off: {0}")]
+    Miscount(String),
     /// Installing the SIGTRAP handler failed.
     #[error("installing the SIGTRAP handler failed: {0}")]
     Signal(#[source] std::io::Error),

@@ -21,8 +21,11 @@ pub mod bp;
 pub mod catch;
 pub mod cs_prefix;
 mod error;
+pub mod hazard;
+pub mod latency;
 pub mod maps;
 pub mod naive;
+pub mod stress;
 pub mod sync;
 mod table;
 pub mod trap;
@@ -209,7 +212,8 @@ pub fn patch_batch_stepped(
                     Protocol::CsPrefix => ("cs-prefix", cs_prefix::accept),
                     _ => ("naive", naive::accept),
                 };
-                let plan = validate::plan_in_place(&mut state.code, name, sites, accept)?;
+                let mut reg = table::registry();
+                let plan = validate::plan_in_place(&mut state.code, &mut reg, name, sites, accept)?;
                 let syncs = match protocol {
                     Protocol::Bp => bp::poke(writer, &plan, on_step)?,
                     Protocol::CsPrefix => cs_prefix::poke(writer, &plan, on_step)?,
@@ -219,7 +223,8 @@ pub fn patch_batch_stepped(
                 syncs
             }
             Protocol::Aligned { granule } => {
-                let (stores, fell_back) = aligned::plan(&mut state.code, granule, writer, sites)?;
+                let mut reg = table::registry();
+                let (stores, fell_back) = aligned::plan(&mut state.code, &mut reg, granule, writer, sites)?;
                 fallbacks = fell_back;
                 let syncs = aligned::poke(writer, granule, &stores)?;
                 aligned::read_back(&stores)?;

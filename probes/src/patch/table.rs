@@ -15,11 +15,13 @@
 //! Everything the handler touches is atomics and memory allocated before it was published.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::code::Insn;
+use crate::code::insn::EncodeError;
+use crate::code::{encode, Insn, InsnBytes};
 
 /// What the trap handler does for a site: emulate an instruction, or (cs-prefix) resume at site+1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,20 +91,20 @@ impl Slot {
     /// Sets the action and phase (patcher side, under the text mutex). The action is stored first, so
     /// a handler that sees the new phase also sees the new action.
     pub(crate) fn set(&self, action: Action, phase: Phase) {
-        self.action.store(pack(action), Ordering::SeqCst);
+        self.action.store(pack(action), Ordering::Release);
         self.set_phase(phase);
     }
 
     /// Moves to `phase` keeping the action.
     pub(crate) fn set_phase(&self, phase: Phase) {
         let generation = (self.state.load(Ordering::Relaxed) >> 2) + 1;
-        self.state.store(generation << 2 | phase as u64, Ordering::SeqCst);
+        self.state.store(generation << 2 | phase as u64, Ordering::Release);
     }
 
     /// The current action, phase and generation (handler side).
     pub(crate) fn load(&self) -> (Action, Phase, u64) {
-        let state = self.state.load(Ordering::SeqCst);
-        let action = unpack(self.action.load(Ordering::SeqCst));
+        let state = self.state.load(Ordering::Acquire);
+        let action = unpack(self.action.load(Ordering::Acquire));
         let phase = match state & 3 {
             0 => Phase::Idle,
             1 => Phase::Int3,
@@ -114,7 +116,7 @@ impl Slot {
 
     /// The generation now (to re-check after a read).
     pub(crate) fn generation(&self) -> u64 {
-        self.state.load(Ordering::SeqCst) >> 2
+        self.state.load(Ordering::Acquire) >> 2
     }
 }
 
@@ -141,12 +143,60 @@ pub(crate) fn lookup(addr: usize) -> Option<&'static Slot> {
     found
 }
 
-/// Patcher side of the table: address → slot, and retired snapshots waiting for a moment with no
+/// Patcher side of the table: address → entry, and retired snapshots waiting for a moment with no
 /// reader. There is one, process-wide, like the handler's snapshot.
 #[derive(Debug)]
 pub(crate) struct Registry {
-    slots: HashMap<usize, &'static Slot>,
+    entries: Vec<Entry>,
+    index: HashMap<usize, usize, BuildHasherDefault<AddrHasher>>,
     graveyard: Vec<*mut Snapshot>,
+    /// Entries were added since the last publication.
+    dirty: bool,
+}
+
+/// What the patcher keeps per site address.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// The handler's slot (never freed).
+    pub(crate) slot: &'static Slot,
+    /// The two most recent distinct encodings at this address. Encoding is a pure function of
+    /// (instruction, address), and sites flip between few instructions, so a batch that revisits a
+    /// site usually needs no encoder at all.
+    recent: [Option<(Insn, InsnBytes)>; 2],
+}
+
+impl Entry {
+    /// `encode(insn, slot.addr)`, memoised.
+    pub(crate) fn encode(&mut self, insn: Insn) -> Result<InsnBytes, EncodeError> {
+        if let Some((_, b)) = self.recent.iter().flatten().find(|(i, _)| *i == insn) {
+            return Ok(*b);
+        }
+        let b = encode(insn, self.slot.addr)?;
+        self.recent = [Some((insn, b)), self.recent[0]];
+        Ok(b)
+    }
+}
+
+/// Multiply-shift hashing for code addresses (the std SipHash costs more than the lookup is worth
+/// here, and addresses are not attacker-chosen).
+#[derive(Default)]
+pub(crate) struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
 }
 
 // SAFETY: the raw snapshot pointers are owned by the registry (Box::into_raw) and only freed by it.
@@ -157,7 +207,12 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 /// The process-wide registry, locked (taken inside the text mutex when both are needed).
 pub(crate) fn registry() -> RegistryGuard {
     let mut g = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    g.get_or_insert_with(|| Registry { slots: HashMap::new(), graveyard: Vec::new() });
+    g.get_or_insert_with(|| Registry {
+        entries: Vec::new(),
+        index: HashMap::default(),
+        graveyard: Vec::new(),
+        dirty: false,
+    });
     RegistryGuard(g)
 }
 
@@ -178,34 +233,47 @@ impl std::ops::DerefMut for RegistryGuard {
 }
 
 impl Registry {
-    /// The slot of every address in `addrs` (created and published when new). Slots are never freed.
-    pub(crate) fn slots(&mut self, addrs: impl IntoIterator<Item = usize>) -> Vec<&'static Slot> {
-        let mut added = false;
-        let out = addrs
-            .into_iter()
-            .map(|addr| {
-                *self.slots.entry(addr).or_insert_with(|| {
-                    added = true;
-                    let slot = Slot { addr, action: AtomicU64::new(0), state: AtomicU64::new(0) };
-                    Box::leak(Box::new(slot))
-                })
-            })
-            .collect();
-        if added {
+    /// The entry of `addr`, created (with a new, unpublished slot) when new. Call
+    /// [`Registry::publish_new`] before any `int3` goes to a new address.
+    pub(crate) fn entry(&mut self, addr: usize) -> &mut Entry {
+        let i = match self.index.get(&addr) {
+            Some(&i) => i,
+            None => {
+                let slot = Box::leak(Box::new(Slot { addr, action: AtomicU64::new(0), state: AtomicU64::new(0) }));
+                self.entries.push(Entry { slot, recent: [None, None] });
+                self.index.insert(addr, self.entries.len() - 1);
+                self.dirty = true;
+                self.entries.len() - 1
+            }
+        };
+        &mut self.entries[i]
+    }
+
+    /// Publishes entries added since the last call to the handler's snapshot.
+    pub(crate) fn publish_new(&mut self) {
+        if std::mem::take(&mut self.dirty) {
             self.publish();
         }
+    }
+
+    /// The slot of every address in `addrs`, created and published when new. Slots are never freed.
+    pub(crate) fn slots(&mut self, addrs: impl IntoIterator<Item = usize>) -> Vec<&'static Slot> {
+        let out = addrs.into_iter().map(|a| self.entry(a).slot).collect();
+        self.publish_new();
         out
     }
 
     /// Marks every slot inside `[start, start+len)` retired: its code is gone, a trap there is foreign.
     pub(crate) fn retire(&mut self, start: usize, len: usize) {
-        for (_, slot) in self.slots.iter().filter(|(&a, _)| a >= start && a < start.saturating_add(len)) {
-            slot.set(Action::Retired, Phase::Idle);
+        let end = start.saturating_add(len);
+        for e in self.entries.iter_mut().filter(|e| e.slot.addr >= start && e.slot.addr < end) {
+            e.slot.set(Action::Retired, Phase::Idle);
+            e.recent = [None, None];
         }
     }
 
     fn publish(&mut self) {
-        let mut slots: Vec<&'static Slot> = self.slots.values().copied().collect();
+        let mut slots: Vec<&'static Slot> = self.entries.iter().map(|e| e.slot).collect();
         slots.sort_unstable_by_key(|s| s.addr);
         let new = Box::into_raw(Box::new(Snapshot { slots: slots.into_boxed_slice() }));
         let old = SNAPSHOT.swap(new, Ordering::SeqCst);

@@ -105,6 +105,8 @@ fn handle_site(site: usize, regs: &mut Regs) -> bool {
             // SAFETY: `site` is a live site (not retired), so its code page is mapped and readable.
             let byte = unsafe { std::ptr::read_volatile(site as *const u8) };
             if byte == INT3 {
+                // Seqlock read: the byte load must complete before the generation is re-read.
+                std::sync::atomic::fence(Ordering::Acquire);
                 if slot.generation() == generation {
                     return false; // idle, and the cc is someone else's
                 }

@@ -3,8 +3,9 @@
 //! length and its target within rel32 reach. A batch is checked whole before its first byte changes.
 
 use super::maps::CodeRanges;
+use super::table::{Registry, Slot};
 use super::{PatchError, SitePatch};
-use crate::code::{encode, Insn, InsnBytes};
+use crate::code::{Insn, InsnBytes};
 
 /// One validated site of a batch: where, and the bytes that go there.
 #[derive(Clone, Copy, Debug)]
@@ -12,6 +13,8 @@ pub(crate) struct Planned {
     pub addr: usize,
     pub new: Insn,
     pub new_bytes: InsnBytes,
+    /// The site's poke-table slot (published).
+    pub slot: &'static Slot,
 }
 
 /// Reads `len` (≤ 8) bytes of code at `addr`; the caller has checked the range is mapped code.
@@ -27,7 +30,7 @@ pub(crate) fn read_code(addr: usize, len: usize) -> InsnBytes {
 
 /// The checks every protocol shares: same length, mapped code, new target in reach. Returns the
 /// encoded new instruction.
-pub(crate) fn check_site(code: &mut CodeRanges, site: &SitePatch) -> Result<InsnBytes, PatchError> {
+pub(crate) fn check_site(code: &mut CodeRanges, reg: &mut Registry, site: &SitePatch) -> Result<InsnBytes, PatchError> {
     let SitePatch { addr, old, new } = *site;
     if old.len() != new.len() {
         return Err(PatchError::LengthMismatch { addr, old, new });
@@ -35,21 +38,13 @@ pub(crate) fn check_site(code: &mut CodeRanges, site: &SitePatch) -> Result<Insn
     if !code.contains(addr, new.len()) {
         return Err(PatchError::UnknownSite { addr });
     }
-    encode(new, addr).map_err(|_| PatchError::OutOfRange { addr, target: new.target().unwrap_or(0) })
+    reg.entry(addr).encode(new).map_err(|_| PatchError::OutOfRange { addr, target: new.target().unwrap_or(0) })
 }
 
-/// Whether the bytes at `addr` are exactly `insn` (an `insn` that cannot be encoded there never is).
-pub(crate) fn holds(addr: usize, insn: Insn) -> bool {
-    encode(insn, addr).is_ok_and(|want| read_code(addr, want.len()).as_slice() == want.as_slice())
-}
-
-/// Fails with `WrongBytes` unless `addr` holds `insn`.
-pub(crate) fn expect_holds(addr: usize, insn: Insn) -> Result<(), PatchError> {
-    if holds(addr, insn) {
-        Ok(())
-    } else {
-        Err(PatchError::WrongBytes { addr, expected: insn, found: read_code(addr, insn.len()).to_vec() })
-    }
+/// Whether the bytes at `addr` (mapped code) are exactly `insn` (one that cannot be encoded there
+/// never is).
+pub(crate) fn holds(reg: &mut Registry, addr: usize, insn: Insn) -> bool {
+    reg.entry(addr).encode(insn).is_ok_and(|want| read_code(addr, want.len()).as_slice() == want.as_slice())
 }
 
 /// Sorts by address and refuses overlapping or repeated sites.
@@ -64,9 +59,11 @@ pub(crate) fn sort_disjoint(plan: &mut [Planned]) -> Result<(), PatchError> {
 }
 
 /// The plan for a protocol that rewrites the site itself (bp, cs-prefix, naive): every site holds
-/// `old`, `accept(old, new)` names what the protocol cannot do (or `None`), sites are disjoint.
+/// `old`, `accept(old, new)` names what the protocol cannot do (or `None`), sites are disjoint. Every
+/// site gets a published poke-table slot.
 pub(crate) fn plan_in_place(
     code: &mut CodeRanges,
+    reg: &mut Registry,
     protocol: &'static str,
     sites: &[SitePatch],
     accept: impl Fn(Insn, Insn) -> Option<&'static str>,
@@ -76,11 +73,24 @@ pub(crate) fn plan_in_place(
         if let Some(reason) = accept(s.old, s.new) {
             return Err(PatchError::Unsupported { addr: s.addr, protocol, reason: reason.into() });
         }
-        let new_bytes = check_site(code, s)?;
-        expect_holds(s.addr, s.old)?;
-        plan.push(Planned { addr: s.addr, new: s.new, new_bytes });
+        let SitePatch { addr, old, new } = *s;
+        if old.len() != new.len() {
+            return Err(PatchError::LengthMismatch { addr, old, new });
+        }
+        if !code.contains(addr, new.len()) {
+            return Err(PatchError::UnknownSite { addr });
+        }
+        let entry = reg.entry(addr);
+        let new_bytes =
+            entry.encode(new).map_err(|_| PatchError::OutOfRange { addr, target: new.target().unwrap_or(0) })?;
+        let found = read_code(addr, old.len());
+        if entry.encode(old).map_or(true, |want| want.as_slice() != found.as_slice()) {
+            return Err(PatchError::WrongBytes { addr, expected: old, found: found.to_vec() });
+        }
+        plan.push(Planned { addr, new, new_bytes, slot: entry.slot });
     }
     sort_disjoint(&mut plan)?;
+    reg.publish_new();
     Ok(plan)
 }
 

@@ -1,0 +1,203 @@
+//! Patch latency: how long one batch of N sites takes per protocol, with and without caller threads
+//! running the sites, and — in the same run — what one sync costs, the floor of every protocol
+//! (a bp batch can never beat 3 syncs, so `1 / (3 × sync)` is the best single-site patch rate).
+//!
+//! Each point times `patch_batch` from call to return (validation, writes, syncs, read-back) with
+//! `Instant` (the vDSO clock: batches take microseconds to milliseconds, far above its resolution),
+//! flipping the first N sites of a [`Bed`] between its two targets, after two warm-up batches.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::bed::{Bed, Placement, Tally};
+use super::{late_trap_count, patch_batch, sync_cores, PatchError, Protocol};
+use crate::code::{ArenaMode, WriteMethod};
+
+/// One measured point.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatencyPoint {
+    /// Protocol name, or `membarrier` for the sync alone.
+    pub protocol: String,
+    /// Sites per batch (1 for `membarrier`).
+    pub batch: usize,
+    /// Caller threads running the sites meanwhile.
+    pub callers: usize,
+    /// Syncs per batch.
+    pub syncs: u64,
+    /// Fastest repeat, ns.
+    pub latency_ns_min: f64,
+    /// Median repeat, ns.
+    pub latency_ns_median: f64,
+    /// Traps emulated during the timed repeats (all of them together).
+    pub traps: u64,
+    /// Of those, late ones.
+    pub late_traps: u64,
+    /// Aligned: sites patched through their trampoline, per batch.
+    pub fallbacks: usize,
+    /// Timed repeats.
+    pub repeats: usize,
+}
+
+/// Median and minimum of a sample, ns.
+fn min_median(mut ns: Vec<f64>) -> (f64, f64) {
+    ns.sort_by(f64::total_cmp);
+    (ns[0], ns[ns.len() / 2])
+}
+
+/// Repeats for a batch of `n` sites: many for small batches, fewer for large ones; `scale` < 1 for
+/// quick runs. Always even, so the sites end where they started.
+pub fn repeats_for(n: usize, scale: f64) -> usize {
+    let r = ((100_000.0 / n as f64).clamp(8.0, 1000.0) * scale).max(4.0) as usize;
+    r + r % 2
+}
+
+/// Heartbeats of the caller threads: each bumps its own counter after every chunk of its loop.
+pub struct Running<'a> {
+    beats: &'a [AtomicU64],
+}
+
+impl Running<'_> {
+    /// Waits (at most a second) until every caller has completed a chunk since the call began: on a
+    /// shared machine a caller can be off its CPU for a while, and a sample taken then would measure
+    /// the patch without a concurrent caller. No-op without callers.
+    pub fn wait(&self) {
+        let seen: Vec<u64> = self.beats.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        while self.beats.iter().zip(&seen).any(|(b, &s)| b.load(Ordering::Relaxed) == s) && Instant::now() < deadline {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Runs `f` while `callers` threads run `bed`'s loop, then checks their accounts were exact. Callers
+/// are pinned to the allowed CPUs other than the one the calling thread runs on (when there are any),
+/// so that they really run alongside the patcher and each sync has to interrupt them; `f` gets their
+/// heartbeats to time only while they run ([`Running::wait`]).
+pub fn with_callers<R>(bed: &Bed, callers: usize, f: impl FnOnce(&Running) -> R) -> Result<R, PatchError> {
+    let me = crate::measure::pin::current_cpu();
+    let others: Vec<usize> = crate::measure::pin::allowed_cores()
+        .map(|c| c.iter().copied().filter(|&c| c as i64 != me).collect())
+        .unwrap_or_default();
+    let stop = AtomicBool::new(false);
+    let beats: Vec<AtomicU64> = (0..callers).map(|_| AtomicU64::new(0)).collect();
+    let sites = bed.sites().len() as u64;
+    let (out, accounts) = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..callers)
+            .map(|i| {
+                let (stop, beat) = (&stop, &beats[i]);
+                let cpu = (!others.is_empty()).then(|| others[i % others.len()]);
+                s.spawn(move || {
+                    if let Some(id) = cpu {
+                        // Best effort: a shared machine may refuse, and the run is still valid.
+                        core_affinity::set_for_current(core_affinity::CoreId { id });
+                    }
+                    let mut t = Box::new(Tally::default());
+                    let mut iterations = 0u64;
+                    let chunk = (4096 / sites).max(1);
+                    while !stop.load(Ordering::Relaxed) {
+                        bed.run(&mut t, chunk);
+                        iterations += chunk;
+                        beat.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (iterations * sites, *t)
+                })
+            })
+            .collect();
+        let running = Running { beats: &beats };
+        while beats.iter().any(|b| b.load(Ordering::Relaxed) == 0) {
+            std::thread::yield_now(); // every caller has started
+        }
+        let out = f(&running);
+        stop.store(true, Ordering::Relaxed);
+        let accounts: Vec<_> = threads.into_iter().map(|h| h.join().expect("callers do not panic")).collect();
+        (out, accounts)
+    });
+    for (calls, t) in accounts {
+        if t.arrived() != calls || t.misdirected != 0 {
+            return Err(PatchError::Miscount(format!("{}: a caller made {calls} calls: {t:?}", bed.protocol())));
+        }
+    }
+    Ok(out)
+}
+
+/// The cost of one sync, `repeats` times, with `callers` threads running `bed` meanwhile.
+pub fn measure_sync(bed: &Bed, callers: usize, repeats: usize) -> Result<LatencyPoint, PatchError> {
+    let ns = with_callers(bed, callers, |running| {
+        (0..repeats)
+            .map(|_| {
+                running.wait();
+                let t = Instant::now();
+                sync_cores().map(|_| t.elapsed().as_nanos() as f64)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })??;
+    let (min, median) = min_median(ns);
+    Ok(LatencyPoint {
+        protocol: "membarrier".into(),
+        batch: 1,
+        callers,
+        syncs: 1,
+        latency_ns_min: min,
+        latency_ns_median: median,
+        traps: 0,
+        late_traps: 0,
+        fallbacks: 0,
+        repeats,
+    })
+}
+
+/// Batch latency of `protocol` for every size in `batches`, with `callers` threads running the sites.
+/// `scale` scales the repeat counts ([`repeats_for`]). `each` sees every point as it is measured.
+#[allow(clippy::too_many_arguments)]
+pub fn measure_protocol(
+    protocol: Protocol,
+    batches: &[usize],
+    callers: usize,
+    mode: ArenaMode,
+    method: WriteMethod,
+    scale: f64,
+    each: &mut dyn FnMut(&LatencyPoint),
+) -> Result<Vec<LatencyPoint>, PatchError> {
+    let io = PatchError::Build;
+    let most = batches.iter().copied().max().unwrap_or(1);
+    let bed = Bed::new(protocol, most, Placement::Spread, mode).map_err(io)?;
+    let writer = bed.writer(method).map_err(io)?;
+    with_callers(&bed, callers, |running| {
+        let mut points = Vec::new();
+        for &n in batches {
+            let (forward, back) = (bed.retarget(n, 0, 1), bed.retarget(n, 1, 0));
+            for batch in [&forward, &back] {
+                patch_batch(&writer, protocol, batch)?; // warm-up: slots, caches, code ranges
+            }
+            let repeats = repeats_for(n, scale);
+            let late = late_trap_count();
+            let (mut ns, mut traps, mut syncs, mut fallbacks) = (Vec::with_capacity(repeats), 0, 0, 0);
+            for r in 0..repeats {
+                let batch = if r % 2 == 0 { &forward } else { &back };
+                running.wait();
+                let t = Instant::now();
+                let report = patch_batch(&writer, protocol, batch)?;
+                ns.push(t.elapsed().as_nanos() as f64);
+                traps += report.traps;
+                syncs = report.syncs;
+                fallbacks = report.fallbacks;
+            }
+            let (min, median) = min_median(ns);
+            let point = LatencyPoint {
+                protocol: protocol.name().into(),
+                batch: n,
+                callers,
+                syncs,
+                latency_ns_min: min,
+                latency_ns_median: median,
+                traps,
+                late_traps: late_trap_count() - late,
+                fallbacks,
+                repeats,
+            };
+            each(&point);
+            points.push(point);
+        }
+        Ok(points)
+    })?
+}
