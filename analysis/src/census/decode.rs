@@ -2,7 +2,7 @@
 //!
 //! Each section is cut into ranges at its symbols ([`chunks`]) and every range is decoded from its
 //! first byte, as `objdump -d` does: an instruction that would run past the next symbol is not an
-//! instruction (the decode of that range stops), and a range that starts at a data symbol
+//! instruction (its first byte is skipped and the decode goes on), and a range that starts at a data symbol
 //! (`STT_OBJECT`, and no `STT_FUNC` at the same address) is not decoded at all. A raw scan for `e8`
 //! bytes would also count every `e8` inside other instructions' immediates and displacements.
 //!
@@ -135,7 +135,8 @@ struct ChunkOut {
 }
 
 /// Decodes one range linearly. An invalid opcode is skipped (iced consumes at least one byte, as
-/// objdump's `(bad)` does); an instruction cut off by the end of the range ends it.
+/// objdump's `(bad)` does); an instruction cut off by the end of the range is not an instruction,
+/// and decoding resumes one byte after its start (objdump's `.byte` for an incomplete instruction).
 fn decode_chunk(chunk: &Chunk<'_>, targets: &Targets) -> ChunkOut {
     let section = chunk.section;
     let bytes = &section.data[chunk.start..chunk.end];
@@ -148,7 +149,12 @@ fn decode_chunk(chunk: &Chunk<'_>, targets: &Targets) -> ChunkOut {
         decoder.decode_out(&mut insn);
         if insn.is_invalid() {
             if decoder.last_error() == DecoderError::NoMoreBytes {
-                break;
+                // Cut off by the end of the range: objdump prints its first byte as `.byte` and
+                // goes on with the next byte, so the census does too.
+                if decoder.set_position(pos + 1).is_err() {
+                    break;
+                }
+                decoder.set_ip(base + pos as u64 + 1);
             }
             continue;
         }
