@@ -1,2 +1,42 @@
-//! `cargo bench --bench census` — placeholder until its issue lands.
-fn main() {}
+//! `cargo bench --bench census`: the whole census (map, hash, decode, kernel tables) of real files:
+//! this bench binary, the libc it runs with, and a vmlinux when one is at hand
+//! (`CALLPATCH_VMLINUX=path`, else `/usr/lib/debug/boot/vmlinux-$(uname -r)` when installed).
+//! Throughput is in code bytes decoded. `-- --test` runs each once (CI).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use callpatch_analysis::census::{census_file, Options};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn files() -> Vec<(&'static str, PathBuf)> {
+    let mut files = vec![("self", std::env::current_exe().expect("bench executable"))];
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    if let Some(libc) = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.contains("/libc.so")) {
+        files.push(("libc", PathBuf::from(libc)));
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let vmlinux = std::env::var_os("CALLPATCH_VMLINUX")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{}", release.trim())));
+    if vmlinux.is_file() {
+        files.push(("vmlinux", vmlinux));
+    } else {
+        eprintln!("census bench: no vmlinux at {} (set CALLPATCH_VMLINUX)", vmlinux.display());
+    }
+    files
+}
+
+fn census(c: &mut Criterion) {
+    let mut group = c.benchmark_group("census");
+    group.sample_size(10);
+    for (name, path) in files() {
+        let code = census_file(&path, Options::default()).expect("census of a bench file").decoded.code_bytes;
+        group.throughput(Throughput::Bytes(code));
+        group.bench_function(name, |b| b.iter(|| census_file(black_box(&path), Options::default()).unwrap()));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, census);
+criterion_main!(benches);

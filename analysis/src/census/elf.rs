@@ -34,7 +34,7 @@ impl ElfImage {
     /// file (which cannot be mapped).
     pub fn open(path: &Path) -> Result<ElfImage, CensusError> {
         let shown = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| CensusError::Open { path: shown.clone(), source })?;
+        let meta = std::fs::metadata(path).map_err(|error| CensusError::Open { path: shown.clone(), error })?;
         if meta.is_dir() {
             return Err(CensusError::Directory { path: shown });
         }
@@ -44,11 +44,11 @@ impl ElfImage {
         if meta.len() == 0 {
             return Err(CensusError::Empty { path: shown });
         }
-        let file = File::open(path).map_err(|source| CensusError::Open { path: shown.clone(), source })?;
+        let file = File::open(path).map_err(|error| CensusError::Open { path: shown.clone(), error })?;
         // SAFETY: the mapping is read-only and private to this process; the census only reads it. The
         // one hazard of any file mapping, another process truncating or rewriting the file while we
         // read, is the same as for `objdump` and is documented rather than prevented.
-        let map = unsafe { Mmap::map(&file) }.map_err(|source| CensusError::Open { path: shown.clone(), source })?;
+        let map = unsafe { Mmap::map(&file) }.map_err(|error| CensusError::Open { path: shown.clone(), error })?;
         Ok(ElfImage { path: shown, file, map })
     }
 
@@ -72,7 +72,7 @@ impl ElfImage {
             let n = self
                 .file
                 .read_at(&mut buf, offset)
-                .map_err(|source| CensusError::Open { path: self.path.clone(), source })?;
+                .map_err(|error| CensusError::Open { path: self.path.clone(), error })?;
             if n == 0 {
                 break;
             }

@@ -6,8 +6,8 @@ use thiserror::Error;
 /// A file the census refuses, with the reason.
 #[derive(Debug, Error)]
 pub enum CensusError {
-    #[error("{path}: cannot open: {source}")]
-    Open { path: String, source: std::io::Error },
+    #[error("{path}: cannot open: {error}")]
+    Open { path: String, error: std::io::Error },
     #[error("{path}: is a directory, not an ELF file")]
     Directory { path: String },
     #[error("{path}: not a regular file")]
