@@ -97,3 +97,18 @@ fn stripped_kernel_is_a_note_not_an_error() {
     );
     assert!(c.kernel.notes[0].contains("stripped"));
 }
+
+#[test]
+fn names_from_the_file_cannot_break_the_line() {
+    // Found by cargo-fuzz: a section name with a newline in the "truncated or malformed" message.
+    let mut s = Synth::default();
+    s.section("bad\nname", 0x40_1000, vec![0xc3; 16], true);
+    let mut bytes = s.write();
+    let shoff = u64::from_le_bytes(bytes[0x28..0x30].try_into().unwrap()) as usize;
+    let sh_size = shoff + 64 + 0x20; // section 1's sh_size
+    bytes[sh_size..sh_size + 8].copy_from_slice(&0xffff_ffffu64.to_le_bytes());
+    let e = err(&bytes);
+    assert!(matches!(e, CensusError::Malformed { .. }), "{e}");
+    assert!(e.to_string().contains("section bad\\nname: "), "{e}");
+    assert!(!e.to_string().contains('\n'));
+}

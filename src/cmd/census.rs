@@ -13,7 +13,7 @@ use callpatch_analysis::census::{self, Census, Options, SiteKind};
 use callpatch_analysis::report::rows::write_csv;
 
 /// Options of `callpatch census`.
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// ELF files to census (default: this executable, its libc, and the running kernel's debug
     /// vmlinux when installed).
@@ -27,6 +27,13 @@ pub struct Args {
     /// With no PATH: leave out the vmlinux (the executable and libc only; well under a second).
     #[arg(long)]
     pub quick: bool,
+}
+
+impl Default for Args {
+    /// What `callpatch census` with no arguments does.
+    fn default() -> Args {
+        Args { paths: Vec::new(), out: PathBuf::from("results/census"), by_site: None, quick: false }
+    }
 }
 
 /// Runs `callpatch census`.
@@ -89,7 +96,7 @@ fn print_census(c: &Census, seconds: f64) {
     println!();
     println!("census of {}", c.binary);
     println!(
-        "  sha256 {}  {:.1} MB file, {} code sections, {:.1} MB code, {} instructions, {} ranges ({:?} symbols), \
+        "  sha256 {}  {:.1} MB file, {} code sections, {:.1} MB code, {} instructions, {} ranges (symbols: {}), \
          {} bytes skipped as data, {} e8 calls; census {:.3} s, sha256 {:.3} s beside it, {:.3} s in all",
         c.sha256,
         c.file_bytes as f64 / 1e6,
@@ -97,7 +104,7 @@ fn print_census(c: &Census, seconds: f64) {
         d.code_bytes as f64 / 1e6,
         d.instructions,
         d.ranges,
-        c.symbols,
+        c.symbols.describe(),
         d.data_bytes,
         d.e8_calls,
         c.census_time.as_secs_f64(),
@@ -185,18 +192,23 @@ fn write_outputs(args: &Args, all: &[Census]) -> anyhow::Result<()> {
     let rows: Vec<_> = all.iter().flat_map(Census::rows).collect();
     let offsets: Vec<_> = all.iter().flat_map(Census::offset_rows).collect();
     let keys: Vec<_> = all.iter().flat_map(|c| c.kernel.keys.iter().cloned()).collect();
-    let mut written = vec![args.out.join("census.csv"), args.out.join("census_offsets.csv")];
-    write_csv(&written[0], &rows).with_context(|| format!("cannot write {}", written[0].display()))?;
-    write_csv(&written[1], &offsets).with_context(|| format!("cannot write {}", written[1].display()))?;
-    if !keys.is_empty() {
-        let path = args.out.join("census_static_calls.csv");
-        write_csv(&path, &keys).with_context(|| format!("cannot write {}", path.display()))?;
-        written.push(path);
-    }
+    let mut written = Vec::new();
+    // The user-named file first: if its folder is wrong, nothing is written at all.
     if let Some(path) = &args.by_site {
         let sites: Vec<_> = all.iter().flat_map(|c| c.by_site.iter().cloned()).collect();
         write_csv(path, &sites).with_context(|| format!("cannot write {}", path.display()))?;
         written.push(path.clone());
+    }
+    let census_csv = args.out.join("census.csv");
+    write_csv(&census_csv, &rows).with_context(|| format!("cannot write {}", census_csv.display()))?;
+    written.push(census_csv);
+    let offsets_csv = args.out.join("census_offsets.csv");
+    write_csv(&offsets_csv, &offsets).with_context(|| format!("cannot write {}", offsets_csv.display()))?;
+    written.push(offsets_csv);
+    if !keys.is_empty() {
+        let path = args.out.join("census_static_calls.csv");
+        write_csv(&path, &keys).with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
     }
     println!();
     for path in written {

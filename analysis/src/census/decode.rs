@@ -140,7 +140,7 @@ struct ChunkOut {
 fn decode_chunk(chunk: &Chunk<'_>, targets: &Targets) -> ChunkOut {
     let section = chunk.section;
     let bytes = &section.data[chunk.start..chunk.end];
-    let base = section.address + chunk.start as u64;
+    let base = section.address.wrapping_add(chunk.start as u64);
     let mut decoder = Decoder::with_ip(64, bytes, base, DecoderOptions::NONE);
     let mut insn = Instruction::default();
     let mut out = ChunkOut { sites: Vec::new(), instructions: 0, e8_calls: 0 };
@@ -154,7 +154,7 @@ fn decode_chunk(chunk: &Chunk<'_>, targets: &Targets) -> ChunkOut {
                 if decoder.set_position(pos + 1).is_err() {
                     break;
                 }
-                decoder.set_ip(base + pos as u64 + 1);
+                decoder.set_ip(base.wrapping_add(pos as u64 + 1));
             }
             continue;
         }
@@ -181,7 +181,7 @@ pub fn classify(
     if !rel32 {
         return insn.is_call_near_indirect().then_some(SiteKind::CallIndirect);
     }
-    let field = insn.next_ip() - 4 - section_address;
+    let field = insn.next_ip().wrapping_sub(4).wrapping_sub(section_address);
     let special = targets.of(section, field, insn.near_branch64());
     Some(match (code, special) {
         (_, Some(Special::Thunk)) => SiteKind::ThunkCall,

@@ -16,7 +16,7 @@ use object::read::elf::{ElfFile64, FileHeader, SectionHeader};
 use object::{Endianness, Object, ObjectKind, ObjectSection, SectionIndex};
 use sha2::{Digest, Sha256};
 
-use super::error::CensusError;
+use super::error::{one_line, CensusError};
 
 /// Offsets in `e_ident`: the class byte (32/64-bit) and the data byte (endianness).
 const EI_CLASS: usize = 4;
@@ -33,7 +33,7 @@ impl ElfImage {
     /// Maps the file at `path`. Refuses a missing path, a directory, a non-regular file and an empty
     /// file (which cannot be mapped).
     pub fn open(path: &Path) -> Result<ElfImage, CensusError> {
-        let shown = path.display().to_string();
+        let shown = one_line(&path.display().to_string());
         let meta = std::fs::metadata(path).map_err(|error| CensusError::Open { path: shown.clone(), error })?;
         if meta.is_dir() {
             return Err(CensusError::Directory { path: shown });
@@ -117,7 +117,7 @@ pub struct Elf<'data> {
 impl<'data> Elf<'data> {
     /// Validates and parses `data` (named `path` in errors).
     pub fn parse(data: &'data [u8], path: &str) -> Result<Elf<'data>, CensusError> {
-        let path = path.to_string();
+        let path = one_line(path);
         if data.is_empty() {
             return Err(CensusError::Empty { path });
         }
@@ -159,7 +159,7 @@ impl<'data> Elf<'data> {
                 continue;
             }
             let name = section.name().unwrap_or("?");
-            let bytes = section.data().map_err(|e| malformed(format!("section {name}: {e}")))?;
+            let bytes = section.data().map_err(|e| malformed(format!("section {}: {e}", one_line(name))))?;
             if is_code && !bytes.is_empty() {
                 code.push(CodeSection { index: section.index(), name, address: section.address(), data: bytes });
             }

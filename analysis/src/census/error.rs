@@ -29,3 +29,17 @@ pub enum CensusError {
     #[error("{path}: no executable sections (no SHF_EXECINSTR section with contents), nothing to decode")]
     NoCode { path: String },
 }
+
+/// `text` with control characters (a newline in a section name or a path) written as escapes, so
+/// that an error built from file contents stays one line.
+pub fn one_line(text: &str) -> String {
+    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect() } else { vec![c] }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(super::one_line("a\nb\tc d"), "a\\nb\\tc d");
+    }
+}

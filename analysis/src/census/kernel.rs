@@ -157,7 +157,7 @@ pub fn read_tables(elf: &Elf<'_>, symbols: &Symbols<'_>, binary: &str) -> Kernel
         }
         let mut summary = TableSummary { kind, symbol, entries: 0, unreadable: 0, forms: BTreeMap::new() };
         for (i, e) in bytes.chunks_exact(entry as usize).enumerate() {
-            let at = start + i as u64 * entry;
+            let at = start.wrapping_add(i as u64 * entry);
             let site = match kind {
                 SiteKind::McountSite => u64::from_le_bytes(e.try_into().expect("8-byte entry")),
                 _ => at.wrapping_add_signed(i64::from(s32(&e[..4]))),
@@ -172,7 +172,7 @@ pub fn read_tables(elf: &Elf<'_>, symbols: &Symbols<'_>, binary: &str) -> Kernel
                 out.sites.push(Site { addr: site, section, len: i.len() as u8, kind });
             }
             if kind == SiteKind::StaticCallSite {
-                let key_field = (at + 4).wrapping_add_signed(i64::from(s32(&e[4..8])));
+                let key_field = at.wrapping_add(4).wrapping_add_signed(i64::from(s32(&e[4..8])));
                 let flags = key_field & 3;
                 let target = insn.as_ref().and_then(|(_, i)| {
                     matches!(i.code(), Code::Call_rel32_64 | Code::Jmp_rel32_64).then(|| i.near_branch64())

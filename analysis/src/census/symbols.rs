@@ -45,6 +45,17 @@ pub enum SymbolSource {
     Stripped,
 }
 
+impl SymbolSource {
+    /// For messages: `.symtab`, `.dynsym only` or `none (stripped)`.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            SymbolSource::Static => ".symtab",
+            SymbolSource::Dynamic => ".dynsym only",
+            SymbolSource::Stripped => "none (stripped)",
+        }
+    }
+}
+
 /// One named, defined symbol of any section.
 #[derive(Clone, Copy, Debug)]
 pub struct Defined<'data> {
