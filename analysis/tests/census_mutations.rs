@@ -1,11 +1,11 @@
 //! The ELF-and-decode path on a few hundred damaged files: truncated at many lengths, bytes flipped
 //! in the headers, the section headers and anywhere else. Every one must give a census or an error,
 //! never a panic. Deterministic (fixed seed), so a failure reproduces; the cargo-fuzz target in
-//! `fuzz/` drives the same entry point, [`census_bytes`], without bounds.
+//! `fuzz/` drives the same entry point, [`census_elf`], without bounds.
 
 mod fixture;
 
-use callpatch_analysis::census::{census_bytes, Options};
+use callpatch_analysis::census::{census_elf, Options};
 use fixture::kernel_like;
 
 /// xorshift64*: a tiny deterministic generator, enough to spread mutations.
@@ -57,7 +57,7 @@ fn mutate_and_census(original: &[u8], seed: u64, cases: usize) -> (usize, usize)
                 }
             }
         }
-        match census_bytes(&bytes, "mutant", Options { by_site: case % 8 == 0 }) {
+        match census_elf(&bytes, "mutant", Options { by_site: case % 8 == 0 }) {
             Ok(c) => {
                 ok += 1;
                 // Whatever was found is consistent with itself.
@@ -87,7 +87,7 @@ fn damaged_real_binary_never_panics() {
     let real = ["/bin/true", "/usr/bin/true"]
         .iter()
         .filter_map(|p| std::fs::read(p).ok())
-        .find(|b| census_bytes(b, "real", Options::default()).is_ok());
+        .find(|b| census_elf(b, "real", Options::default()).is_ok());
     let Some(real) = real else {
         eprintln!("skipped: no x86-64 /bin/true on this system");
         return;

@@ -5,11 +5,11 @@
 //! (from the repository root; seeds: any ELF files copied into fuzz/corpus/census/).
 #![no_main]
 
-use callpatch_analysis::census::{census_bytes, Options};
+use callpatch_analysis::census::{census_elf, Options};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    match census_bytes(data, "fuzz", Options { by_site: data.len() % 2 == 0 }) {
+    match census_elf(data, "fuzz", Options { by_site: data.len() % 2 == 0 }) {
         Ok(census) => {
             let _ = census.rows();
             let _ = census.offset_rows();

@@ -156,6 +156,8 @@ pub fn read_tables(elf: &Elf<'_>, symbols: &Symbols<'_>, binary: &str) -> Kernel
             out.notes.push(format!("kernel tables: {symbol} is {len} bytes, not a multiple of {entry}"));
         }
         let mut summary = TableSummary { kind, symbol, entries: 0, unreadable: 0, forms: BTreeMap::new() };
+        // Counted by (mnemonic, length) and named once at the end: a vmlinux lists ~100k sites.
+        let mut forms: HashMap<(Mnemonic, usize), u64> = HashMap::new();
         for (i, e) in bytes.chunks_exact(entry as usize).enumerate() {
             let at = start.wrapping_add(i as u64 * entry);
             let site = match kind {
@@ -165,7 +167,7 @@ pub fn read_tables(elf: &Elf<'_>, symbols: &Symbols<'_>, binary: &str) -> Kernel
             summary.entries += 1;
             let insn = decode_at(elf, site);
             match insn {
-                Some((_, ref i)) => *summary.forms.entry(form(i)).or_default() += 1,
+                Some((_, ref i)) => *forms.entry((i.mnemonic(), i.len())).or_default() += 1,
                 None => summary.unreadable += 1,
             }
             if let Some((section, ref i)) = insn {
@@ -187,6 +189,7 @@ pub fn read_tables(elf: &Elf<'_>, symbols: &Symbols<'_>, binary: &str) -> Kernel
                 });
             }
         }
+        summary.forms = forms.into_iter().map(|((m, len), n)| (form(m, len), n)).collect();
         out.tables.push(summary);
     }
     if missing.len() == TABLES.len() {
@@ -216,11 +219,9 @@ fn decode_at(elf: &Elf<'_>, addr: u64) -> Option<(u32, Instruction)> {
     (!insn.is_invalid()).then_some((code.index.0 as u32, insn))
 }
 
-/// `call/5`, `jmp/5`, `nop/5`: the mnemonic and length of an instruction.
-fn form(insn: &Instruction) -> String {
-    let m = insn.mnemonic();
-    let name = if m == Mnemonic::Nop { "nop".to_string() } else { format!("{m:?}").to_lowercase() };
-    format!("{name}/{}", insn.len())
+/// `call/5`, `jmp/5`, `nop/5`: an instruction's mnemonic and length.
+fn form(mnemonic: Mnemonic, len: usize) -> String {
+    format!("{}/{len}", format!("{mnemonic:?}").to_lowercase())
 }
 
 /// Groups the static call entries by key: sites, tail calls, crossings, and how many sites the
