@@ -9,19 +9,13 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use callpatch_analysis::census::elf::ElfImage;
-use callpatch_analysis::census::{census_elf, census_file, Options};
+use callpatch_analysis::census::{census_elf, census_file, defaults, Options};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn files() -> Vec<(&'static str, PathBuf)> {
     let mut files = vec![("self", std::env::current_exe().expect("bench executable"))];
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    if let Some(libc) = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.contains("/libc.so")) {
-        files.push(("libc", PathBuf::from(libc)));
-    }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let vmlinux = std::env::var_os("CALLPATCH_VMLINUX")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{}", release.trim())));
+    files.extend(defaults::linked_libc().map(|libc| ("libc", libc)));
+    let vmlinux = std::env::var_os("CALLPATCH_VMLINUX").map_or_else(defaults::running_kernel_vmlinux, PathBuf::from);
     if vmlinux.is_file() {
         files.push(("vmlinux", vmlinux));
     } else {

@@ -4,12 +4,12 @@
 //! (`/usr/lib/debug/boot/vmlinux-$(uname -r)`) when installed. Prints an aligned table per binary and
 //! writes `census.csv`, `census_offsets.csv` (and `census_static_calls.csv` for a kernel) to `--out`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use callpatch_analysis::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE, THEORY_REL32_WORD};
-use callpatch_analysis::census::{self, Census, Options, SiteKind};
+use callpatch_analysis::census::{self, defaults, Census, Options, SiteKind};
 use callpatch_analysis::report::rows::write_csv;
 
 /// Options of `callpatch census`.
@@ -54,13 +54,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
 /// This executable, the libc it is linked against, and the kernel's debug vmlinux when present.
 fn default_paths(quick: bool) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths = vec![std::env::current_exe().context("cannot locate this executable")?];
-    match linked_libc() {
+    match defaults::linked_libc() {
         Some(libc) => paths.push(libc),
         None => println!("note: no libc mapped into this process (static build?); libc left out"),
     }
     if !quick {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let vmlinux = PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{}", release.trim()));
+        let vmlinux = defaults::running_kernel_vmlinux();
         if vmlinux.is_file() {
             paths.push(vmlinux);
         } else {
@@ -71,16 +70,6 @@ fn default_paths(quick: bool) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(paths)
-}
-
-/// The libc file mapped into this process, as the kernel names it in /proc/self/maps (the real
-/// file behind any symlink).
-fn linked_libc() -> Option<PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines().filter_map(|l| l.split_whitespace().nth(5)).map(Path::new).find_map(|p| {
-        let name = p.file_name()?.to_str()?;
-        (name.starts_with("libc.so") || (name.starts_with("libc-") && name.ends_with(".so"))).then(|| p.to_path_buf())
-    })
 }
 
 fn pct(part: u64, whole: u64) -> String {
@@ -164,13 +153,15 @@ fn print_kernel(c: &Census) {
     let tail: u64 = k.keys.iter().map(|r| r.tail_jmps).sum();
     let calls: u64 = k.keys.iter().map(|r| r.calls).sum();
     let flagged_tail = k.static_calls.iter().filter(|e| e.tail_flag).count();
+    let flagged_init = k.static_calls.iter().filter(|e| e.init_flag).count();
     let off: u64 = k.keys.iter().map(|r| r.not_to_trampoline).sum();
     let line: u64 = k.keys.iter().map(|r| r.fallback_line).sum();
     let word: u64 = k.keys.iter().map(|r| r.fallback_word).sum();
     let keys_line = k.keys.iter().filter(|r| r.fallback_line > 0).count();
     let keys_word = k.keys.iter().filter(|r| r.fallback_word > 0).count();
     println!(
-        "  static calls: {sites} sites on {} keys: {calls} call, {tail} tail jmp ({flagged_tail} flagged TAIL), \
+        "  static calls: {sites} sites on {} keys: {calls} call, {tail} tail jmp ({flagged_tail} flagged TAIL, \
+         {flagged_init} INIT), \
          {off} not a call/jmp to the key's __SCT__ trampoline",
         k.keys.len()
     );

@@ -10,6 +10,7 @@
 pub mod by_site;
 pub mod crossing;
 pub mod decode;
+pub mod defaults;
 pub mod elf;
 pub mod error;
 pub mod kernel;
@@ -71,17 +72,10 @@ impl Census {
         SiteKind::ALL.into_iter().filter(|&k| !k.is_table() || self.kernel.has(k)).collect()
     }
 
-    /// One tally per kind of [`Census::kinds`].
+    /// One tally per kind of [`Census::kinds`] (decoded sites never have a table kind, and table
+    /// sites only have theirs, so one pass over both lists counts each site once).
     pub fn tallies(&self) -> Vec<KindTally> {
-        let kinds = self.kinds();
-        let mut out = tally::tally(&self.decoded.sites, &kinds);
-        let tables = tally::tally(&self.kernel.sites, &kinds);
-        for (t, k) in out.iter_mut().zip(tables) {
-            if k.kind.is_table() {
-                *t = k;
-            }
-        }
-        out
+        tally::tally(self.decoded.sites.iter().chain(&self.kernel.sites), &self.kinds())
     }
 
     /// The `census.csv` rows.

@@ -53,15 +53,6 @@ impl KindTally {
         self.offsets[(site.addr % 64) as usize] += 1;
     }
 
-    /// `part` as a fraction of this kind's sites (0 when there are none).
-    pub fn fraction(&self, part: u64) -> f64 {
-        if self.count == 0 {
-            0.0
-        } else {
-            part as f64 / self.count as f64
-        }
-    }
-
     /// The `census.csv` row.
     pub fn row(&self, binary: &str, sha256: &str) -> CensusRow {
         CensusRow {
@@ -92,7 +83,7 @@ impl KindTally {
 }
 
 /// One tally per kind in `kinds` (in that order) over `sites`; sites of other kinds are ignored.
-pub fn tally(sites: &[Site], kinds: &[SiteKind]) -> Vec<KindTally> {
+pub fn tally<'a>(sites: impl IntoIterator<Item = &'a Site>, kinds: &[SiteKind]) -> Vec<KindTally> {
     let mut out: Vec<KindTally> = kinds.iter().map(|&k| KindTally::new(k)).collect();
     for site in sites {
         if let Some(t) = out.iter_mut().find(|t| t.kind == site.kind) {
