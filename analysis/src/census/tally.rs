@@ -1,0 +1,94 @@
+//! Aggregation of sites into the rows of `census.csv` and `census_offsets.csv`.
+
+use crate::report::rows::{CensusOffsetRow, CensusRow};
+
+use super::crossing::Crossings;
+use super::decode::Site;
+use super::kinds::SiteKind;
+
+/// The counts of one kind of site in one binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KindTally {
+    pub kind: SiteKind,
+    pub count: u64,
+    pub cross64_rel32: u64,
+    pub cross64_insn: u64,
+    pub cross32_insn: u64,
+    pub cross16_insn: u64,
+    pub cross8_insn: u64,
+    pub fallback_line: u64,
+    pub fallback_word: u64,
+    /// Sites by start address mod 64.
+    pub offsets: [u64; 64],
+}
+
+impl KindTally {
+    /// An empty tally of `kind`.
+    pub fn new(kind: SiteKind) -> KindTally {
+        KindTally {
+            kind,
+            count: 0,
+            cross64_rel32: 0,
+            cross64_insn: 0,
+            cross32_insn: 0,
+            cross16_insn: 0,
+            cross8_insn: 0,
+            fallback_line: 0,
+            fallback_word: 0,
+            offsets: [0; 64],
+        }
+    }
+
+    /// Counts one site.
+    pub fn add(&mut self, site: &Site) {
+        let c = Crossings::of(site.addr, u64::from(site.len));
+        self.count += 1;
+        self.cross64_rel32 += u64::from(c.rel32_64);
+        self.cross64_insn += u64::from(c.insn_64);
+        self.cross32_insn += u64::from(c.insn_32);
+        self.cross16_insn += u64::from(c.insn_16);
+        self.cross8_insn += u64::from(c.insn_8);
+        self.fallback_line += u64::from(c.fallback_line);
+        self.fallback_word += u64::from(c.fallback_word);
+        self.offsets[(site.addr % 64) as usize] += 1;
+    }
+
+    /// The `census.csv` row.
+    pub fn row(&self, binary: &str, sha256: &str) -> CensusRow {
+        CensusRow {
+            binary: binary.to_string(),
+            sha256: sha256.to_string(),
+            kind: self.kind.name().to_string(),
+            count: self.count,
+            cross64_rel32: self.cross64_rel32,
+            cross64_insn: self.cross64_insn,
+            cross32_insn: self.cross32_insn,
+            cross16_insn: self.cross16_insn,
+            cross8_insn: self.cross8_insn,
+            fallback_line: self.fallback_line,
+            fallback_word: self.fallback_word,
+        }
+    }
+
+    /// The 64 `census_offsets.csv` rows (zeros included: the histogram is tidy).
+    pub fn offset_rows(&self, binary: &str) -> impl Iterator<Item = CensusOffsetRow> + '_ {
+        let binary = binary.to_string();
+        (0u8..64).map(move |o| CensusOffsetRow {
+            binary: binary.clone(),
+            kind: self.kind.name().to_string(),
+            offset_mod_64: o,
+            count: self.offsets[usize::from(o)],
+        })
+    }
+}
+
+/// One tally per kind in `kinds` (in that order) over `sites`; sites of other kinds are ignored.
+pub fn tally<'a>(sites: impl IntoIterator<Item = &'a Site>, kinds: &[SiteKind]) -> Vec<KindTally> {
+    let mut out: Vec<KindTally> = kinds.iter().map(|&k| KindTally::new(k)).collect();
+    for site in sites {
+        if let Some(t) = out.iter_mut().find(|t| t.kind == site.kind) {
+            t.add(site);
+        }
+    }
+    out
+}
