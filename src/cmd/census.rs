@@ -19,7 +19,7 @@ pub struct Args {
     /// vmlinux when installed).
     pub paths: Vec<PathBuf>,
     /// Directory for census.csv, census_offsets.csv and census_static_calls.csv.
-    #[arg(long, default_value = "results/census")]
+    #[arg(long, default_value = "results")]
     pub out: PathBuf,
     /// Also write one row per site (address, kind, length, offset mod 64, crossings, symbol) to FILE.
     #[arg(long, value_name = "FILE")]
@@ -32,7 +32,7 @@ pub struct Args {
 impl Default for Args {
     /// What `callpatch census` with no arguments does.
     fn default() -> Args {
-        Args { paths: Vec::new(), out: PathBuf::from("results/census"), by_site: None, quick: false }
+        Args { paths: Vec::new(), out: PathBuf::from("results"), by_site: None, quick: false }
     }
 }
 
