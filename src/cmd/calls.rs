@@ -18,7 +18,7 @@ use callpatch_probes::measure::{self, Knobs, PerCall};
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Flavors to measure (repeat or comma-separate): direct, indirect, indirect-mem, retpoline,
-    /// lfence, trampoline, inline, cs-inline. Default: all.
+    /// lfence, trampoline, inline, cs-inline, trap (mono only). Default: all.
     #[arg(long = "flavor", value_name = "F", value_delimiter = ',')]
     pub flavors: Vec<Flavor>,
     /// Scenarios (repeat or comma-separate): mono, poly-rr-K, poly-random-K, sites-N, offset-B, or a

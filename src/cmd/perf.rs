@@ -15,7 +15,7 @@ use callpatch_probes::measure::{
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Call flavor to run: direct, indirect, indirect-mem, retpoline, lfence, trampoline, inline,
-    /// cs-inline.
+    /// cs-inline, trap.
     #[arg(long, default_value = "indirect")]
     flavor: String,
     /// One scenario: mono, poly-rr-K, poly-random-K, sites-N, offset-B.
