@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::report::crossing::{THEORY_INSN5, THEORY_REL32, THEORY_WORD};
+use crate::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE, THEORY_REL32_WORD};
 use crate::report::dataset::{CsvFile, Dataset, Run};
 use crate::report::error::ReportError;
 use crate::report::extra_columns::number;
@@ -440,9 +440,9 @@ fn census(s: &mut String, d: &Dataset) {
         "A uniform start offset predicts {:.2}% (3/64) of rel32 fields and {:.2}% (4/64) of 5-byte calls crossing a \
          line; the aligned-only policy would leave 3/64 of sites on the trampoline under the line rule and {:.1}% \
          (3/8) under the 8-byte-word rule.\n",
-        THEORY_REL32 * 100.0,
-        THEORY_INSN5 * 100.0,
-        THEORY_WORD * 100.0
+        THEORY_REL32_LINE * 100.0,
+        THEORY_INSN5_LINE * 100.0,
+        THEORY_REL32_WORD * 100.0
     );
     let _ = writeln!(
         s,
