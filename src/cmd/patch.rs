@@ -150,8 +150,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             callers: p.callers as u32,
             method: args.method.name().into(),
             sync_ns: sync_ns(p.callers),
-            fallback: p.fallbacks as u64,
-            late_traps: p.late_traps,
+            fallback: Some(p.fallbacks as u64),
+            late_traps: Some(p.late_traps),
         })
         .collect();
     let path = args.out.join("patch.csv");

@@ -126,17 +126,18 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                     misdirected: 0,
                     traps: 0,
                     crashed: true,
-                    late_traps: 0,
-                    lost: 0,
-                    patches_per_s: 0.0,
+                    late_traps: Some(0),
+                    lost: Some(0),
+                    patches_per_s: Some(0.0),
                 }
             }
             None => {
                 let row = parse_child(&run.stdout, &machine_id, protocol, args.callers)?;
-                if row.misdirected != 0 || row.lost != 0 || run.code != Some(0) {
+                let lost = row.lost.unwrap_or(0);
+                if row.misdirected != 0 || lost != 0 || run.code != Some(0) {
                     failures.push(format!(
                         "{protocol}: {} misdirected, {} lost (child exit {:?})",
-                        row.misdirected, row.lost, run.code
+                        row.misdirected, lost, run.code
                     ));
                 }
                 row
@@ -229,8 +230,8 @@ fn parse_child(stdout: &str, machine_id: &str, protocol: Protocol, callers: usiz
         misdirected,
         traps,
         crashed: false,
-        late_traps: late,
-        lost,
-        patches_per_s: per_s,
+        late_traps: Some(late),
+        lost: Some(lost),
+        patches_per_s: Some(per_s),
     })
 }

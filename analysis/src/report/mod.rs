@@ -5,7 +5,6 @@
 
 pub mod dataset;
 pub mod error;
-pub mod extra_columns;
 pub mod font;
 pub mod lookup;
 pub mod machine;

@@ -28,7 +28,7 @@ pub struct Line {
 /// named only when the run measured more than one).
 pub fn lines(run: &Run) -> Vec<Line> {
     let methods = run.patch_methods();
-    let mut all_callers: Vec<u32> = run.patch.iter().map(|r| r.extra.callers()).collect();
+    let mut all_callers: Vec<u32> = run.patch.iter().map(|r| r.callers).collect();
     all_callers.sort_unstable();
     all_callers.dedup();
     let mut out: Vec<Line> = Vec::new();
@@ -39,9 +39,9 @@ pub fn lines(run: &Run) -> Vec<Line> {
                 let mut points: Vec<(u64, f64, f64)> = run
                     .patch
                     .iter()
-                    .filter(|r| &r.row.protocol == protocol && r.extra.callers() == c && r.extra.method() == method)
-                    .filter(|r| r.row.batch > 0 && r.row.latency_ns_median > 0.0)
-                    .map(|r| (r.row.batch, r.row.latency_ns_median, r.row.latency_ns_min))
+                    .filter(|r| &r.protocol == protocol && r.callers == c && r.method.as_str() == method)
+                    .filter(|r| r.batch > 0 && r.latency_ns_median > 0.0)
+                    .map(|r| (r.batch, r.latency_ns_median, r.latency_ns_min))
                     .collect();
                 if points.is_empty() {
                     continue;
