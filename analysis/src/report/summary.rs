@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE, THEORY_REL32_WORD};
+use crate::census::SiteKind;
 use crate::report::dataset::{CsvFile, Dataset, Run};
 use crate::report::error::ReportError;
 use crate::report::lookup::cycles_unit;
@@ -433,7 +434,7 @@ fn census(s: &mut String, d: &Dataset) {
     );
     for b in &d.binaries {
         let mut kinds: Vec<_> = b.kinds.iter().filter(|r| r.count > 0).collect();
-        kinds.sort_by_key(|r| crate::report::plots::census::KIND_ORDER.iter().position(|k| *k == r.kind).unwrap_or(99));
+        kinds.sort_by_key(|r| SiteKind::NAMES.iter().position(|k| *k == r.kind).unwrap_or(99));
         for r in kinds {
             let pct = |v: u64| format!("{v} ({:.2}%)", 100.0 * v as f64 / r.count as f64);
             let _ = writeln!(

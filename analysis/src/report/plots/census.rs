@@ -10,23 +10,10 @@ use plotters::style::text_anchor::{HPos, VPos};
 use super::legend::{self, Swatch};
 use super::{DrawError, Plot};
 use crate::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE};
+use crate::census::SiteKind;
 use crate::report::dataset::CensusBinary;
 use crate::report::lookup::sort_by_order;
 use crate::report::style::{self, color};
-
-/// Census kinds in DESIGN.md's order.
-pub const KIND_ORDER: [&str; 10] = [
-    "call_rel32",
-    "jmp_rel32",
-    "jcc_rel32",
-    "call_indirect",
-    "thunk_call",
-    "fentry_call",
-    "static_call_site",
-    "retpoline_site",
-    "return_site",
-    "mcount_site",
-];
 
 /// One bar pair.
 pub struct Row {
@@ -37,12 +24,12 @@ pub struct Row {
     pub insn: f64,
 }
 
-/// Every (binary, kind) with sites, binaries in census order, kinds in [`KIND_ORDER`].
+/// Every (binary, kind) with sites, binaries in census order, kinds in [`SiteKind::NAMES`] order.
 pub fn rows(binaries: &[CensusBinary]) -> Vec<Row> {
     let mut out = Vec::new();
     for b in binaries {
         let mut kinds: Vec<String> = b.kinds.iter().filter(|r| r.count > 0).map(|r| r.kind.clone()).collect();
-        sort_by_order(&mut kinds, &KIND_ORDER);
+        sort_by_order(&mut kinds, &SiteKind::NAMES);
         kinds.dedup();
         for kind in kinds {
             let rs: Vec<_> = b.kinds.iter().filter(|r| r.kind == kind).collect();
