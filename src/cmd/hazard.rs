@@ -84,7 +84,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                     writer: writer.name().into(),
                     patches,
                     torn,
-                    torn_per_million: if patches == 0 { 0.0 } else { torn as f64 * 1e6 / patches as f64 },
+                    torn_per_million: Some(if patches == 0 { 0.0 } else { torn as f64 * 1e6 / patches as f64 }),
                     calls: field(l, "calls")?,
                     seconds: field(l, "seconds")?,
                     crashed: false,
@@ -95,7 +95,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 writer: writer.name().into(),
                 patches: 0,
                 torn: 0,
-                torn_per_million: 0.0,
+                torn_per_million: Some(0.0),
                 calls: 0,
                 seconds: 0.0,
                 crashed: true,
@@ -104,7 +104,13 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         };
         println!(
             "{:<15} {:>12} {:>12} {:>9} {:>14.2} {:>8.2} {:>7}",
-            row.writer, row.patches, row.calls, row.torn, row.torn_per_million, row.seconds, row.crashed
+            row.writer,
+            row.patches,
+            row.calls,
+            row.torn,
+            row.torn_per_million.unwrap_or(0.0),
+            row.seconds,
+            row.crashed
         );
         rows.push(row);
     }

@@ -7,5 +7,6 @@ pub mod hazard;
 pub mod patch;
 pub mod perf;
 pub mod plot;
+pub mod protocols;
 pub mod run;
 pub mod stress;

@@ -9,7 +9,9 @@ use callpatch_probes::code::WriteMethod;
 use callpatch_probes::measure::pin::{allowed_cores, pin_current_thread};
 use callpatch_probes::patch::bed::{arena_mode_for, Bed, Placement};
 use callpatch_probes::patch::latency::{measure_protocol, measure_sync, LatencyPoint};
-use callpatch_probes::patch::{membarrier_ready, Granule, Protocol};
+use callpatch_probes::patch::{membarrier_ready, Protocol};
+
+use super::protocols::GranuleArg;
 
 /// Options of `callpatch patch`.
 #[derive(clap::Args, Debug, Clone)]
@@ -17,9 +19,8 @@ pub struct Args {
     /// Protocols to measure (bp, cs-prefix, aligned, aligned-8, naive); comma-separated or repeated.
     #[arg(long = "protocol", value_delimiter = ',', default_value = "bp,cs-prefix,aligned,aligned-8")]
     pub protocols: Vec<Protocol>,
-    /// Granule of `aligned`: 64 (cache line) or 8 (aligned word; same as `aligned-8`).
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["64", "8"]))]
-    pub granule: Option<String>,
+    #[command(flatten)]
+    pub granule: GranuleArg,
     /// Batch sizes (sites per batch). Default 1,10,100,1000,10000 (without 10000 under --quick).
     #[arg(long, value_delimiter = ',')]
     pub batch: Vec<usize>,
@@ -39,17 +40,7 @@ pub struct Args {
 
 impl Args {
     fn protocols(&self) -> Vec<Protocol> {
-        let word = self.granule.as_deref() == Some("8");
-        let mut v: Vec<Protocol> = self
-            .protocols
-            .iter()
-            .map(|&p| match p {
-                Protocol::Aligned { .. } if word => Protocol::Aligned { granule: Granule::Word8 },
-                p => p,
-            })
-            .collect();
-        v.dedup();
-        v
+        self.granule.apply(&self.protocols)
     }
 
     fn batches(&self) -> Vec<usize> {
@@ -150,8 +141,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             callers: p.callers as u32,
             method: args.method.name().into(),
             sync_ns: sync_ns(p.callers),
-            fallback: p.fallbacks as u64,
-            late_traps: p.late_traps,
+            fallback: Some(p.fallbacks as u64),
+            late_traps: Some(p.late_traps),
         })
         .collect();
     let path = args.out.join("patch.csv");

@@ -10,9 +10,10 @@ use callpatch_analysis::report::rows::{write_csv, StressRow};
 use callpatch_probes::code::WriteMethod;
 use callpatch_probes::patch::bed::arena_mode_for;
 use callpatch_probes::patch::stress::{self, Limit, StressConfig};
-use callpatch_probes::patch::{membarrier_ready, Granule, Protocol};
+use callpatch_probes::patch::{membarrier_ready, Protocol};
 
 use super::contained::{enter_child, field, run_child};
+use super::protocols::GranuleArg;
 
 /// Options of `callpatch stress`.
 #[derive(clap::Args, Debug, Clone)]
@@ -20,9 +21,8 @@ pub struct Args {
     /// Protocols to run, one after the other (bp, cs-prefix, aligned, aligned-8).
     #[arg(long = "protocol", value_delimiter = ',', default_value = "bp,cs-prefix,aligned,aligned-8")]
     pub protocols: Vec<Protocol>,
-    /// Granule of `aligned`: 64 (cache line) or 8 (aligned word; same as `aligned-8`).
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["64", "8"]))]
-    pub granule: Option<String>,
+    #[command(flatten)]
+    pub granule: GranuleArg,
     /// Caller threads running the sites.
     #[arg(long, default_value_t = 2)]
     pub callers: usize,
@@ -56,17 +56,7 @@ impl Args {
     }
 
     fn protocols(&self) -> Vec<Protocol> {
-        let word = self.granule.as_deref() == Some("8");
-        let mut v: Vec<Protocol> = self
-            .protocols
-            .iter()
-            .map(|&p| match p {
-                Protocol::Aligned { .. } if word => Protocol::Aligned { granule: Granule::Word8 },
-                p => p,
-            })
-            .collect();
-        v.dedup();
-        v
+        self.granule.apply(&self.protocols)
     }
 }
 
@@ -126,17 +116,18 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                     misdirected: 0,
                     traps: 0,
                     crashed: true,
-                    late_traps: 0,
-                    lost: 0,
-                    patches_per_s: 0.0,
+                    late_traps: Some(0),
+                    lost: Some(0),
+                    patches_per_s: Some(0.0),
                 }
             }
             None => {
                 let row = parse_child(&run.stdout, &machine_id, protocol, args.callers)?;
-                if row.misdirected != 0 || row.lost != 0 || run.code != Some(0) {
+                let lost = row.lost.unwrap_or(0);
+                if row.misdirected != 0 || lost != 0 || run.code != Some(0) {
                     failures.push(format!(
                         "{protocol}: {} misdirected, {} lost (child exit {:?})",
-                        row.misdirected, row.lost, run.code
+                        row.misdirected, lost, run.code
                     ));
                 }
                 row
@@ -229,8 +220,8 @@ fn parse_child(stdout: &str, machine_id: &str, protocol: Protocol, callers: usiz
         misdirected,
         traps,
         crashed: false,
-        late_traps: late,
-        lost,
-        patches_per_s: per_s,
+        late_traps: Some(late),
+        lost: Some(lost),
+        patches_per_s: Some(per_s),
     })
 }

@@ -15,6 +15,9 @@
 //! For a kind with no rel32 (an indirect call) the same formula is applied to its last four bytes;
 //! those columns then only say where the instruction ends, not that it is patchable.
 
+/// Cache line size in bytes: the granule of the SDM's one-store guarantee.
+pub const LINE: u64 = 64;
+
 /// Granules the census reports, widest first.
 pub const GRANULES: [u64; 4] = [64, 32, 16, 8];
 
@@ -48,7 +51,7 @@ pub const fn insn_crosses(addr: u64, len: u64, granule: u64) -> bool {
 /// The aligned-only policy with the line rule: a site whose rel32 crosses a 64-byte line cannot be
 /// patched with one store and stays on its trampoline.
 pub const fn fallback_line(addr: u64, len: u64) -> bool {
-    rel32_crosses(addr, len, 64)
+    rel32_crosses(addr, len, LINE)
 }
 
 /// The aligned-only policy with the strict word rule: a site falls back unless its rel32 lies inside
@@ -95,11 +98,19 @@ mod tests {
         assert_eq!(rel, [60, 61, 62]);
         let insn = (0..64).filter(|&a| insn_crosses(0x1000 + a, 5, 64)).collect::<Vec<_>>();
         assert_eq!(insn, [60, 61, 62, 63]);
+        assert_eq!(rel.len() as f64 / 64.0, THEORY_REL32_LINE);
+        assert_eq!(insn.len() as f64 / 64.0, THEORY_INSN5_LINE);
         // Word rule: the rel32 of a call at a fits in [8k, 8k+8) only when (a+1) mod 8 <= 4.
         let word = (0..8).filter(|&a| fallback_word(a, 5)).collect::<Vec<_>>();
         assert_eq!(word, [4, 5, 6]);
         assert_eq!((0..64).filter(|&a| fallback_word(a, 5)).count(), 24);
         assert_eq!((0..32).filter(|&a| insn_crosses(a, 6, 32)).count(), 5);
+    }
+
+    #[test]
+    fn six_byte_cs_call_band_shifts_by_one() {
+        let rel = (0..64).filter(|&o| rel32_crosses(o, 6, LINE)).collect::<Vec<_>>();
+        assert_eq!(rel, [59, 60, 61]);
     }
 
     #[test]

@@ -57,6 +57,17 @@ impl SiteKind {
         SiteKind::FentryCall,
     ];
 
+    /// The names of [`SiteKind::ALL`], in that order (the order tables and plots list kinds in).
+    pub const NAMES: [&'static str; 10] = {
+        let mut names = [""; 10];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = SiteKind::ALL[i].name();
+            i += 1;
+        }
+        names
+    };
+
     /// The name used in CSV files and on stdout.
     pub const fn name(self) -> &'static str {
         match self {
@@ -92,6 +103,7 @@ mod tests {
     #[test]
     fn csv_names_are_the_documented_ones() {
         let names: Vec<&str> = SiteKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names, SiteKind::NAMES);
         assert_eq!(
             names,
             [

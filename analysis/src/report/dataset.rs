@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use crate::report::error::ReportError;
-use crate::report::extra_columns::{HazardRow, PatchExtras, StressExtras};
-use crate::report::rows::{CallsRow, CensusOffsetRow, CensusRow, MachineRow, PatchRow, StressRow};
+use crate::report::rows::{CallsRow, CensusOffsetRow, CensusRow, HazardRow, MachineRow, PatchRow, StressRow};
 
 /// The CSV files callpatch writes, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -56,20 +55,6 @@ impl CsvFile {
     }
 }
 
-/// A `patch.csv` row with the optional columns read by name.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PatchRecord {
-    pub row: PatchRow,
-    pub extra: PatchExtras,
-}
-
-/// A `stress.csv` row with the optional columns read by name.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StressRecord {
-    pub row: StressRow,
-    pub extra: StressExtras,
-}
-
 /// Everything measured on one machine (in one folder, when the machine appears in several).
 #[derive(Clone, Debug, Default)]
 pub struct Run {
@@ -78,8 +63,8 @@ pub struct Run {
     pub machine_id: String,
     pub machine: Option<MachineRow>,
     pub calls: Vec<CallsRow>,
-    pub patch: Vec<PatchRecord>,
-    pub stress: Vec<StressRecord>,
+    pub patch: Vec<PatchRow>,
+    pub stress: Vec<StressRow>,
     pub hazard: Vec<HazardRow>,
 }
 
@@ -131,8 +116,8 @@ pub fn load(dirs: &[PathBuf]) -> Result<Dataset, ReportError> {
 struct FolderRows {
     machine: Vec<MachineRow>,
     calls: Vec<CallsRow>,
-    patch: Vec<PatchRecord>,
-    stress: Vec<StressRecord>,
+    patch: Vec<PatchRow>,
+    stress: Vec<StressRow>,
     hazard: Vec<HazardRow>,
     census: Vec<CensusRow>,
     offsets: Vec<CensusOffsetRow>,
@@ -190,14 +175,8 @@ fn read_folder(dir: &Path, found: &mut BTreeSet<CsvFile>) -> Result<FolderRows, 
         match file {
             CsvFile::Machine => rows.machine = read_plain(&path)?,
             CsvFile::Calls => rows.calls = read_plain(&path)?,
-            CsvFile::Patch => {
-                rows.patch =
-                    read_with_extras(&path)?.into_iter().map(|(row, extra)| PatchRecord { row, extra }).collect()
-            }
-            CsvFile::Stress => {
-                rows.stress =
-                    read_with_extras(&path)?.into_iter().map(|(row, extra)| StressRecord { row, extra }).collect()
-            }
+            CsvFile::Patch => rows.patch = read_plain(&path)?,
+            CsvFile::Stress => rows.stress = read_plain(&path)?,
             CsvFile::Hazard => rows.hazard = read_plain(&path)?,
             CsvFile::Census => rows.census = read_plain(&path)?,
             CsvFile::CensusOffsets => rows.offsets = read_plain(&path)?,
@@ -208,11 +187,6 @@ fn read_folder(dir: &Path, found: &mut BTreeSet<CsvFile>) -> Result<FolderRows, 
 
 fn read_plain<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, ReportError> {
     read_records(path, |record, headers| record.deserialize(Some(headers)))
-}
-
-/// Reads each record twice by header name: as the base row type and as its optional extra columns.
-fn read_with_extras<T: DeserializeOwned, E: DeserializeOwned>(path: &Path) -> Result<Vec<(T, E)>, ReportError> {
-    read_records(path, |record, headers| Ok((record.deserialize(Some(headers))?, record.deserialize(Some(headers))?)))
 }
 
 /// Reads every record of `path` with `parse`; a record that does not parse is an error naming the file,
@@ -250,8 +224,8 @@ fn group_runs(folders: &[PathBuf], per_folder: &[FolderRows]) -> Vec<Run> {
             .iter()
             .map(|r| &r.machine_id)
             .chain(rows.calls.iter().map(|r| &r.machine_id))
-            .chain(rows.patch.iter().map(|r| &r.row.machine_id))
-            .chain(rows.stress.iter().map(|r| &r.row.machine_id))
+            .chain(rows.patch.iter().map(|r| &r.machine_id))
+            .chain(rows.stress.iter().map(|r| &r.machine_id))
             .chain(rows.hazard.iter().map(|r| &r.machine_id));
         for id in ids {
             if !folders_of.contains_key(id) {
@@ -278,8 +252,8 @@ fn group_runs(folders: &[PathBuf], per_folder: &[FolderRows]) -> Vec<Run> {
                 machine_id: id.clone(),
                 machine: rows.machine.iter().find(|r| r.machine_id == id).cloned(),
                 calls: rows.calls.iter().filter(|r| r.machine_id == id).cloned().collect(),
-                patch: rows.patch.iter().filter(|r| r.row.machine_id == id).cloned().collect(),
-                stress: rows.stress.iter().filter(|r| r.row.machine_id == id).cloned().collect(),
+                patch: rows.patch.iter().filter(|r| r.machine_id == id).cloned().collect(),
+                stress: rows.stress.iter().filter(|r| r.machine_id == id).cloned().collect(),
                 hazard: rows.hazard.iter().filter(|r| r.machine_id == id).cloned().collect(),
             });
         }

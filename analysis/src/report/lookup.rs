@@ -2,9 +2,8 @@
 //! latency of a protocol at a batch size, the cost of one sync. One answer per question, so every plot
 //! and table shows the same number for the same thing.
 
-use crate::report::dataset::{PatchRecord, Run};
-use crate::report::extra_columns::number;
-use crate::report::rows::CallsRow;
+use crate::report::dataset::Run;
+use crate::report::rows::{CallsRow, PatchRow};
 use crate::report::scenario::Scenario;
 
 /// The flavors in DESIGN.md's table order; flavors not listed follow alphabetically.
@@ -48,8 +47,8 @@ impl Run {
     pub fn protocols(&self) -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
         for r in &self.patch {
-            if r.row.protocol != SYNC_PROTOCOL && !v.contains(&r.row.protocol) {
-                v.push(r.row.protocol.clone());
+            if r.protocol != SYNC_PROTOCOL && !v.contains(&r.protocol) {
+                v.push(r.protocol.clone());
             }
         }
         sort_by_order(&mut v, &PROTOCOL_ORDER);
@@ -58,13 +57,13 @@ impl Run {
 
     /// The patch rows of `protocol` measured with the fewest concurrent callers (the quiet case) and the
     /// first write method listed, sorted by batch size.
-    pub fn patch_quiet(&self, protocol: &str) -> Vec<&PatchRecord> {
-        let rows: Vec<&PatchRecord> = self.patch.iter().filter(|r| r.row.protocol == protocol).collect();
-        let quiet = rows.iter().map(|r| r.extra.callers()).min().unwrap_or(0);
-        let method = rows.first().map_or("", |r| r.extra.method());
-        let mut v: Vec<&PatchRecord> =
-            rows.into_iter().filter(|r| r.extra.callers() == quiet && r.extra.method() == method).collect();
-        v.sort_by_key(|r| r.row.batch);
+    pub fn patch_quiet(&self, protocol: &str) -> Vec<&PatchRow> {
+        let rows: Vec<&PatchRow> = self.patch.iter().filter(|r| r.protocol == protocol).collect();
+        let quiet = rows.iter().map(|r| r.callers).min().unwrap_or(0);
+        let method = rows.first().map_or("", |r| r.method.as_str());
+        let mut v: Vec<&PatchRow> =
+            rows.into_iter().filter(|r| r.callers == quiet && r.method.as_str() == method).collect();
+        v.sort_by_key(|r| r.batch);
         v
     }
 
@@ -72,32 +71,27 @@ impl Run {
     pub fn patch_methods(&self) -> Vec<&str> {
         let mut v: Vec<&str> = Vec::new();
         for r in &self.patch {
-            if !v.contains(&r.extra.method()) {
-                v.push(r.extra.method());
+            if !v.contains(&r.method.as_str()) {
+                v.push(&r.method);
             }
         }
         v
     }
 
     /// The quiet patch row of `protocol` at exactly `batch` sites.
-    pub fn patch_at(&self, protocol: &str, batch: u64) -> Option<&PatchRecord> {
-        self.patch_quiet(protocol).into_iter().find(|r| r.row.batch == batch)
+    pub fn patch_at(&self, protocol: &str, batch: u64) -> Option<&PatchRow> {
+        self.patch_quiet(protocol).into_iter().find(|r| r.batch == batch)
     }
 
     /// The cost of one membarrier(SYNC_CORE) in ns with no concurrent callers (or the fewest measured),
     /// from the same run: the quiet `membarrier` row of `patch.csv` (its latency divided by its syncs),
     /// else the median of the `sync_ns` column over the quiet rows.
     pub fn sync_ns(&self) -> Option<f64> {
-        let from_row =
-            self.patch_quiet(SYNC_PROTOCOL).first().map(|r| r.row.latency_ns_median / r.row.syncs.max(1) as f64);
+        let from_row = self.patch_quiet(SYNC_PROTOCOL).first().map(|r| r.latency_ns_median / r.syncs.max(1) as f64);
         from_row.or_else(|| {
-            let quiet = self.patch.iter().map(|r| r.extra.callers()).min()?;
-            let mut v: Vec<f64> = self
-                .patch
-                .iter()
-                .filter(|r| r.extra.callers() == quiet)
-                .filter_map(|r| number(&r.extra.sync_ns))
-                .collect();
+            let quiet = self.patch.iter().map(|r| r.callers).min()?;
+            let mut v: Vec<f64> =
+                self.patch.iter().filter(|r| r.callers == quiet).map(|r| r.sync_ns).filter(|v| v.is_finite()).collect();
             v.sort_by(f64::total_cmp);
             (!v.is_empty()).then(|| v[v.len() / 2])
         })

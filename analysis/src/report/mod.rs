@@ -3,10 +3,8 @@
 //!
 //! Entry point for commands: [`render_all`] (`callpatch plot`, and `callpatch run` after measuring).
 
-pub mod crossing;
 pub mod dataset;
 pub mod error;
-pub mod extra_columns;
 pub mod font;
 pub mod lookup;
 pub mod machine;

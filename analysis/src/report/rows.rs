@@ -4,6 +4,10 @@
 //!
 //! Numbers that may be unavailable (a counter this machine lacks) are `String` columns holding either
 //! the number or `unavailable (reason)`; never a silent 0.
+//!
+//! Columns appended after DESIGN.md's schema may be missing from older files and read by column name:
+//! a count that would otherwise be invented reads as `None` (written as the number when known), a
+//! setting reads as its "none/unknown" default (0 callers, empty method, NaN sync cost).
 
 use serde::{Deserialize, Serialize};
 
@@ -56,16 +60,26 @@ pub struct PatchRow {
     pub latency_ns_median: f64,
     pub traps: u64,
     // Appended by the patcher (the base columns alone cannot tell these measurements apart):
-    /// Caller threads running the sites during the measurement.
+    /// Caller threads running the sites during the measurement (absent: 0, the quiet case).
+    #[serde(default)]
     pub callers: u32,
-    /// Text write method (`alias`, `mprotect`, `procmem`, `direct`).
+    /// Text write method (`alias`, `mprotect`, `procmem`, `direct`; absent: empty, unknown).
+    #[serde(default)]
     pub method: String,
-    /// Median cost of one membarrier(SYNC_CORE) in the same run, with the same callers, ns.
+    /// Median cost of one membarrier(SYNC_CORE) in the same run, with the same callers, ns; NaN when it
+    /// could not be measured or the column is absent.
+    #[serde(default = "unknown_ns")]
     pub sync_ns: f64,
     /// Sites the aligned policy patched through their trampoline, per batch.
-    pub fallback: u64,
+    #[serde(default)]
+    pub fallback: Option<u64>,
     /// Traps whose handler ran after their batch had finished.
-    pub late_traps: u64,
+    #[serde(default)]
+    pub late_traps: Option<u64>,
+}
+
+fn unknown_ns() -> f64 {
+    f64::NAN
 }
 
 /// `stress.csv`: a live-patching run with concurrent callers, and its verdict.
@@ -82,11 +96,14 @@ pub struct StressRow {
     pub crashed: bool,
     // Appended by the patcher:
     /// Traps whose handler ran after their batch had finished.
-    pub late_traps: u64,
+    #[serde(default)]
+    pub late_traps: Option<u64>,
     /// Calls that arrived nowhere (neither a target nor the catch zone).
-    pub lost: u64,
+    #[serde(default)]
+    pub lost: Option<u64>,
     /// Site patches per second.
-    pub patches_per_s: f64,
+    #[serde(default)]
+    pub patches_per_s: Option<f64>,
 }
 
 /// `hazard.csv`: torn executions of a cache-line-crossing site rewritten by one writer while a thread
@@ -99,11 +116,24 @@ pub struct HazardRow {
     pub patches: u64,
     /// Calls that executed a torn rel32 (a mix of old and new bytes).
     pub torn: u64,
-    pub torn_per_million: f64,
+    /// Absent: computed from `torn` and `patches` by [`HazardRow::per_million`].
+    #[serde(default)]
+    pub torn_per_million: Option<f64>,
+    // Appended (not read by the report; absent in older files):
     /// Calls the executing thread made meanwhile.
+    #[serde(default)]
     pub calls: u64,
+    #[serde(default)]
     pub seconds: f64,
+    #[serde(default)]
     pub crashed: bool,
+}
+
+impl HazardRow {
+    /// Torn executions per million patches (from the column, else computed).
+    pub fn per_million(&self) -> Option<f64> {
+        self.torn_per_million.or_else(|| (self.patches > 0).then(|| self.torn as f64 * 1e6 / self.patches as f64))
+    }
 }
 
 /// `census.csv`: call sites of one kind in one binary and how many cross each boundary.

@@ -7,10 +7,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::report::crossing::{THEORY_INSN5, THEORY_REL32, THEORY_WORD};
+use crate::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE, THEORY_REL32_WORD};
+use crate::census::SiteKind;
 use crate::report::dataset::{CsvFile, Dataset, Run};
 use crate::report::error::ReportError;
-use crate::report::extra_columns::number;
 use crate::report::lookup::cycles_unit;
 use crate::report::plots::census::rows as census_rows;
 use crate::report::scenario::{Order, Scenario};
@@ -199,16 +199,11 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
             );
         }
     }
-    let any_callers = run.patch.iter().any(|r| r.extra.callers.is_some());
     let many_methods = run.patch_methods().len() > 1;
-    let any_late = run.patch.iter().any(|r| number(&r.extra.late_traps).is_some());
-    let any_fallback = run.patch.iter().any(|r| number(&r.extra.fallback).is_some());
-    let mut header = String::from("| protocol | batch |");
-    let mut rule = String::from("|---|---:|");
-    if any_callers {
-        header += " callers |";
-        rule += "---:|";
-    }
+    let any_late = run.patch.iter().any(|r| r.late_traps.is_some());
+    let any_fallback = run.patch.iter().any(|r| r.fallback.is_some());
+    let mut header = String::from("| protocol | batch | callers |");
+    let mut rule = String::from("|---|---:|---:|");
     if many_methods {
         header += " method |";
         rule += "---|";
@@ -229,36 +224,32 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
     }
     let _ = writeln!(s, "{header}\n{rule}");
     for protocol in &protocols {
-        let mut rows: Vec<_> = run.patch.iter().filter(|r| &r.row.protocol == protocol).collect();
-        rows.sort_by_key(|r| (r.extra.callers(), r.extra.method().to_string(), r.row.batch));
+        let mut rows: Vec<_> = run.patch.iter().filter(|r| &r.protocol == protocol).collect();
+        rows.sort_by_key(|r| (r.callers, r.method.clone(), r.batch));
         for r in rows {
-            let p = &r.row;
-            let mut line = format!("| {} | {} |", cell(&p.protocol), p.batch);
-            if any_callers {
-                let _ = write!(line, " {} |", r.extra.callers());
-            }
+            let mut line = format!("| {} | {} | {} |", cell(&r.protocol), r.batch, r.callers);
             if many_methods {
-                let _ = write!(line, " {} |", cell(r.extra.method()));
+                let _ = write!(line, " {} |", cell(&r.method));
             }
             let _ = write!(
                 line,
                 " {} | {} | {} | {} | {} |",
-                p.syncs,
-                duration_ns(p.latency_ns_median),
-                duration_ns(p.latency_ns_min),
-                duration_ns(p.latency_ns_median / p.batch.max(1) as f64),
-                p.traps
+                r.syncs,
+                duration_ns(r.latency_ns_median),
+                duration_ns(r.latency_ns_min),
+                duration_ns(r.latency_ns_median / r.batch.max(1) as f64),
+                r.traps
             );
             if any_late {
-                let _ = write!(line, " {} |", number(&r.extra.late_traps).map_or("–".into(), |v| format!("{v}")));
+                let _ = write!(line, " {} |", r.late_traps.map_or("–".into(), |v| format!("{v}")));
             }
             if any_fallback {
-                let _ = write!(line, " {} |", number(&r.extra.fallback).map_or("–".into(), |v| format!("{v}")));
+                let _ = write!(line, " {} |", r.fallback.map_or("–".into(), |v| format!("{v}")));
             }
             match sync {
                 // The floor is a 3-sync protocol's; other rows have none to compare with.
-                Some(ns) if p.syncs == 3 => {
-                    let _ = write!(line, " {:.2} |", p.latency_ns_median / (3.0 * ns));
+                Some(ns) if r.syncs == 3 => {
+                    let _ = write!(line, " {:.2} |", r.latency_ns_median / (3.0 * ns));
                 }
                 Some(_) => line.push_str(" – |"),
                 None => {}
@@ -269,23 +260,21 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
     s.push('\n');
     for protocol in &protocols {
         let quiet = run.patch_quiet(protocol);
-        let (Some(one), Some(big)) =
-            (quiet.iter().find(|r| r.row.batch == 1), quiet.iter().max_by_key(|r| r.row.batch))
-        else {
+        let (Some(one), Some(big)) = (quiet.iter().find(|r| r.batch == 1), quiet.iter().max_by_key(|r| r.batch)) else {
             continue;
         };
-        if big.row.batch <= 1 {
+        if big.batch <= 1 {
             continue;
         }
-        let singles = one.row.latency_ns_median * big.row.batch as f64;
+        let singles = one.latency_ns_median * big.batch as f64;
         let _ = writeln!(
             s,
             "- `{protocol}`: one batch of {} sites takes {}; {} single patches would take {} — {:.0}× faster batched.",
-            big.row.batch,
-            duration_ns(big.row.latency_ns_median),
-            big.row.batch,
+            big.batch,
+            duration_ns(big.latency_ns_median),
+            big.batch,
             duration_ns(singles),
-            singles / big.row.latency_ns_median
+            singles / big.latency_ns_median
         );
     }
     s.push('\n');
@@ -296,8 +285,8 @@ fn stress(s: &mut String, run: &Run, d: &Dataset) {
     if run.stress.is_empty() {
         return missing(s, d, CsvFile::Stress, "stress runs");
     }
-    let any_lost = run.stress.iter().any(|r| number(&r.extra.lost).is_some());
-    let any_late = run.stress.iter().any(|r| number(&r.extra.late_traps).is_some());
+    let any_lost = run.stress.iter().any(|r| r.lost.is_some());
+    let any_late = run.stress.iter().any(|r| r.late_traps.is_some());
     let _ = writeln!(
         s,
         "| protocol | callers | seconds | patches | calls | misdirected |{} traps |{} crashed | verdict |\n|---|---:|---:|---:|---:|---:|{}---:|{}---|---|",
@@ -309,34 +298,29 @@ fn stress(s: &mut String, run: &Run, d: &Dataset) {
     let mut failed = Vec::new();
     let (mut calls, mut patches) = (0u64, 0u64);
     for r in &run.stress {
-        let lost = number(&r.extra.lost).unwrap_or(0.0);
-        let ok = r.row.misdirected == 0 && !r.row.crashed && lost == 0.0;
+        let ok = r.misdirected == 0 && !r.crashed && r.lost.unwrap_or(0) == 0;
         if !ok {
-            failed.push(r.row.protocol.clone());
+            failed.push(r.protocol.clone());
         }
-        calls += r.row.calls;
-        patches += r.row.patches;
+        calls += r.calls;
+        patches += r.patches;
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} |{} {} |{} {} | {} |",
-            cell(&r.row.protocol),
-            r.row.callers,
-            sig3(r.row.seconds),
-            r.row.patches,
-            r.row.calls,
-            r.row.misdirected,
-            if any_lost {
-                format!(" {} |", number(&r.extra.lost).map_or("–".into(), |v| v.to_string()))
-            } else {
-                String::new()
-            },
-            r.row.traps,
+            cell(&r.protocol),
+            r.callers,
+            sig3(r.seconds),
+            r.patches,
+            r.calls,
+            r.misdirected,
+            if any_lost { format!(" {} |", r.lost.map_or("–".into(), |v| v.to_string())) } else { String::new() },
+            r.traps,
             if any_late {
-                format!(" {} |", number(&r.extra.late_traps).map_or("–".into(), |v| v.to_string()))
+                format!(" {} |", r.late_traps.map_or("–".into(), |v| v.to_string()))
             } else {
                 String::new()
             },
-            if r.row.crashed { "yes" } else { "no" },
+            if r.crashed { "yes" } else { "no" },
             if ok { "pass" } else { "**FAIL**" }
         );
     }
@@ -440,9 +424,9 @@ fn census(s: &mut String, d: &Dataset) {
         "A uniform start offset predicts {:.2}% (3/64) of rel32 fields and {:.2}% (4/64) of 5-byte calls crossing a \
          line; the aligned-only policy would leave 3/64 of sites on the trampoline under the line rule and {:.1}% \
          (3/8) under the 8-byte-word rule.\n",
-        THEORY_REL32 * 100.0,
-        THEORY_INSN5 * 100.0,
-        THEORY_WORD * 100.0
+        THEORY_REL32_LINE * 100.0,
+        THEORY_INSN5_LINE * 100.0,
+        THEORY_REL32_WORD * 100.0
     );
     let _ = writeln!(
         s,
@@ -450,7 +434,7 @@ fn census(s: &mut String, d: &Dataset) {
     );
     for b in &d.binaries {
         let mut kinds: Vec<_> = b.kinds.iter().filter(|r| r.count > 0).collect();
-        kinds.sort_by_key(|r| crate::report::plots::census::KIND_ORDER.iter().position(|k| *k == r.kind).unwrap_or(99));
+        kinds.sort_by_key(|r| SiteKind::NAMES.iter().position(|k| *k == r.kind).unwrap_or(99));
         for r in kinds {
             let pct = |v: u64| format!("{v} ({:.2}%)", 100.0 * v as f64 / r.count as f64);
             let _ = writeln!(

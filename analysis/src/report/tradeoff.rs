@@ -21,7 +21,6 @@
 //! A mechanism whose inputs are missing is left out with a note; no number is ever made up.
 
 use crate::report::dataset::{CensusBinary, Run};
-use crate::report::extra_columns::number;
 use crate::report::scenario::Scenario;
 
 /// Sites per key the model uses unless told otherwise.
@@ -122,7 +121,7 @@ fn closest_batch(run: &Run, wanted: u64) -> Option<u64> {
     let target = (wanted.max(1) as f64).ln();
     run.patch_quiet("bp")
         .iter()
-        .map(|r| r.row.batch)
+        .map(|r| r.batch)
         .filter(|&b| b > 0)
         .min_by(|&a, &b| ((a as f64).ln() - target).abs().total_cmp(&((b as f64).ln() - target).abs()).then(a.cmp(&b)))
 }
@@ -138,9 +137,8 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64) -> Tradeof
     // A cost that is not a positive finite number (NaN, 0) is treated as not measured.
     let usable = |v: f64| v.is_finite() && v > 0.0;
     let call = |flavor: &str| run.call(flavor, &Scenario::Mono).map(|r| r.ns_median).filter(|v| usable(*v));
-    let update = |protocol: &str, batch: u64| {
-        run.patch_at(protocol, batch).map(|r| r.row.latency_ns_median).filter(|v| usable(*v))
-    };
+    let update =
+        |protocol: &str, batch: u64| run.patch_at(protocol, batch).map(|r| r.latency_ns_median).filter(|v| usable(*v));
     let missing = |t: &mut Tradeoff, name: &str, what: String| t.notes.push(format!("{name} left out: {what}."));
 
     for (name, flavor) in [("retpoline", "retpoline"), ("indirect", "indirect")] {
@@ -183,8 +181,8 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64) -> Tradeof
     }
     let fallback = census_fallback(binaries).or_else(|| {
         let r = run.patch_at("aligned", sites)?;
-        let fb = number(&r.extra.fallback)?;
-        Some((fb / r.row.batch.max(1) as f64, format!("patch.csv, aligned batch {sites}: {fb} fell back")))
+        let fb = r.fallback? as f64;
+        Some((fb / r.batch.max(1) as f64, format!("patch.csv, aligned batch {sites}: {fb} fell back")))
     });
     t.fallback = fallback.clone();
     match (inline_call, tramp_call, update("aligned", sites), fallback) {

@@ -9,24 +9,11 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::legend::{self, Swatch};
 use super::{DrawError, Plot};
-use crate::report::crossing::{THEORY_INSN5, THEORY_REL32};
+use crate::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE};
+use crate::census::SiteKind;
 use crate::report::dataset::CensusBinary;
 use crate::report::lookup::sort_by_order;
 use crate::report::style::{self, color};
-
-/// Census kinds in DESIGN.md's order.
-pub const KIND_ORDER: [&str; 10] = [
-    "call_rel32",
-    "jmp_rel32",
-    "jcc_rel32",
-    "call_indirect",
-    "thunk_call",
-    "fentry_call",
-    "static_call_site",
-    "retpoline_site",
-    "return_site",
-    "mcount_site",
-];
 
 /// One bar pair.
 pub struct Row {
@@ -37,12 +24,12 @@ pub struct Row {
     pub insn: f64,
 }
 
-/// Every (binary, kind) with sites, binaries in census order, kinds in [`KIND_ORDER`].
+/// Every (binary, kind) with sites, binaries in census order, kinds in [`SiteKind::NAMES`] order.
 pub fn rows(binaries: &[CensusBinary]) -> Vec<Row> {
     let mut out = Vec::new();
     for b in binaries {
         let mut kinds: Vec<String> = b.kinds.iter().filter(|r| r.count > 0).map(|r| r.kind.clone()).collect();
-        sort_by_order(&mut kinds, &KIND_ORDER);
+        sort_by_order(&mut kinds, &SiteKind::NAMES);
         kinds.dedup();
         for kind in kinds {
             let rs: Vec<_> = b.kinds.iter().filter(|r| r.kind == kind).collect();
@@ -93,8 +80,8 @@ impl Plot for CensusPlot {
         let entries = [
             (Swatch::Fill(c_rel), "rel32 (last 4 bytes) crosses: one atomic store cannot patch it".to_string()),
             (Swatch::Fill(c_insn), "instruction crosses".to_string()),
-            (Swatch::Dashed(c_rel), format!("uniform theory 3/64 = {:.2}%", THEORY_REL32 * 100.0)),
-            (Swatch::Dashed(c_insn), format!("uniform theory 4/64 = {:.2}%", THEORY_INSN5 * 100.0)),
+            (Swatch::Dashed(c_rel), format!("uniform theory 3/64 = {:.2}%", THEORY_REL32_LINE * 100.0)),
+            (Swatch::Dashed(c_insn), format!("uniform theory 4/64 = {:.2}%", THEORY_INSN5_LINE * 100.0)),
         ];
         let strip_h = legend::height(&body, &entries, style::WIDTH - 40)?;
         let (strip, area) = body.split_vertically(strip_h);
@@ -106,7 +93,7 @@ impl Plot for CensusPlot {
         for l in &labels {
             label_w = label_w.max(area.estimate_text_size(l, &tick)?.0);
         }
-        let widest = self.rows.iter().map(|r| r.insn.max(r.rel32)).fold(THEORY_INSN5, f64::max);
+        let widest = self.rows.iter().map(|r| r.insn.max(r.rel32)).fold(THEORY_INSN5_LINE, f64::max);
         let x_max = widest * 100.0 * 1.22;
         let mut chart = ChartBuilder::on(&area)
             .margin(14)
@@ -137,7 +124,7 @@ impl Plot for CensusPlot {
             let (y0, y1) = insn_bar(i);
             Rectangle::new([(0.0, y0), (r.insn * 100.0, y1)], c_insn.filled())
         }))?;
-        for (frac, c) in [(THEORY_REL32, c_rel), (THEORY_INSN5, c_insn)] {
+        for (frac, c) in [(THEORY_REL32_LINE, c_rel), (THEORY_INSN5_LINE, c_insn)] {
             let s = ShapeStyle::from(&c).stroke_width(2);
             chart.draw_series(DashedLineSeries::new(
                 vec![(frac * 100.0, -0.5), (frac * 100.0, n as f64 - 0.5)],

@@ -78,6 +78,44 @@ pub fn panels<DB: DrawingBackend>(
     Ok(body.split_evenly((n.max(1), 1)))
 }
 
+/// Axes: ((x from, x to), (y from, y to)).
+pub type Axes = ((f64, f64), (f64, f64));
+
+/// A chart with logarithmic x and y axes.
+pub type LogLogChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
+
+/// A log-log panel in the house style, its grid and axes drawn: `caption` above, a count on x
+/// (`x_desc`, compact ticks), a duration on y (`y_desc`, duration ticks). Shared by the patch latency
+/// and trade-off plots so both read the same way.
+pub fn log_log_panel<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: String,
+    ((xlo, xhi), (ylo, yhi)): Axes,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<LogLogChart<'a, DB>, DrawError> {
+    use crate::report::style::{self, compact, duration_tick};
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, style::text(style::PANEL_TITLE_PX))
+        .margin(12)
+        .margin_right(24)
+        .x_label_area_size(56)
+        .y_label_area_size(96)
+        .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())?;
+    chart
+        .configure_mesh()
+        .bold_line_style(style::GRID_BOLD)
+        .light_line_style(style::GRID_LIGHT)
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .axis_desc_style(style::text(style::AXIS_DESC_PX))
+        .label_style(style::text(style::TICK_PX))
+        .x_label_formatter(&|v| compact(*v))
+        .y_label_formatter(&|v| duration_tick(*v))
+        .draw()?;
+    Ok(chart)
+}
+
 /// Places text labels so they do not overlap: each new label moves up until its box is clear.
 #[derive(Default)]
 pub struct Labels {

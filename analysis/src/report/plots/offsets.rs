@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use super::legend::{self, Swatch};
 use super::{DrawError, Plot};
-use crate::report::crossing::{insn_crosses, rel32_crosses, LINE, THEORY_REL32};
+use crate::census::crossing::{insn_crosses, rel32_crosses, LINE, THEORY_REL32_LINE};
 use crate::report::dataset::CensusBinary;
 use crate::report::style::{self, compact};
 
@@ -17,7 +17,7 @@ pub const KINDS: [&str; 2] = ["static_call_site", "call_rel32"];
 
 /// Length of the instructions of the kinds shown (5-byte `call rel32`; a static call site is a call or
 /// tail `jmp rel32`, also 5 bytes).
-const INSN_LEN: u32 = 5;
+const INSN_LEN: u64 = 5;
 
 /// One histogram.
 pub struct Histogram {
@@ -39,7 +39,7 @@ pub fn histograms(binaries: &[CensusBinary]) -> Vec<Histogram> {
     for b in binaries {
         for kind in KINDS {
             let mut counts = [0u64; 64];
-            for r in b.offsets.iter().filter(|r| r.kind == kind && u32::from(r.offset_mod_64) < LINE) {
+            for r in b.offsets.iter().filter(|r| r.kind == kind && u64::from(r.offset_mod_64) < LINE) {
                 counts[usize::from(r.offset_mod_64)] += r.count;
             }
             if counts.iter().any(|&c| c > 0) {
@@ -98,10 +98,10 @@ impl Plot for OffsetsPlot {
 
 fn draw_panel<DB: DrawingBackend>(h: &Histogram, area: &DrawingArea<DB, Shift>) -> Result<(), DrawError> {
     let total = h.total();
-    let uniform = total as f64 / f64::from(LINE);
+    let uniform = total as f64 / LINE as f64;
     let y_max = h.counts.iter().copied().max().unwrap_or(0) as f64;
     let y_top = y_max.max(uniform) * 1.12;
-    let crossing: u64 = (0..LINE).filter(|&o| rel32_crosses(o, INSN_LEN)).map(|o| h.counts[o as usize]).sum();
+    let crossing: u64 = (0..LINE).filter(|&o| rel32_crosses(o, INSN_LEN, LINE)).map(|o| h.counts[o as usize]).sum();
     let caption = format!(
         "{} — {}: {} sites, rel32 crosses a line at {} ({:.2}%; uniform theory {:.2}%)",
         h.binary,
@@ -109,7 +109,7 @@ fn draw_panel<DB: DrawingBackend>(h: &Histogram, area: &DrawingArea<DB, Shift>) 
         total,
         crossing,
         100.0 * crossing as f64 / total.max(1) as f64,
-        100.0 * THEORY_REL32
+        100.0 * THEORY_REL32_LINE
     );
     let mut chart = ChartBuilder::on(area)
         .caption(caption, style::text(style::PANEL_TITLE_PX))
@@ -131,19 +131,20 @@ fn draw_panel<DB: DrawingBackend>(h: &Histogram, area: &DrawingArea<DB, Shift>) 
         .x_label_formatter(&|v: &f64| if v.round() as i64 % 4 == 0 { format!("{v:.0}") } else { String::new() })
         .y_label_formatter(&|v| compact(*v))
         .draw()?;
-    let rel32_band: Vec<u32> = (0..LINE).filter(|&o| rel32_crosses(o, INSN_LEN)).collect();
-    let insn_only: Vec<u32> = (0..LINE).filter(|&o| insn_crosses(o, INSN_LEN) && !rel32_crosses(o, INSN_LEN)).collect();
-    let band = |offsets: &[u32], fill: RGBColor| -> Vec<Rectangle<(f64, f64)>> {
+    let rel32_band: Vec<u64> = (0..LINE).filter(|&o| rel32_crosses(o, INSN_LEN, LINE)).collect();
+    let insn_only: Vec<u64> =
+        (0..LINE).filter(|&o| insn_crosses(o, INSN_LEN, LINE) && !rel32_crosses(o, INSN_LEN, LINE)).collect();
+    let band = |offsets: &[u64], fill: RGBColor| -> Vec<Rectangle<(f64, f64)>> {
         offsets
             .iter()
-            .map(|&o| Rectangle::new([(f64::from(o) - 0.5, 0.0), (f64::from(o) + 0.5, y_top)], fill.filled()))
+            .map(|&o| Rectangle::new([(o as f64 - 0.5, 0.0), (o as f64 + 0.5, y_top)], fill.filled()))
             .collect()
     };
     chart.draw_series(band(&rel32_band, style::BAND))?;
     chart.draw_series(band(&insn_only, style::BAND_LIGHT))?;
     let bar = style::color(0);
     chart.draw_series((0..LINE).map(|o| {
-        Rectangle::new([(f64::from(o) - 0.38, 0.0), (f64::from(o) + 0.38, h.counts[o as usize] as f64)], bar.filled())
+        Rectangle::new([(o as f64 - 0.38, 0.0), (o as f64 + 0.38, h.counts[o as usize] as f64)], bar.filled())
     }))?;
     let theory = ShapeStyle::from(&BLACK).stroke_width(2);
     chart.draw_series(DashedLineSeries::new(vec![(-0.5, uniform), (63.5, uniform)], 10, 6, theory))?;

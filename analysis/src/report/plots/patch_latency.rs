@@ -7,10 +7,10 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::calls::panel_caption;
-use super::{legend, panels, DrawError, Plot};
+use super::{legend, log_log_panel, panels, Axes, DrawError, Plot};
 use crate::report::dataset::Run;
 use crate::report::lookup::SYNC_PROTOCOL;
-use crate::report::style::{self, color, compact, duration_tick};
+use crate::report::style::{self, color};
 
 /// One line: a protocol (with its caller count, when the run measured several).
 pub struct Line {
@@ -28,7 +28,7 @@ pub struct Line {
 /// named only when the run measured more than one).
 pub fn lines(run: &Run) -> Vec<Line> {
     let methods = run.patch_methods();
-    let mut all_callers: Vec<u32> = run.patch.iter().map(|r| r.extra.callers()).collect();
+    let mut all_callers: Vec<u32> = run.patch.iter().map(|r| r.callers).collect();
     all_callers.sort_unstable();
     all_callers.dedup();
     let mut out: Vec<Line> = Vec::new();
@@ -39,9 +39,9 @@ pub fn lines(run: &Run) -> Vec<Line> {
                 let mut points: Vec<(u64, f64, f64)> = run
                     .patch
                     .iter()
-                    .filter(|r| &r.row.protocol == protocol && r.extra.callers() == c && r.extra.method() == method)
-                    .filter(|r| r.row.batch > 0 && r.row.latency_ns_median > 0.0)
-                    .map(|r| (r.row.batch, r.row.latency_ns_median, r.row.latency_ns_min))
+                    .filter(|r| &r.protocol == protocol && r.callers == c && r.method.as_str() == method)
+                    .filter(|r| r.batch > 0 && r.latency_ns_median > 0.0)
+                    .map(|r| (r.batch, r.latency_ns_median, r.latency_ns_min))
                     .collect();
                 if points.is_empty() {
                     continue;
@@ -119,31 +119,17 @@ impl Plot for PatchLatencyPlot<'_> {
     }
 }
 
-/// Axes: ((x from, x to), (y from, y to)).
-type Axes = ((f64, f64), (f64, f64));
-
 fn draw_panel<DB: DrawingBackend>(run: &Run, area: &DrawingArea<DB, Shift>, axes: Axes) -> Result<(), DrawError> {
     let lines = lines(run);
     let floor = run.sync_ns().map(|s| 3.0 * s);
-    let ((xlo, xhi), (ylo, yhi)) = axes;
-    let mut chart = ChartBuilder::on(area)
-        .caption(panel_caption(run), style::text(style::PANEL_TITLE_PX))
-        .margin(12)
-        .margin_right(24)
-        .x_label_area_size(56)
-        .y_label_area_size(96)
-        .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())?;
-    chart
-        .configure_mesh()
-        .bold_line_style(style::GRID_BOLD)
-        .light_line_style(style::GRID_LIGHT)
-        .x_desc("sites patched in one batch (log scale)")
-        .y_desc("time per batch (log scale)")
-        .axis_desc_style(style::text(style::AXIS_DESC_PX))
-        .label_style(style::text(style::TICK_PX))
-        .x_label_formatter(&|v| compact(*v))
-        .y_label_formatter(&|v| duration_tick(*v))
-        .draw()?;
+    let ((xlo, xhi), _) = axes;
+    let mut chart = log_log_panel(
+        area,
+        panel_caption(run),
+        axes,
+        "sites patched in one batch (log scale)",
+        "time per batch (log scale)",
+    )?;
     let mut labels: Vec<String> = lines.iter().map(|l| l.label.clone()).collect();
     let mut drawn: Vec<Vec<(f64, f64)>> = Vec::new();
     for line in &lines {

@@ -7,9 +7,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::calls::panel_caption;
-use super::{legend, panels, DrawError, Labels, Plot};
+use super::{legend, log_log_panel, panels, Axes, DrawError, Labels, Plot};
 use crate::report::dataset::Run;
-use crate::report::style::{self, color, compact, duration_tick};
+use crate::report::style::{self, color};
 use crate::report::tradeoff::{Outcome, Tradeoff, BASELINES};
 
 /// Drawing order (inline/bp last, on top: cs-prefix often lies right under it) and palette index.
@@ -65,36 +65,20 @@ fn x_range(t: &Tradeoff) -> (f64, f64) {
     (1.0, hi)
 }
 
-/// Axes: ((x from, x to), (y from, y to)).
-type Axes = ((f64, f64), (f64, f64));
-
 fn draw_panel<DB: DrawingBackend>(
     run: &Run,
     t: &Tradeoff,
     area: &DrawingArea<DB, Shift>,
-    ((xlo, xhi), (ylo, yhi)): Axes,
+    axes: Axes,
 ) -> Result<(), DrawError> {
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!("{} — a key with S = {} sites", panel_caption(run), t.sites),
-            style::text(style::PANEL_TITLE_PX),
-        )
-        .margin(12)
-        .margin_right(24)
-        .x_label_area_size(56)
-        .y_label_area_size(96)
-        .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())?;
-    chart
-        .configure_mesh()
-        .bold_line_style(style::GRID_BOLD)
-        .light_line_style(style::GRID_LIGHT)
-        .x_desc("calls per update, C / P (log scale)")
-        .y_desc("cost per call incl. updates, (C·call + P·update) / C (log)")
-        .axis_desc_style(style::text(style::AXIS_DESC_PX))
-        .label_style(style::text(style::TICK_PX))
-        .x_label_formatter(&|v| compact(*v))
-        .y_label_formatter(&|v| duration_tick(*v))
-        .draw()?;
+    let ((xlo, xhi), _) = axes;
+    let mut chart = log_log_panel(
+        area,
+        format!("{} — a key with S = {} sites", panel_caption(run), t.sites),
+        axes,
+        "calls per update, C / P (log scale)",
+        "cost per call incl. updates, (C·call + P·update) / C (log)",
+    )?;
     // A hyperbola on log-log axes is smooth: 96 points draw it without visible corners.
     let xs: Vec<f64> = (0..=96).map(|i| xlo * (xhi / xlo).powf(f64::from(i) / 96.0)).collect();
     let mut legend_labels = Vec::new();
