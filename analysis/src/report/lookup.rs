@@ -16,6 +16,26 @@ pub const PROTOCOL_ORDER: [&str; 4] = ["bp", "cs-prefix", "aligned", "naive"];
 /// The `patch.csv` protocol name under which a writer may record the cost of one membarrier.
 pub const SYNC_PROTOCOL: &str = "membarrier";
 
+/// Which of a run's patch measurements to read when it measured several numbers of concurrent callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// The fewest concurrent callers (normally none): a sync is a bare syscall.
+    Quiet,
+    /// The most concurrent callers: every sync interrupts the CPUs running them, as for a key whose
+    /// callers are busy while it is updated.
+    Busy,
+}
+
+impl Load {
+    /// The word used in notes and headings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Load::Quiet => "quiet",
+            Load::Busy => "busy",
+        }
+    }
+}
+
 fn rank(order: &[&str], name: &str) -> usize {
     order.iter().position(|f| *f == name).unwrap_or(order.len())
 }
@@ -55,16 +75,38 @@ impl Run {
         v
     }
 
-    /// The patch rows of `protocol` measured with the fewest concurrent callers (the quiet case) and the
-    /// first write method listed, sorted by batch size.
-    pub fn patch_quiet(&self, protocol: &str) -> Vec<&PatchRow> {
+    /// The caller counts `patch.csv` was measured with, ascending (0: no other thread ran the sites).
+    pub fn caller_counts(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.patch.iter().map(|r| r.callers).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The caller count `load` stands for in this run: the fewest measured for `Quiet`, the most for
+    /// `Busy` (`None` for `Busy` when the run measured only one count).
+    pub fn callers_for(&self, load: Load) -> Option<u32> {
+        let counts = self.caller_counts();
+        match load {
+            Load::Quiet => counts.first().copied(),
+            Load::Busy => (counts.len() > 1).then(|| counts[counts.len() - 1]),
+        }
+    }
+
+    /// The patch rows of `protocol` measured with `callers` concurrent callers and the first write
+    /// method listed, sorted by batch size.
+    pub fn patch_rows(&self, protocol: &str, callers: u32) -> Vec<&PatchRow> {
         let rows: Vec<&PatchRow> = self.patch.iter().filter(|r| r.protocol == protocol).collect();
-        let quiet = rows.iter().map(|r| r.callers).min().unwrap_or(0);
         let method = rows.first().map_or("", |r| r.method.as_str());
         let mut v: Vec<&PatchRow> =
-            rows.into_iter().filter(|r| r.callers == quiet && r.method.as_str() == method).collect();
+            rows.into_iter().filter(|r| r.callers == callers && r.method.as_str() == method).collect();
         v.sort_by_key(|r| r.batch);
         v
+    }
+
+    /// The patch rows of `protocol` in the quiet case (fewest concurrent callers).
+    pub fn patch_quiet(&self, protocol: &str) -> Vec<&PatchRow> {
+        self.callers_for(Load::Quiet).map_or_else(Vec::new, |c| self.patch_rows(protocol, c))
     }
 
     /// The distinct write methods in `patch.csv`, in file order (empty names when the column is absent).
@@ -78,23 +120,34 @@ impl Run {
         v
     }
 
-    /// The quiet patch row of `protocol` at exactly `batch` sites.
-    pub fn patch_at(&self, protocol: &str, batch: u64) -> Option<&PatchRow> {
-        self.patch_quiet(protocol).into_iter().find(|r| r.batch == batch)
+    /// The patch row of `protocol` at exactly `batch` sites with `callers` concurrent callers.
+    pub fn patch_at(&self, protocol: &str, batch: u64, callers: u32) -> Option<&PatchRow> {
+        self.patch_rows(protocol, callers).into_iter().find(|r| r.batch == batch)
     }
 
-    /// The cost of one membarrier(SYNC_CORE) in ns with no concurrent callers (or the fewest measured),
-    /// from the same run: the quiet `membarrier` row of `patch.csv` (its latency divided by its syncs),
-    /// else the median of the `sync_ns` column over the quiet rows.
-    pub fn sync_ns(&self) -> Option<f64> {
-        let from_row = self.patch_quiet(SYNC_PROTOCOL).first().map(|r| r.latency_ns_median / r.syncs.max(1) as f64);
+    /// The cost of one membarrier(SYNC_CORE) in ns with `callers` concurrent callers (with callers
+    /// running, the kernel must interrupt their CPUs, so a sync costs far more than the bare syscall),
+    /// from the same run: the `membarrier` row of `patch.csv` (its latency divided by its syncs), else
+    /// the median of the `sync_ns` column over the rows with that many callers.
+    pub fn sync_ns(&self, callers: u32) -> Option<f64> {
+        let from_row =
+            self.patch_rows(SYNC_PROTOCOL, callers).first().map(|r| r.latency_ns_median / r.syncs.max(1) as f64);
         from_row.or_else(|| {
-            let quiet = self.patch.iter().map(|r| r.callers).min()?;
-            let mut v: Vec<f64> =
-                self.patch.iter().filter(|r| r.callers == quiet).map(|r| r.sync_ns).filter(|v| v.is_finite()).collect();
+            let mut v: Vec<f64> = self
+                .patch
+                .iter()
+                .filter(|r| r.callers == callers)
+                .map(|r| r.sync_ns)
+                .filter(|v| v.is_finite())
+                .collect();
             v.sort_by(f64::total_cmp);
             (!v.is_empty()).then(|| v[v.len() / 2])
         })
+    }
+
+    /// [`Run::sync_ns`] in the quiet case.
+    pub fn sync_ns_quiet(&self) -> Option<f64> {
+        self.sync_ns(self.callers_for(Load::Quiet)?)
     }
 
     /// The timer the cycle columns were taken with, when every row agrees (`tsc-ref-cycles`, ...).

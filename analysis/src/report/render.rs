@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::report::dataset::{self, CsvFile, Dataset};
 use crate::report::error::ReportError;
 use crate::report::font;
+use crate::report::lookup::Load;
 use crate::report::plots::calls::{CallsPlot, Scale};
 use crate::report::plots::census::CensusPlot;
 use crate::report::plots::offsets::OffsetsPlot;
@@ -55,8 +56,16 @@ pub fn render_all_with(dirs: &[PathBuf], out: &Path, opts: &RenderOptions) -> Re
     font::ensure_registered()?;
     let data = dataset::load(dirs)?;
     std::fs::create_dir_all(out).map_err(|e| ReportError::io(out, e))?;
-    let models: Vec<Tradeoff> =
-        data.runs.iter().map(|r| tradeoff::model(r, &data.binaries, opts.sites_per_key)).collect();
+    // Per run: the quiet model (plotted), and the busy one when the run measured with callers too.
+    let models: Vec<Vec<Tradeoff>> = data
+        .runs
+        .iter()
+        .map(|r| {
+            let loads =
+                [Load::Quiet, Load::Busy].into_iter().filter(|&l| r.callers_for(l).is_some() || l == Load::Quiet);
+            loads.map(|l| tradeoff::model(r, &data.binaries, opts.sites_per_key, l)).collect()
+        })
+        .collect();
 
     let mut w = Writer {
         out,
@@ -86,7 +95,7 @@ pub fn render_all_with(dirs: &[PathBuf], out: &Path, opts: &RenderOptions) -> Re
         why(&data, CsvFile::Patch, "no protocol rows"),
     )?;
     w.plot(
-        TradeoffPlot::new(data.runs.iter().zip(&models).collect()),
+        TradeoffPlot::new(data.runs.iter().zip(models.iter().map(|v| &v[0])).collect()),
         "tradeoff",
         "The trade-off: cost per call with updates paid for",
         if data.has(CsvFile::Calls) && data.has(CsvFile::Patch) {

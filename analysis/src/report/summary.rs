@@ -11,7 +11,7 @@ use crate::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE, THEORY_REL32
 use crate::census::SiteKind;
 use crate::report::dataset::{CsvFile, Dataset, Run};
 use crate::report::error::ReportError;
-use crate::report::lookup::cycles_unit;
+use crate::report::lookup::{cycles_unit, Load};
 use crate::report::plots::census::rows as census_rows;
 use crate::report::scenario::{Order, Scenario};
 use crate::report::style::{duration_ns, sig3};
@@ -27,8 +27,8 @@ pub struct PlotFile {
 /// Everything the summary shows.
 pub struct SummaryInput<'a> {
     pub data: &'a Dataset,
-    /// The trade-off model of each run, in the order of `data.runs`.
-    pub models: &'a [Tradeoff],
+    /// The trade-off models of each run (quiet, then busy where measured), in the order of `data.runs`.
+    pub models: &'a [Vec<Tradeoff>],
     pub plots: &'a [PlotFile],
     /// Skipped plots and other notes.
     pub notes: &'a [String],
@@ -64,7 +64,7 @@ pub fn markdown(input: &SummaryInput) -> String {
         patch(&mut s, run, d);
         stress(&mut s, run, d);
         hazard(&mut s, run, d);
-        if let Some(model) = input.models.get(i) {
+        for model in input.models.get(i).into_iter().flatten() {
             tradeoff(&mut s, model);
         }
     }
@@ -180,25 +180,26 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
     if protocols.is_empty() {
         return missing(s, d, CsvFile::Patch, "patch measurements");
     }
-    let sync = run.sync_ns();
-    match sync {
-        Some(ns) => {
-            let _ = writeln!(
-                s,
-                "One membarrier(SYNC_CORE) costs {} here (same run), so a protocol with 3 syncs per batch cannot finish \
-                 a batch in less than {}: at most {:.0} batches per second.\n",
-                duration_ns(ns),
-                duration_ns(3.0 * ns),
-                1e9 / (3.0 * ns)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                s,
-                "_The cost of one membarrier was not recorded in `patch.csv`: the 3-sync floor is unknown._\n"
-            );
-        }
+    let syncs: Vec<(u32, f64)> = run.caller_counts().into_iter().filter_map(|c| Some((c, run.sync_ns(c)?))).collect();
+    if syncs.is_empty() {
+        let _ =
+            writeln!(s, "_The cost of one membarrier was not recorded in `patch.csv`: the 3-sync floor is unknown._\n");
     }
+    for &(callers, ns) in &syncs {
+        let with = match callers {
+            0 => String::new(),
+            c => format!(" with {c} caller thread{} running (each sync interrupts their CPUs)", plural(c)),
+        };
+        let _ = writeln!(
+            s,
+            "One membarrier(SYNC_CORE) costs {} here (same run){with}, so a protocol with 3 syncs per batch cannot \
+             finish a batch in less than {}: at most {:.0} batches per second.\n",
+            duration_ns(ns),
+            duration_ns(3.0 * ns),
+            1e9 / (3.0 * ns)
+        );
+    }
+    let sync_for = |callers: u32| syncs.iter().find(|(c, _)| *c == callers).map(|(_, ns)| *ns);
     let many_methods = run.patch_methods().len() > 1;
     let any_late = run.patch.iter().any(|r| r.late_traps.is_some());
     let any_fallback = run.patch.iter().any(|r| r.fallback.is_some());
@@ -218,7 +219,7 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
         header += " fell back |";
         rule += "---:|";
     }
-    if sync.is_some() {
+    if !syncs.is_empty() {
         header += " ÷ 3-sync floor |";
         rule += "---:|";
     }
@@ -246,36 +247,44 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
             if any_fallback {
                 let _ = write!(line, " {} |", r.fallback.map_or("–".into(), |v| format!("{v}")));
             }
-            match sync {
-                // The floor is a 3-sync protocol's; other rows have none to compare with.
-                Some(ns) if r.syncs == 3 => {
+            // The floor is a 3-sync protocol's, with the row's own number of callers; other rows have none.
+            match (syncs.is_empty(), sync_for(r.callers)) {
+                (true, _) => {}
+                (false, Some(ns)) if r.syncs == 3 => {
                     let _ = write!(line, " {:.2} |", r.latency_ns_median / (3.0 * ns));
                 }
-                Some(_) => line.push_str(" – |"),
-                None => {}
+                (false, _) => line.push_str(" – |"),
             }
             let _ = writeln!(s, "{line}");
         }
     }
     s.push('\n');
-    for protocol in &protocols {
-        let quiet = run.patch_quiet(protocol);
-        let (Some(one), Some(big)) = (quiet.iter().find(|r| r.batch == 1), quiet.iter().max_by_key(|r| r.batch)) else {
-            continue;
-        };
-        if big.batch <= 1 {
-            continue;
+    for callers in run.caller_counts() {
+        for protocol in &protocols {
+            let rows = run.patch_rows(protocol, callers);
+            let (Some(one), Some(big)) = (rows.iter().find(|r| r.batch == 1), rows.iter().max_by_key(|r| r.batch))
+            else {
+                continue;
+            };
+            if big.batch <= 1 {
+                continue;
+            }
+            let singles = one.latency_ns_median * big.batch as f64;
+            let with = match callers {
+                0 => String::new(),
+                c => format!(" (with {c} caller{})", plural(c)),
+            };
+            let _ = writeln!(
+                s,
+                "- `{protocol}`{with}: one batch of {} sites takes {}; {} single patches would take {} — {:.0}× faster \
+                 batched.",
+                big.batch,
+                duration_ns(big.latency_ns_median),
+                big.batch,
+                duration_ns(singles),
+                singles / big.latency_ns_median
+            );
         }
-        let singles = one.latency_ns_median * big.batch as f64;
-        let _ = writeln!(
-            s,
-            "- `{protocol}`: one batch of {} sites takes {}; {} single patches would take {} — {:.0}× faster batched.",
-            big.batch,
-            duration_ns(big.latency_ns_median),
-            big.batch,
-            duration_ns(singles),
-            singles / big.latency_ns_median
-        );
     }
     s.push('\n');
 }
@@ -355,7 +364,20 @@ fn hazard(s: &mut String, run: &Run, d: &Dataset) {
 }
 
 fn tradeoff(s: &mut String, t: &Tradeoff) {
-    let _ = writeln!(s, "### The trade-off: when does patching pay?\n");
+    if t.load == Some(Load::Busy) {
+        let _ = writeln!(
+            s,
+            "#### The same with {} caller thread{} running the sites during updates\n\nEvery sync now interrupts the \
+             callers' CPUs, as it does for a key updated while its callers run; update costs are the patch rows \
+             measured with {} caller{}.\n",
+            t.callers,
+            plural(t.callers),
+            t.callers,
+            plural(t.callers)
+        );
+    } else {
+        let _ = writeln!(s, "### The trade-off: when does patching pay?\n");
+    }
     if t.mechanisms.is_empty() {
         let _ = writeln!(s, "_Not enough measurements for the model._\n");
     } else {
@@ -408,6 +430,14 @@ fn tradeoff(s: &mut String, t: &Tradeoff) {
     }
     if !t.notes.is_empty() {
         s.push('\n');
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 

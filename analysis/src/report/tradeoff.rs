@@ -13,14 +13,16 @@
 //!   as free, a bound that favours these two mechanisms;
 //! - trampoline: `bp` at batch 1 (the trampoline's `jmp`, patched as the kernel's
 //!   `__static_call_transform` does);
-//! - inline/bp, cs-prefix, aligned-only: protocol `bp`, `cs-prefix`, `aligned` at batch S (the quiet rows,
-//!   fewest concurrent callers);
+//! - inline/bp, cs-prefix, aligned-only: protocol `bp`, `cs-prefix`, `aligned` at batch S, from the rows
+//!   of one [`Load`]: quiet (fewest concurrent callers: a sync is a bare syscall) or busy (most callers:
+//!   every sync interrupts their CPUs, the case of a key updated while its callers run);
 //! - aligned-only's call cost mixes trampoline and inline by its fallback fraction f: census static call
 //!   sites, else census `call rel32` sites, else the `fallback` column of `patch.csv`.
 //!
 //! A mechanism whose inputs are missing is left out with a note; no number is ever made up.
 
 use crate::report::dataset::{CensusBinary, Run};
+use crate::report::lookup::Load;
 use crate::report::scenario::Scenario;
 
 /// Sites per key the model uses unless told otherwise.
@@ -69,6 +71,10 @@ pub struct BreakEven {
 /// The model for one run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tradeoff {
+    /// Which patch rows the update costs come from.
+    pub load: Option<Load>,
+    /// Concurrent callers during those patch measurements.
+    pub callers: u32,
     /// S: sites per key actually used (the bp batch size measured closest to the one asked for).
     pub sites: u64,
     pub mechanisms: Vec<Mechanism>,
@@ -127,8 +133,12 @@ fn closest_batch(run: &Run, wanted: u64) -> Option<u64> {
 }
 
 /// Builds the model for `run` with keys of (about) `wanted_sites` sites.
-pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64) -> Tradeoff {
-    let mut t = Tradeoff::default();
+pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load) -> Tradeoff {
+    let mut t = Tradeoff { load: Some(load), ..Tradeoff::default() };
+    // Without patch rows every update is missing, and each mechanism says so below.
+    let callers = run.callers_for(load).unwrap_or(0);
+    t.callers = callers;
+    let load_word = load.name();
     let sites = closest_batch(run, wanted_sites).unwrap_or(wanted_sites);
     if sites != wanted_sites {
         t.notes.push(format!("S = {sites}: the bp batch size measured closest to the {wanted_sites} sites asked for."));
@@ -137,8 +147,9 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64) -> Tradeof
     // A cost that is not a positive finite number (NaN, 0) is treated as not measured.
     let usable = |v: f64| v.is_finite() && v > 0.0;
     let call = |flavor: &str| run.call(flavor, &Scenario::Mono).map(|r| r.ns_median).filter(|v| usable(*v));
-    let update =
-        |protocol: &str, batch: u64| run.patch_at(protocol, batch).map(|r| r.latency_ns_median).filter(|v| usable(*v));
+    let update = |protocol: &str, batch: u64| {
+        run.patch_at(protocol, batch, callers).map(|r| r.latency_ns_median).filter(|v| usable(*v))
+    };
     let missing = |t: &mut Tradeoff, name: &str, what: String| t.notes.push(format!("{name} left out: {what}."));
 
     for (name, flavor) in [("retpoline", "retpoline"), ("indirect", "indirect")] {
@@ -163,7 +174,7 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64) -> Tradeof
             source: "call: `trampoline` mono; update: `bp` batch 1 (the trampoline's jmp)".into(),
         }),
         (None, _) => missing(&mut t, "trampoline", "no `trampoline` mono row in calls.csv".into()),
-        (_, None) => missing(&mut t, "trampoline", "no quiet `bp` batch-1 row in patch.csv".into()),
+        (_, None) => missing(&mut t, "trampoline", format!("no {load_word} `bp` batch-1 row in patch.csv")),
     }
     let inline_call = call("inline");
     for (name, flavor, protocol) in [("inline/bp", "inline", "bp"), ("cs-prefix", "cs-inline", "cs-prefix")] {
@@ -176,11 +187,11 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64) -> Tradeof
                 source: format!("call: `{flavor}` mono; update: `{protocol}` batch {sites}"),
             }),
             (None, _) => missing(&mut t, name, format!("no `{flavor}` mono row in calls.csv")),
-            (_, None) => missing(&mut t, name, format!("no quiet `{protocol}` batch-{sites} row in patch.csv")),
+            (_, None) => missing(&mut t, name, format!("no {load_word} `{protocol}` batch-{sites} row in patch.csv")),
         }
     }
     let fallback = census_fallback(binaries).or_else(|| {
-        let r = run.patch_at("aligned", sites)?;
+        let r = run.patch_at("aligned", sites, callers)?;
         let fb = r.fallback? as f64;
         Some((fb / r.batch.max(1) as f64, format!("patch.csv, aligned batch {sites}: {fb} fell back")))
     });
@@ -200,7 +211,7 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64) -> Tradeof
             missing(&mut t, "aligned-only", "needs both `inline` and `trampoline` mono rows in calls.csv".into())
         }
         (_, _, None, _) => {
-            missing(&mut t, "aligned-only", format!("no quiet `aligned` batch-{sites} row in patch.csv"))
+            missing(&mut t, "aligned-only", format!("no {load_word} `aligned` batch-{sites} row in patch.csv"))
         }
         (_, _, _, None) => missing(
             &mut t,
@@ -315,7 +326,7 @@ mod tests {
             &[("trampoline", 1.5), ("inline", 1.0), ("indirect", f64::NAN)],
             &[("bp", 1, 64_000.0), ("bp", 8, 66_000.0), ("bp", 100, 80_000.0)],
         );
-        let t = model(&r, &[], 10);
+        let t = model(&r, &[], 10, Load::Quiet);
         assert_eq!(t.sites, 8);
         assert!(t.notes.iter().any(|n| n.starts_with("S = 8:")), "{:?}", t.notes);
         assert_eq!(t.mechanism("inline/bp").unwrap().update_ns, 66_000.0);

@@ -67,6 +67,11 @@ pub fn lines(run: &Run) -> Vec<Line> {
     out
 }
 
+/// The 3-sync floor (3 × one membarrier) per caller count measured, quiet first.
+fn floors(run: &Run) -> Vec<(u32, f64)> {
+    run.caller_counts().into_iter().filter_map(|c| Some((c, 3.0 * run.sync_ns(c)?))).collect()
+}
+
 /// The patch latency plot over every run with patch rows.
 pub struct PatchLatencyPlot<'a> {
     runs: Vec<&'a Run>,
@@ -105,9 +110,9 @@ impl Plot for PatchLatencyPlot<'_> {
                 lo = lo.min(p.1).min(if p.2 > 0.0 { p.2 } else { p.1 });
                 hi = hi.max(p.1);
             }
-            if let Some(s) = run.sync_ns() {
-                lo = lo.min(3.0 * s);
-                hi = hi.max(3.0 * s);
+            for (_, f) in floors(run) {
+                lo = lo.min(f);
+                hi = hi.max(f);
             }
         }
         let (ylo, yhi) = style::decades(lo * 0.8, hi * 1.5);
@@ -121,7 +126,6 @@ impl Plot for PatchLatencyPlot<'_> {
 
 fn draw_panel<DB: DrawingBackend>(run: &Run, area: &DrawingArea<DB, Shift>, axes: Axes) -> Result<(), DrawError> {
     let lines = lines(run);
-    let floor = run.sync_ns().map(|s| 3.0 * s);
     let ((xlo, xhi), _) = axes;
     let mut chart = log_log_panel(
         area,
@@ -155,28 +159,40 @@ fn draw_panel<DB: DrawingBackend>(run: &Run, area: &DrawingArea<DB, Shift>, axes
         chart.draw_series(median.iter().map(|&p| Circle::new(p, 5, c.filled())))?;
         chart.draw_series(line.points.iter().map(|p| Circle::new((p.0 as f64, p.2), 3, c.stroke_width(2))))?;
     }
-    let grey = ShapeStyle::from(&style::GREY).stroke_width(2);
-    match floor {
-        Some(f) => {
-            let label = format!("3-sync floor: 3 × membarrier = {} (bp, cs-prefix; no callers)", style::duration_ns(f));
-            chart
-                .draw_series(DashedLineSeries::new(vec![(xlo, f), (xhi, f)], 10, 6, grey))?
-                .label(label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
-            labels.push(label);
-            drawn.push(vec![(xlo, f), (xhi, f)]);
-        }
-        None => {
-            let (w, h) = chart.plotting_area().dim_in_pixel();
-            let base = chart.plotting_area().get_base_pixel();
-            let abs = area.get_base_pixel();
-            let style = style::anchored(style::NOTE_PX, HPos::Right, VPos::Bottom);
-            area.draw_text(
-                &format!("3-sync floor unknown: patch.csv has no `{SYNC_PROTOCOL}` row or sync_ns column"),
-                &style,
-                (base.0 - abs.0 + w as i32 - 10, base.1 - abs.1 + h as i32 - 10),
-            )?;
-        }
+    let floors = floors(run);
+    for (i, &(callers, f)) in floors.iter().enumerate() {
+        // The quiet floor dashed, a floor with callers running dotted (short dashes).
+        let grey = ShapeStyle::from(&style::GREY).stroke_width(2);
+        let (dash, gap) = if i == 0 { (10, 6) } else { (3, 5) };
+        let label = match callers {
+            0 => format!("3-sync floor: 3 × membarrier = {} (bp, cs-prefix; no callers)", style::duration_ns(f)),
+            c => format!(
+                "3-sync floor with {c} caller{}: 3 × membarrier = {}",
+                if c == 1 { "" } else { "s" },
+                style::duration_ns(f)
+            ),
+        };
+        chart
+            .draw_series(DashedLineSeries::new(vec![(xlo, f), (xhi, f)], dash, gap, grey))?
+            .label(label.clone())
+            .legend(move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (dash, 0)], grey)
+                    + PathElement::new(vec![(dash + gap, 0), (20, 0)], grey)
+            });
+        labels.push(label);
+        drawn.push(vec![(xlo, f), (xhi, f)]);
+    }
+    if floors.is_empty() {
+        let (w, h) = chart.plotting_area().dim_in_pixel();
+        let base = chart.plotting_area().get_base_pixel();
+        let abs = area.get_base_pixel();
+        let style = style::anchored(style::NOTE_PX, HPos::Right, VPos::Bottom);
+        area.draw_text(
+            &format!("3-sync floor unknown: patch.csv has no `{SYNC_PROTOCOL}` row or sync_ns column"),
+            &style,
+            (base.0 - abs.0 + w as i32 - 10, base.1 - abs.1 + h as i32 - 10),
+        )?;
     }
     legend(&mut chart, &labels, &drawn)
 }
