@@ -37,7 +37,7 @@ pub struct CatchZone {
 impl CatchZone {
     /// Registers `[start, start+len)` (and installs the SIGTRAP handler): an `int3` executed there (and
     /// not a patch site in flight) adds one to the `u64` at `rdi + tally_offset` and returns to the
-    /// caller. Fails when all [`MAX_ZONES`] entries are taken. Only register code that callers keeping
+    /// caller. Fails when all `MAX_ZONES` entries are taken. Only register code that callers keeping
     /// the convention run.
     pub fn register(start: usize, len: usize, tally_offset: usize) -> Result<CatchZone, PatchError> {
         assert!(start != 0 && len > 0, "a catch zone needs a real address range");

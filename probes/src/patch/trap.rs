@@ -2,7 +2,7 @@
 //!
 //! Kernel fact: `int3` (`cc`) raises #BP; Linux delivers it to user space as SIGTRAP with
 //! `si_code == SI_KERNEL` and the saved RIP *after* the `int3`, so the site is `RIP - 1`. The handler
-//! looks that address up in the poke table ([`super::table`]) and, for a site of ours, changes the
+//! looks that address up in the poke table (`super::table`) and, for a site of ours, changes the
 //! interrupted context so that returning from the signal looks as if the site's NEW instruction ran:
 //! - `call t`: push `site + len` at `RSP - 8`, `RSP -= 8`, `RIP = t`. User space needs no stack gap
 //!   (the kernel's `int3_emulate_call` does): the kernel places the signal frame below the 128-byte red
