@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 use callpatch_analysis::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE, THEORY_REL32_WORD};
 use callpatch_analysis::census::{self, defaults, Census, Options, SiteKind};
-use callpatch_analysis::report::rows::write_csv;
+use callpatch_analysis::report::rows::{remove_stale, write_csv};
 
 /// Options of `callpatch census`.
 #[derive(clap::Args, Debug, Clone)]
@@ -196,10 +196,13 @@ fn write_outputs(args: &Args, all: &[Census]) -> anyhow::Result<()> {
     let offsets_csv = args.out.join("census_offsets.csv");
     write_csv(&offsets_csv, &offsets).with_context(|| format!("cannot write {}", offsets_csv.display()))?;
     written.push(offsets_csv);
+    let path = args.out.join("census_static_calls.csv");
     if !keys.is_empty() {
-        let path = args.out.join("census_static_calls.csv");
         write_csv(&path, &keys).with_context(|| format!("cannot write {}", path.display()))?;
         written.push(path);
+    } else {
+        // An older census's per-key file must not sit beside this census as if it belonged to it.
+        remove_stale(&path).with_context(|| format!("cannot remove the stale {}", path.display()))?;
     }
     println!();
     for path in written {

@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use callpatch_analysis::report::rows::write_csv;
+use callpatch_analysis::report::dataset::CsvFile;
+use callpatch_analysis::report::rows::{remove_stale, write_csv};
 use callpatch_analysis::report::{machine, render_all};
 use callpatch_probes::measure;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -67,6 +68,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let out = args.out.clone().unwrap_or_else(|| Path::new("results").join(&identity.machine_id));
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    clear_previous(&out)?;
     write_csv(&out.join("machine.csv"), std::slice::from_ref(&identity))
         .with_context(|| format!("cannot write {}", out.join("machine.csv").display()))?;
     eprintln!("callpatch run{}: {} → {}", if args.quick { " --quick" } else { "" }, identity.cpu_model, out.display());
@@ -115,6 +117,19 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         out.join("summary.md").display()
     );
     anyhow::ensure!(failed.is_empty(), "part(s) failed: {} — see the logs in {}", failed.join(", "), logs.display());
+    Ok(())
+}
+
+/// Removes the CSVs and logs an earlier run left in `out`, so a part that fails or is skipped this time
+/// leaves no file behind that would pass for this run's (plots and summary.md are replaced by
+/// `render_all`, which also removes the plots it cannot draw).
+fn clear_previous(out: &Path) -> anyhow::Result<()> {
+    let csvs = CsvFile::ALL.iter().map(|f| f.file_name()).chain(["census_static_calls.csv"]);
+    let logs = PART_NAMES.iter().map(|p| format!("logs/{p}.log"));
+    for name in csvs.map(String::from).chain(logs) {
+        let path = out.join(name);
+        remove_stale(&path).with_context(|| format!("cannot remove the earlier run's {}", path.display()))?;
+    }
     Ok(())
 }
 

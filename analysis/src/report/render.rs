@@ -14,6 +14,7 @@ use crate::report::plots::patch_latency::PatchLatencyPlot;
 use crate::report::plots::poly::PolyPlot;
 use crate::report::plots::tradeoff::TradeoffPlot;
 use crate::report::plots::{self, Plot};
+use crate::report::rows::remove_stale;
 use crate::report::summary::{self, PlotFile, SummaryInput};
 use crate::report::tradeoff::{self, Tradeoff, DEFAULT_SITES};
 
@@ -140,7 +141,14 @@ impl Writer<'_> {
                 self.done.files.extend(plots::render(&p, self.out)?);
                 self.written.push(PlotFile { stem: stem.into(), title: title.into() });
             }
-            None => self.done.notes.push(format!("{stem}.svg/.png skipped: {why}.")),
+            None => {
+                // A plot from an earlier rendering must not stay beside this summary as if current.
+                for ext in ["svg", "png"] {
+                    let old = self.out.join(format!("{stem}.{ext}"));
+                    remove_stale(&old).map_err(|e| ReportError::io(&old, e))?;
+                }
+                self.done.notes.push(format!("{stem}.svg/.png skipped: {why}."));
+            }
         }
         Ok(())
     }

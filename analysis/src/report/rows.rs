@@ -195,6 +195,15 @@ pub fn write_csv<T: Serialize>(path: &std::path::Path, rows: &[T]) -> Result<(),
     Ok(())
 }
 
+/// Removes an output file an earlier run left at `path` and this run does not rewrite, so that it
+/// cannot pass for this run's; a file that is not there is fine.
+pub fn remove_stale(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Reads every row of a CSV file written by [`write_csv`] (or concatenated from several machines).
 pub fn read_csv<T: for<'de> Deserialize<'de>>(path: &std::path::Path) -> Result<Vec<T>, csv::Error> {
     csv::Reader::from_path(path)?.deserialize().collect()
