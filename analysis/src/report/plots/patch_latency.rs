@@ -115,7 +115,8 @@ impl Plot for PatchLatencyPlot<'_> {
                 hi = hi.max(f);
             }
         }
-        let (ylo, yhi) = style::decades(lo * 0.8, hi * 1.5);
+        // Headroom above the data: the legend (a row per line and floor) fits in the upper corner.
+        let (ylo, yhi) = style::decades(lo * 0.8, hi * 30.0);
         let axes = ((0.8, b_max as f64 * 1.5), (ylo, yhi));
         for (run, area) in self.runs.iter().zip(&areas) {
             draw_panel(run, area, axes)?;
