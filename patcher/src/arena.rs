@@ -8,15 +8,14 @@
 //! - `Rwx`: one anonymous mapping, readable, writable and executable for its whole life. Simplest, and what
 //!   most micro-benchmarks do; patches are plain stores.
 //! - `Sealed`: one anonymous mapping, RW while code is emitted, then RX after [`Arena::seal`]. Later writes
-//!   open a short `mprotect` window (or go through `/proc/self/mem`), see [`crate::code::TextWriter`].
+//!   open a short `mprotect` window (or go through `/proc/self/mem`), see [`crate::text_writer::TextWriter`].
 //! - `DualMap`: W^X through a `memfd`: an RX view that executes and a separate RW view that writes, both
 //!   backed by the same physical pages. No address of the process is ever writable and executable.
 
 use std::io;
 use std::ptr;
 
-/// Bytes in one cache line on every x86-64 implementation (the unit the SDM's atomicity rules use).
-pub const CACHE_LINE: usize = 64;
+pub use callpatch_vocab::CACHE_LINE;
 
 /// How the arena's pages are mapped; see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,7 +55,7 @@ impl std::str::FromStr for ArenaMode {
 /// A region of executable memory with a bump allocator.
 ///
 /// Addresses handed out are *execution* addresses (the RX view in `DualMap` mode); write through
-/// [`Arena::write`] or a [`crate::code::TextWriter`], never through the execution address directly.
+/// [`Arena::write`] or a [`crate::text_writer::TextWriter`], never through the execution address directly.
 #[derive(Debug)]
 pub struct Arena {
     mode: ArenaMode,
@@ -210,7 +209,10 @@ impl Arena {
         }
         let off = addr - self.base();
         if self.mode == ArenaMode::Sealed && self.sealed {
-            return crate::code::TextWriter::new(crate::code::WriteMethod::Mprotect).write(addr, bytes);
+            let writer = crate::text_writer::TextWriter::new(crate::text_writer::WriteMethod::Mprotect);
+            // SAFETY: the range lies inside this arena (checked above), whose code runs only through
+            // the arena's owner; `&mut self` means no one runs it now.
+            return unsafe { writer.write(addr, bytes) };
         }
         // SAFETY: `[rw+off, rw+off+len)` is inside the writable view (checked above; the view is
         // writable in every mode that reaches here) and cannot overlap `bytes`, which is Rust data.

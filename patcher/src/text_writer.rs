@@ -18,7 +18,10 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use super::arena::{page_size, Arena, ArenaMode};
+use callpatch_vocab::Granule;
+
+use crate::arena::{page_size, Arena, ArenaMode};
+use crate::error::PatchError;
 
 /// How a [`TextWriter`] gets bytes into executable memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -138,19 +141,26 @@ impl TextWriter {
 
     /// Copies `bytes` to execution address `addr`. Not atomic as a whole; the protocols decide which
     /// bytes may be written while other threads run them.
-    pub fn write(&self, addr: usize, bytes: &[u8]) -> io::Result<()> {
+    ///
+    /// # Safety
+    /// `[addr, addr + bytes.len())` is code of this process that the caller owns: mapped, and (for
+    /// `Direct`) writable; no thread executes those bytes in a way the new bytes would break (the
+    /// caller's protocol arranges that), and nothing else (data, another instruction) lives there.
+    pub unsafe fn write(&self, addr: usize, bytes: &[u8]) -> io::Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
         match self.method {
             WriteMethod::ProcMem => self.proc_mem()?.write_all_at(bytes, addr as u64),
             WriteMethod::Mprotect => with_write_window(addr, bytes.len(), || {
-                // SAFETY: the window makes `[addr, addr+len)` writable; `bytes` is Rust data elsewhere.
+                // SAFETY: the window makes `[addr, addr+len)` writable, and the caller owns those bytes
+                // (this function's contract); `bytes` is Rust data elsewhere.
                 unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) }
             }),
             WriteMethod::Direct | WriteMethod::Alias => {
                 let dst = self.rw_address(addr, bytes.len())?;
-                // SAFETY: `dst` is writable (an RWX page or the RW alias, checked above).
+                // SAFETY: `dst` is the caller's code (contract) seen through a writable view: the RW alias
+                // (range checked by `rw_address`) or, for `Direct`, a page the caller says is writable.
                 unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst as *mut u8, bytes.len()) };
                 Ok(())
             }
@@ -160,33 +170,45 @@ impl TextWriter {
     /// Stores 4 bytes at `addr` with one `mov dword` instruction. Hardware fact (SDM vol. 3 §9.1.1): on
     /// P6 and later, an unaligned 32-bit access that stays within one cache line is atomic — the basis
     /// of the aligned-only policy. Refuses a store that crosses a line, and `ProcMem`.
-    pub fn store_u32_atomic(&self, addr: usize, value: u32) -> io::Result<()> {
-        if addr / super::CACHE_LINE != (addr + 3) / super::CACHE_LINE {
+    ///
+    /// # Safety
+    /// As [`TextWriter::write`] for the 4 bytes at `addr`.
+    pub unsafe fn store_u32_atomic(&self, addr: usize, value: u32) -> io::Result<()> {
+        if Granule::Line.crosses(addr) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("a 4-byte store at {addr:#x} crosses a cache line and would not be atomic"),
             ));
         }
-        self.store_u32(addr, value)
+        // SAFETY: this function's contract.
+        unsafe { self.store_u32(addr, value) }
     }
 
     /// Stores 4 bytes at `addr` with one `mov dword` instruction, wherever it lands. Across a cache line
     /// the hardware performs it as two stores that another core can observe apart: the torn writer of
     /// the hazard experiment. Use [`TextWriter::store_u32_atomic`] for patching.
-    pub fn store_u32(&self, addr: usize, value: u32) -> io::Result<()> {
+    ///
+    /// # Safety
+    /// As [`TextWriter::write`] for the 4 bytes at `addr`.
+    pub unsafe fn store_u32(&self, addr: usize, value: u32) -> io::Result<()> {
         self.store_with(addr, 4, |dst| {
-            // SAFETY: `dst` is writable for 4 bytes (see `store_with`); one `mov dword` stores them.
+            // SAFETY: `dst` is a writable view of the caller's 4 bytes (contract; see `store_with`);
+            // one `mov dword` stores them.
             unsafe { core::arch::asm!("mov dword ptr [{p}], {v:e}", p = in(reg) dst, v = in(reg) value, options(nostack, preserves_flags)) }
         })
     }
 
     /// Stores 8 bytes at an 8-byte-aligned `addr` with one `mov qword` (atomic on every x86-64).
-    pub fn store_u64_atomic(&self, addr: usize, value: u64) -> io::Result<()> {
+    ///
+    /// # Safety
+    /// As [`TextWriter::write`] for the 8 bytes at `addr`.
+    pub unsafe fn store_u64_atomic(&self, addr: usize, value: u64) -> io::Result<()> {
         if !addr.is_multiple_of(8) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{addr:#x} is not 8-byte aligned")));
         }
         self.store_with(addr, 8, |dst| {
-            // SAFETY: `dst` is writable and 8-byte aligned (see `store_with`); one aligned `mov`.
+            // SAFETY: `dst` is a writable, 8-byte aligned view of the caller's 8 bytes (contract; see
+            // `store_with`); one aligned `mov`.
             unsafe { core::arch::asm!("mov qword ptr [{p}], {v}", p = in(reg) dst, v = in(reg) value, options(nostack, preserves_flags)) }
         })
     }
@@ -221,6 +243,15 @@ impl TextWriter {
         }
         Ok(self)
     }
+}
+
+/// Writes through `writer`, naming the address on failure.
+///
+/// # Safety
+/// As [`TextWriter::write`].
+pub(crate) unsafe fn write(writer: &TextWriter, addr: usize, bytes: &[u8]) -> Result<(), PatchError> {
+    // SAFETY: this function's contract.
+    unsafe { writer.write(addr, bytes) }.map_err(|source| PatchError::Write { addr, len: bytes.len(), source })
 }
 
 /// Makes the pages under `[addr, addr+len)` RWX, runs `f`, and makes them RX again — the window is
@@ -263,16 +294,21 @@ mod tests {
                     continue;
                 };
                 let w = w.open().unwrap();
-                w.write(at, &[1, 2, 3]).unwrap();
+                // SAFETY: bytes inside this test's own arena, which nothing runs (so for every block below).
+                unsafe { w.write(at, &[1, 2, 3]) }.unwrap();
                 assert_eq!(a.read(at, 3), [1, 2, 3], "{mode:?}/{method:?}");
                 if method.has_atomic_store() {
-                    w.store_u32_atomic(at + 1, 0xdead_beef).unwrap();
+                    // SAFETY: as above.
+                    unsafe { w.store_u32_atomic(at + 1, 0xdead_beef) }.unwrap();
                     assert_eq!(a.read(at + 1, 4), 0xdead_beefu32.to_le_bytes());
-                    w.store_u64_atomic(at, u64::MAX).unwrap();
+                    // SAFETY: as above.
+                    unsafe { w.store_u64_atomic(at, u64::MAX) }.unwrap();
                     assert_eq!(a.read(at, 8), [0xff; 8]);
-                    assert!(w.store_u32_atomic(at - 8 + 62, 0).is_err(), "crossing store refused");
+                    // SAFETY: as above (and refused before any write).
+                    assert!(unsafe { w.store_u32_atomic(at - 8 + 62, 0) }.is_err(), "crossing store refused");
                 } else {
-                    assert!(w.store_u32_atomic(at + 1, 0).is_err());
+                    // SAFETY: as above.
+                    assert!(unsafe { w.store_u32_atomic(at + 1, 0) }.is_err());
                 }
             }
         }

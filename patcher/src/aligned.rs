@@ -12,24 +12,42 @@
 //! off its trampoline by the store (`call t'` directly); one that does not fit stays on it. One sync at
 //! the end makes every core execute the new code by the time the batch returns.
 
-use super::maps::CodeRanges;
-use super::table::Registry;
-use super::validate::{check_site, holds, read_code};
-use super::{sync_cores, Granule, PatchError, SitePatch};
-use crate::code::{decode, Insn, InsnBytes, TextWriter};
+use callpatch_vocab::Granule;
 
-impl Granule {
-    /// Bytes in one granule: 64 (a cache line) or 8 (an aligned word).
-    pub fn bytes(self) -> usize {
-        match self {
-            Granule::Line => crate::code::CACHE_LINE,
-            Granule::Word8 => 8,
-        }
+use crate::batch::{SitePatch, Step};
+use crate::error::PatchError;
+use crate::insn::{decode, Insn, InsnBytes};
+use crate::maps::CodeRanges;
+use crate::protocol::Poke;
+use crate::sync::sync_cores;
+use crate::table::{self, Registry};
+use crate::text_writer::TextWriter;
+use crate::validate::{check_site, holds, read_code};
+
+/// The aligned policy with its granule.
+pub(crate) struct Aligned {
+    pub(crate) granule: Granule,
+}
+
+impl Poke for Aligned {
+    /// The stores, and how many sites fell back to their trampoline.
+    type Plan = (Vec<Store>, usize);
+
+    fn plan(&self, code: &mut CodeRanges, writer: &TextWriter, sites: &[SitePatch]) -> Result<Self::Plan, PatchError> {
+        plan(code, &mut table::registry(), self.granule, writer, sites)
     }
 
-    /// Whether the 4 bytes at `addr` straddle two granules.
-    pub fn crosses(self, addr: usize) -> bool {
-        addr / self.bytes() != (addr + 3) / self.bytes()
+    unsafe fn poke(&self, writer: &TextWriter, plan: &Self::Plan, _: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
+        // SAFETY: the plan was validated under the held text lock (this method's contract).
+        unsafe { poke(writer, self.granule, &plan.0) }
+    }
+
+    fn read_back(&self, plan: &Self::Plan) -> Result<(), PatchError> {
+        read_back(&plan.0)
+    }
+
+    fn fallbacks(&self, plan: &Self::Plan) -> usize {
+        plan.1
     }
 }
 
@@ -57,7 +75,7 @@ fn rel32_store(insn: Insn, at_site: usize, bytes: InsnBytes) -> Store {
 
 /// Validates a batch and decides, per site, where its single store goes. Returns the stores and how
 /// many sites fell back to their trampoline.
-pub(crate) fn plan(
+fn plan(
     code: &mut CodeRanges,
     reg: &mut Registry,
     granule: Granule,
@@ -125,15 +143,21 @@ pub(crate) fn plan(
 }
 
 /// Performs the planned stores, one atomic store each, then one sync. Returns the syncs used (1).
-pub(crate) fn poke(writer: &TextWriter, granule: Granule, stores: &[Store]) -> Result<u64, PatchError> {
+///
+/// # Safety
+/// As [`Poke::poke`].
+unsafe fn poke(writer: &TextWriter, granule: Granule, stores: &[Store]) -> Result<u64, PatchError> {
     for st in stores {
         let done = match granule {
-            Granule::Line => writer.store_u32_atomic(st.at, u32::from_le_bytes(st.rel32)),
+            // SAFETY: the rel32 of a planned site or of its trampoline (validated, vouched for by the
+            // caller); one atomic store, so a running thread sees the old or the new rel32.
+            Granule::Line => unsafe { writer.store_u32_atomic(st.at, u32::from_le_bytes(st.rel32)) },
             Granule::Word8 => {
                 let word = st.at & !7;
                 let mut bytes: [u8; 8] = read_code(word, 8).as_slice().try_into().expect("8 bytes");
                 bytes[st.at - word..st.at - word + 4].copy_from_slice(&st.rel32);
-                writer.store_u64_atomic(word, u64::from_le_bytes(bytes))
+                // SAFETY: as above: the aligned word holding that rel32, the other bytes unchanged.
+                unsafe { writer.store_u64_atomic(word, u64::from_le_bytes(bytes)) }
             }
         };
         done.map_err(|source| PatchError::Write { addr: st.at, len: 4, source })?;
@@ -143,7 +167,7 @@ pub(crate) fn poke(writer: &TextWriter, granule: Granule, stores: &[Store]) -> R
 }
 
 /// After the sync every store reads back.
-pub(crate) fn read_back(stores: &[Store]) -> Result<(), PatchError> {
+fn read_back(stores: &[Store]) -> Result<(), PatchError> {
     for st in stores {
         let found = read_code(st.at, 4);
         if found.as_slice() != st.rel32 {

@@ -1,12 +1,10 @@
 //! The few instructions a patchable site can hold, as bytes — the user-space twin of the kernel's
 //! `__static_call_transform` insn types (CALL, NOP, JMP, RET) plus the cs-prefixed call.
 //!
-//! Encoding goes through iced-x86's `Encoder`, which encodes exactly the `Code` it is given (unlike the
-//! block encoder, it never shortens `jmp rel32` to `jmp rel8`), so a site is always the 5 or 6 bytes
-//! the patcher expects. Decoding goes through iced-x86's `Decoder` and accepts only these exact forms.
-
-use iced_x86::{Code, Decoder, DecoderOptions, Encoder, Instruction, Register};
-use thiserror::Error;
+//! Encoded by hand, as the kernel's `text_gen_insn` does: each form is an opcode (with the `2e` prefix
+//! for the cs call) and a little-endian rel32 measured from the end of the instruction. Nothing else
+//! is ever written to a site, so a table of five forms is the whole encoder, and the decoder accepts
+//! exactly these byte patterns (a `jmp rel8`, an `int3` or any other instruction is not a site).
 
 /// Length of `call rel32` / `jmp rel32` / the 5-byte nop.
 pub const REL32_LEN: usize = 5;
@@ -67,10 +65,9 @@ impl Insn {
 }
 
 /// Why an instruction could not be encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EncodeError {
     /// The target is beyond the ±2 GiB that a rel32 displacement reaches from the site.
-    #[error("target {target:#x} is out of rel32 range of the site at {site:#x}")]
     OutOfRange {
         /// Site address.
         site: usize,
@@ -78,6 +75,18 @@ pub enum EncodeError {
         target: usize,
     },
 }
+
+impl std::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EncodeError::OutOfRange { site, target } => {
+                write!(f, "target {target:#x} is out of rel32 range of the site at {site:#x}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
 
 /// The bytes of one encoded instruction (at most 6), with its length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,62 +119,51 @@ impl std::ops::Deref for InsnBytes {
 
 /// True when a rel32 branch of `len` bytes at `site` reaches `target`.
 pub fn in_rel32_range(site: usize, len: usize, target: usize) -> bool {
-    let next = site as i128 + len as i128;
-    let disp = target as i128 - next;
-    disp >= i32::MIN as i128 && disp <= i32::MAX as i128
+    rel32(site, len, target).is_some()
+}
+
+/// Opcode of `call rel32`.
+const CALL: u8 = 0xe8;
+/// Opcode of `jmp rel32`.
+const JMP: u8 = 0xe9;
+/// `ret`.
+const RET: u8 = 0xc3;
+
+/// The rel32 of a branch of `len` bytes at `site` to `target`, if it reaches.
+fn rel32(site: usize, len: usize, target: usize) -> Option<i32> {
+    let disp = target as i128 - (site as i128 + len as i128);
+    i32::try_from(disp).ok()
 }
 
 /// Encodes `insn` as it must appear at address `site`.
 pub fn encode(insn: Insn, site: usize) -> Result<InsnBytes, EncodeError> {
-    let (code, target, prefix) = match insn {
+    let (head, target): (&[u8], usize) = match insn {
         Insn::Nop5 => return Ok(InsnBytes::from_slice(&NOP5)),
-        Insn::Ret => return Ok(InsnBytes::from_slice(&[0xc3, INT3, INT3, INT3, INT3])),
-        Insn::Call(t) => (Code::Call_rel32_64, t, None),
-        Insn::Jmp(t) => (Code::Jmp_rel32_64, t, None),
-        Insn::CsCall(t) => (Code::Call_rel32_64, t, Some(CS_PREFIX)),
+        Insn::Ret => return Ok(InsnBytes::from_slice(&[RET, INT3, INT3, INT3, INT3])),
+        Insn::Call(t) => (&[CALL], t),
+        Insn::Jmp(t) => (&[JMP], t),
+        Insn::CsCall(t) => (&[CS_PREFIX, CALL], t),
     };
-    if !in_rel32_range(site, insn.len(), target) {
-        return Err(EncodeError::OutOfRange { site, target });
-    }
-    let at = site + usize::from(prefix.is_some());
-    let instr = Instruction::with_branch(code, target as u64).expect("rel32 branch codes take a target");
-    // One encoder per thread, its buffer handed back after each use: a patch batch encodes every site,
-    // and a fresh `Encoder` (with its buffer allocation) per call cost more than the encoding itself.
-    thread_local! {
-        static ENCODER: std::cell::RefCell<Encoder> = std::cell::RefCell::new(Encoder::new(64));
-    }
+    let rel = rel32(site, insn.len(), target).ok_or(EncodeError::OutOfRange { site, target })?;
     let mut out = [0u8; CS_CALL_LEN];
-    let len = ENCODER.with_borrow_mut(|enc| {
-        enc.encode(&instr, at as u64).expect("in-range rel32 branch always encodes");
-        let mut body = enc.take_buffer();
-        debug_assert_eq!(body.len(), REL32_LEN);
-        let start = usize::from(prefix.is_some());
-        out[..start].copy_from_slice(prefix.as_slice());
-        out[start..start + body.len()].copy_from_slice(&body);
-        let len = start + body.len();
-        body.clear();
-        enc.set_buffer(body);
-        len
-    });
-    Ok(InsnBytes::from_slice(&out[..len]))
+    out[..head.len()].copy_from_slice(head);
+    out[head.len()..head.len() + 4].copy_from_slice(&rel.to_le_bytes());
+    Ok(InsnBytes::from_slice(&out[..insn.len()]))
 }
 
 /// Decodes the bytes of a site at address `site` as one of the [`Insn`] forms, or `None` when they are
 /// anything else (including an `int3` left by an interrupted patch, or a short branch).
 pub fn decode(bytes: &[u8], site: usize) -> Option<Insn> {
-    if bytes.starts_with(&NOP5) {
-        return Some(Insn::Nop5);
-    }
-    if bytes.first() == Some(&0xc3) {
-        return Some(Insn::Ret);
-    }
-    let mut dec = Decoder::with_ip(64, bytes, site as u64, DecoderOptions::NONE);
-    let i = dec.decode();
-    let target = i.near_branch_target() as usize;
-    match (i.code(), i.len(), i.segment_prefix()) {
-        (Code::Call_rel32_64, REL32_LEN, Register::None) => Some(Insn::Call(target)),
-        (Code::Jmp_rel32_64, REL32_LEN, Register::None) => Some(Insn::Jmp(target)),
-        (Code::Call_rel32_64, CS_CALL_LEN, Register::CS) if bytes[0] == CS_PREFIX => Some(Insn::CsCall(target)),
+    let branch = |len: usize| {
+        let rel = i32::from_le_bytes(bytes.get(len - 4..len)?.try_into().ok()?);
+        Some((site as i128 + len as i128 + i128::from(rel)) as usize)
+    };
+    match bytes {
+        [0x0f, 0x1f, 0x44, 0x00, 0x00, ..] => Some(Insn::Nop5),
+        [RET, ..] => Some(Insn::Ret),
+        [CALL, ..] => branch(REL32_LEN).map(Insn::Call),
+        [JMP, ..] => branch(REL32_LEN).map(Insn::Jmp),
+        [CS_PREFIX, CALL, ..] => branch(CS_CALL_LEN).map(Insn::CsCall),
         _ => None,
     }
 }

@@ -20,8 +20,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::code::insn::EncodeError;
-use crate::code::{encode, Insn, InsnBytes};
+use crate::insn::{encode, EncodeError, Insn, InsnBytes};
 
 /// What the trap handler does for a site: emulate an instruction, or (cs-prefix) resume at site+1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,10 +2,11 @@
 //! this process, its current bytes exactly the expected old instruction, the new instruction the same
 //! length and its target within rel32 reach. A batch is checked whole before its first byte changes.
 
-use super::maps::CodeRanges;
-use super::table::{Registry, Slot};
-use super::{PatchError, SitePatch};
-use crate::code::{Insn, InsnBytes};
+use crate::batch::SitePatch;
+use crate::error::PatchError;
+use crate::insn::{Insn, InsnBytes};
+use crate::maps::CodeRanges;
+use crate::table::{Registry, Slot};
 
 /// One validated site of a batch: where, and the bytes that go there.
 #[derive(Clone, Copy, Debug)]
@@ -59,18 +60,18 @@ pub(crate) fn sort_disjoint(plan: &mut [Planned]) -> Result<(), PatchError> {
 }
 
 /// The plan for a protocol that rewrites the site itself (bp, cs-prefix, naive): every site holds
-/// `old`, `accept(old, new)` names what the protocol cannot do (or `None`), sites are disjoint. Every
-/// site gets a published poke-table slot.
+/// `old`, `supports(old, new)` is `Ok` (else it names what the protocol cannot do), sites are
+/// disjoint. Every site gets a published poke-table slot.
 pub(crate) fn plan_in_place(
     code: &mut CodeRanges,
     reg: &mut Registry,
     protocol: &'static str,
     sites: &[SitePatch],
-    accept: impl Fn(Insn, Insn) -> Option<&'static str>,
+    supports: impl Fn(Insn, Insn) -> Result<(), &'static str>,
 ) -> Result<Vec<Planned>, PatchError> {
     let mut plan = Vec::with_capacity(sites.len());
     for s in sites {
-        if let Some(reason) = accept(s.old, s.new) {
+        if let Err(reason) = supports(s.old, s.new) {
             return Err(PatchError::Unsupported { addr: s.addr, protocol, reason: reason.into() });
         }
         let SitePatch { addr, old, new } = *s;

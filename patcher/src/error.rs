@@ -1,21 +1,19 @@
 //! Why a patch was refused or failed. Every refusal happens before the first byte is written, so a
 //! returned [`PatchError`] of a validation kind means the text is exactly as it was.
 
-use thiserror::Error;
+use std::fmt;
 
-use crate::code::Insn;
+use crate::insn::Insn;
 
 /// Everything that can go wrong when patching; validation variants leave every byte unchanged.
-#[derive(Debug, Error)]
+#[derive(Debug)]
 pub enum PatchError {
     /// The address is not inside any executable mapping of this process.
-    #[error("{addr:#x} is not a known site: it lies in no executable mapping of this process")]
     UnknownSite {
         /// The site address given.
         addr: usize,
     },
     /// The bytes at the site are not the expected old instruction.
-    #[error("site {addr:#x} holds {found:02x?}, not the expected {expected:?}")]
     WrongBytes {
         /// Site address.
         addr: usize,
@@ -25,7 +23,6 @@ pub enum PatchError {
         found: Vec<u8>,
     },
     /// The new target is beyond the ±2 GiB a rel32 displacement reaches.
-    #[error("target {target:#x} is out of rel32 range of the site at {addr:#x}")]
     OutOfRange {
         /// Site address.
         addr: usize,
@@ -33,7 +30,6 @@ pub enum PatchError {
         target: usize,
     },
     /// Old and new instruction differ in length (a site never changes size).
-    #[error("site {addr:#x}: {old:?} and {new:?} have different lengths")]
     LengthMismatch {
         /// Site address.
         addr: usize,
@@ -43,7 +39,6 @@ pub enum PatchError {
         new: Insn,
     },
     /// Two sites of one batch overlap (or one site appears twice).
-    #[error("sites {first:#x} and {second:#x} of one batch overlap")]
     Overlap {
         /// Lower address.
         first: usize,
@@ -51,7 +46,6 @@ pub enum PatchError {
         second: usize,
     },
     /// The protocol cannot perform this change on this site.
-    #[error("site {addr:#x}: protocol {protocol} cannot do this: {reason}")]
     Unsupported {
         /// Site address.
         addr: usize,
@@ -61,27 +55,20 @@ pub enum PatchError {
         reason: String,
     },
     /// The kernel lacks the membarrier command every protocol's sync needs.
-    #[error(
-        "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) is unavailable ({reason}); the patcher needs \
-         Linux >= 4.16 built with CONFIG_MEMBARRIER (SYNC_CORE on x86-64 needs the arch support merged in 5.x)"
-    )]
     MembarrierUnavailable {
         /// What the kernel answered.
         reason: String,
     },
     /// The text writer failed (mprotect, /proc/self/mem, ...). Bytes written before the failure stay.
-    #[error("writing {len} bytes at {addr:#x} failed: {source}")]
     Write {
         /// Address of the failed write.
         addr: usize,
         /// Bytes it tried to write.
         len: usize,
         /// The OS error.
-        #[source]
         source: std::io::Error,
     },
     /// After the last step a site does not read back as the new instruction.
-    #[error("site {addr:#x} reads back {found:02x?} after patching, expected {expected:02x?}")]
     ReadBack {
         /// Site address.
         addr: usize,
@@ -91,12 +78,54 @@ pub enum PatchError {
         found: Vec<u8>,
     },
     /// An experiment could not build its code (arena mapping, emission).
-    #[error("building the experiment's code failed: {0}")]
-    Build(#[source] std::io::Error),
+    Build(std::io::Error),
     /// An experiment's exact accounting found calls lost or misdirected.
-    #[error("call accounting is off: {0}")]
     Miscount(String),
     /// Installing the SIGTRAP handler failed.
-    #[error("installing the SIGTRAP handler failed: {0}")]
-    Signal(#[source] std::io::Error),
+    Signal(std::io::Error),
+}
+
+impl fmt::Display for PatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PatchError::UnknownSite { addr } => {
+                write!(f, "{addr:#x} is not a known site: it lies in no executable mapping of this process")
+            }
+            PatchError::WrongBytes { addr, expected, found } => {
+                write!(f, "site {addr:#x} holds {found:02x?}, not the expected {expected:?}")
+            }
+            PatchError::OutOfRange { addr, target } => {
+                write!(f, "target {target:#x} is out of rel32 range of the site at {addr:#x}")
+            }
+            PatchError::LengthMismatch { addr, old, new } => {
+                write!(f, "site {addr:#x}: {old:?} and {new:?} have different lengths")
+            }
+            PatchError::Overlap { first, second } => write!(f, "sites {first:#x} and {second:#x} of one batch overlap"),
+            PatchError::Unsupported { addr, protocol, reason } => {
+                write!(f, "site {addr:#x}: protocol {protocol} cannot do this: {reason}")
+            }
+            PatchError::MembarrierUnavailable { reason } => write!(
+                f,
+                "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) is unavailable ({reason}); the patcher needs \
+                 Linux >= 4.16 built with CONFIG_MEMBARRIER (SYNC_CORE on x86-64 needs the arch support merged in 5.x)"
+            ),
+            PatchError::Write { addr, len, source } => write!(f, "writing {len} bytes at {addr:#x} failed: {source}"),
+            PatchError::ReadBack { addr, expected, found } => {
+                write!(f, "site {addr:#x} reads back {found:02x?} after patching, expected {expected:02x?}")
+            }
+            PatchError::Build(e) => write!(f, "building the experiment's code failed: {e}"),
+            PatchError::Miscount(m) => write!(f, "call accounting is off: {m}"),
+            PatchError::Signal(e) => write!(f, "installing the SIGTRAP handler failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PatchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PatchError::Write { source, .. } => Some(source),
+            PatchError::Build(e) | PatchError::Signal(e) => Some(e),
+            _ => None,
+        }
+    }
 }

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use super::PatchError;
+use crate::error::PatchError;
 
 static SYNCS: AtomicU64 = AtomicU64::new(0);
 static READY: OnceLock<Result<(), String>> = OnceLock::new();

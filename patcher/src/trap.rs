@@ -14,6 +14,8 @@
 //! then no longer `cc` (we restored it), and the handler emulates the newest action all the same.
 //! An idle site whose byte *is* `cc` again was re-armed by someone else (a debugger): not ours.
 //!
+//! An `int3` that is no site of ours is offered to the one unclaimed-trap hook, if a user of this crate
+//! installed one ([`set_unclaimed_trap_hook`]; the experiments' catch zones do).
 //! Everything else — `int3` elsewhere, `kill -TRAP`, single-step traps — goes to the handler that was
 //! installed before ours: an `SA_SIGINFO` or plain handler is called; `SIG_DFL` is restored and the
 //! signal re-raised, so the process dies of it exactly as it would have (for a synchronous `int3`,
@@ -24,14 +26,12 @@
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::table::{self, Action, Phase};
-use super::PatchError;
-use crate::code::insn::INT3;
-use crate::code::Insn;
+use crate::error::PatchError;
+use crate::insn::{Insn, INT3};
+use crate::table::{self, Action, Phase};
 
 static TRAPS: AtomicU64 = AtomicU64::new(0);
 static LATE_TRAPS: AtomicU64 = AtomicU64::new(0);
-static CAUGHT: AtomicU64 = AtomicU64::new(0);
 
 /// Traps this process's handler emulated (every site, every protocol, late ones included).
 pub fn trap_count() -> u64 {
@@ -43,13 +43,9 @@ pub fn late_trap_count() -> u64 {
     LATE_TRAPS.load(Ordering::Relaxed)
 }
 
-/// Misdirected executions caught in catch zones ([`super::catch`]), process-wide.
-pub fn caught_count() -> u64 {
-    CAUGHT.load(Ordering::Relaxed)
-}
-
-/// The interrupted thread's registers, as the signal frame holds them.
-pub(crate) struct Regs<'a> {
+/// The interrupted thread's registers, as the signal frame holds them: what an unclaimed-trap hook
+/// may read and change.
+pub struct Regs<'a> {
     gregs: &'a mut [libc::greg_t; 23],
 }
 
@@ -60,7 +56,8 @@ impl Regs<'_> {
     fn set(&mut self, r: libc::c_int, v: usize) {
         self.gregs[r as usize] = v as i64;
     }
-    pub(crate) fn rdi(&self) -> usize {
+    /// The interrupted thread's `rdi`.
+    pub fn rdi(&self) -> usize {
         self.get(libc::REG_RDI)
     }
     fn push(&mut self, value: usize) {
@@ -71,7 +68,7 @@ impl Regs<'_> {
         self.set(libc::REG_RSP, rsp);
     }
     /// `ret`: pop the return address into RIP.
-    pub(crate) fn emulate_ret(&mut self) {
+    pub fn emulate_ret(&mut self) {
         let rsp = self.get(libc::REG_RSP);
         // SAFETY: a `ret` reads the word at RSP, which the interrupted thread's own `call` pushed.
         let ip = unsafe { std::ptr::read_volatile(rsp as *const usize) };
@@ -146,20 +143,46 @@ extern "C" fn on_sigtrap(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
     let mut regs = Regs { gregs: &mut uc.uc_mcontext.gregs };
     let handled = code == libc::SI_KERNEL && {
         let site = regs.get(libc::REG_RIP).wrapping_sub(1);
+        #[cfg(feature = "test-hooks")]
         testing::maybe_hold(site);
-        handle_site(site, &mut regs) || {
-            let caught = super::catch::catch(site, &mut regs);
-            if caught {
-                CAUGHT.fetch_add(1, Ordering::Relaxed);
-            }
-            caught
-        }
+        handle_site(site, &mut regs) || unclaimed(site, &mut regs)
     };
     if !handled {
         chain(sig, info, ctx, code);
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
+}
+
+/// An `int3` that no site of ours claims, offered to a user's hook: whether someone handled it.
+pub type UnclaimedTrapHook = fn(site: usize, regs: &mut Regs) -> bool;
+
+/// The hook, as a plain word so the handler reads it with one atomic load (0: none).
+static HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Offers an unclaimed `int3` to the hook.
+fn unclaimed(site: usize, regs: &mut Regs) -> bool {
+    match HOOK.load(Ordering::Acquire) {
+        0 => false,
+        f => {
+            // SAFETY: a non-zero HOOK was stored from an `UnclaimedTrapHook` by `set_unclaimed_trap_hook`.
+            let hook: UnclaimedTrapHook = unsafe { std::mem::transmute::<usize, UnclaimedTrapHook>(f) };
+            hook(site, regs)
+        }
+    }
+}
+
+/// Installs the trap handler and `hook`, which from now on sees every `int3` at an address that is no
+/// site of this patcher (before the trap is chained to the previous handler). Returns `false` when
+/// another hook is already installed (there is one slot, for one owner per process).
+///
+/// # Safety
+/// `hook` runs inside a signal handler, on any thread: it must be async-signal-safe (no locks, no
+/// allocation; atomics only), claim (`true`) only traps it caused, and change `regs` only to a context
+/// the interrupted thread can resume.
+pub unsafe fn set_unclaimed_trap_hook(hook: UnclaimedTrapHook) -> Result<bool, PatchError> {
+    install_trap_handler()?;
+    Ok(HOOK.compare_exchange(0, hook as usize, Ordering::AcqRel, Ordering::Acquire).is_ok())
 }
 
 /// Passes a foreign SIGTRAP to the disposition that was in place before ours.
@@ -254,7 +277,12 @@ pub fn trap_handler_installed() -> bool {
 
 /// Makes an `int3` at `site` behave, forever, as `insn` executed there (a site that always traps: the
 /// `trap` call flavor, which measures the cost of one emulated call). The caller writes the `cc`.
-pub fn emulate_forever(site: usize, insn: Insn) -> Result<(), PatchError> {
+///
+/// # Safety
+/// `site` is the first byte of a site in code the caller owns, where every thread that executes the
+/// `int3` expects `insn` to run (its target takes the call as the site's callers make it), for as long
+/// as that code stays mapped; call [`forget_sites`] before unmapping it.
+pub unsafe fn emulate_forever(site: usize, insn: Insn) -> Result<(), PatchError> {
     install_trap_handler()?;
     let mut reg = table::registry();
     reg.slots([site])[0].set(Action::Emulate(insn), Phase::Permanent);
@@ -263,12 +291,16 @@ pub fn emulate_forever(site: usize, insn: Insn) -> Result<(), PatchError> {
 
 /// Forgets every site in `[start, start+len)`: call it when code there is unmapped, so a later `int3`
 /// at a re-used address is not mistaken for one of ours.
-pub fn forget_sites(start: usize, len: usize) {
+///
+/// # Safety
+/// No thread executes, or can still trap at, a site in that range: a trap there would now be
+/// foreign and go to the previous SIGTRAP disposition (by default, death).
+pub unsafe fn forget_sites(start: usize, len: usize) {
     table::registry().retire(start, len);
 }
 
-/// Test hooks: hold a thread inside the handler to force a late trap. Not for production use.
-#[doc(hidden)]
+/// Test hooks (feature `test-hooks`): hold a thread inside the handler to force a late trap.
+#[cfg(feature = "test-hooks")]
 pub mod testing {
     use super::*;
 

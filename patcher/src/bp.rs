@@ -1,0 +1,81 @@
+//! `bp`: the kernel's `text_poke_bp` batch protocol (arch/x86/kernel/alternative.c), in user space.
+//!
+//! Hardware fact: another core may be executing, or have fetched, any byte of a site while we store
+//! to it, and stores of several bytes are not seen atomically by instruction fetch. A one-byte store
+//! is. So byte 0 is first made `int3` (a thread that reaches the site now traps and the handler
+//! emulates the new instruction), then the body changes behind that guard, then byte 0 completes the
+//! new instruction. A sync between steps makes every core see one step before the next begins.
+//! Three syncs per batch, however many sites.
+
+use crate::batch::{SitePatch, Step};
+use crate::error::PatchError;
+use crate::insn::INT3;
+use crate::maps::CodeRanges;
+use crate::protocol::Poke;
+use crate::sync::sync_cores;
+use crate::table::{self, Action, Phase};
+use crate::text_writer::{write, TextWriter};
+use crate::validate::{self, Planned};
+
+/// The bp protocol. It can make any same-length change (validation checks the length).
+pub(crate) struct Bp;
+
+impl Poke for Bp {
+    type Plan = Vec<Planned>;
+
+    fn plan(&self, code: &mut CodeRanges, _: &TextWriter, sites: &[SitePatch]) -> Result<Vec<Planned>, PatchError> {
+        validate::plan_in_place(code, &mut table::registry(), "bp", sites, |_, _| Ok(()))
+    }
+
+    unsafe fn poke(&self, writer: &TextWriter, plan: &Vec<Planned>, on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
+        // SAFETY: the plan was validated under the held text lock (this method's contract).
+        unsafe { poke(writer, plan, on_step) }
+    }
+
+    fn read_back(&self, plan: &Vec<Planned>) -> Result<(), PatchError> {
+        validate::read_back(plan)
+    }
+}
+
+/// Runs the three steps on a validated, sorted, disjoint batch; returns the syncs used.
+///
+/// # Safety
+/// As [`Poke::poke`].
+unsafe fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
+    // 0. Publish: from now on a trap at any of these sites emulates its new instruction.
+    for p in plan {
+        p.slot.set(Action::Emulate(p.new), Phase::Int3);
+    }
+    // 1. int3 on byte 0 of every site; sync so that no core can start the old instruction any more.
+    for p in plan {
+        // SAFETY: a planned site (validated, vouched for by the caller); the step order keeps every
+        // executing thread on a whole instruction or on the int3.
+        unsafe { write(writer, p.addr, &[INT3])? };
+    }
+    sync_cores()?;
+    on_step(Step::Int3Placed);
+    // 2. The new bytes 1..n-1, hidden behind the int3; sync so every core sees the whole new body.
+    for p in plan {
+        // SAFETY: a planned site (validated, vouched for by the caller); the step order keeps every
+        // executing thread on a whole instruction or on the int3.
+        unsafe { write(writer, p.addr + 1, &p.new_bytes[1..])? };
+    }
+    sync_cores()?;
+    for p in plan {
+        p.slot.set_phase(Phase::BodyReady);
+    }
+    on_step(Step::BodyWritten);
+    // 3. The new byte 0 completes each site; sync so no core still sees the int3.
+    for p in plan {
+        // SAFETY: a planned site (validated, vouched for by the caller); the step order keeps every
+        // executing thread on a whole instruction or on the int3.
+        unsafe { write(writer, p.addr, &p.new_bytes[..1])? };
+    }
+    sync_cores()?;
+    // Traps already taken but not yet handled are late now; their slots stay valid for them.
+    for p in plan {
+        p.slot.set_phase(Phase::Idle);
+    }
+    on_step(Step::Finished);
+    Ok(3)
+}

@@ -1,0 +1,38 @@
+//! The one shape every protocol has: plan (validate the whole batch, decide every write), poke (the
+//! numbered steps and their syncs), read back. One implementation per file: [`crate::bp`],
+//! [`crate::cs_prefix`], [`crate::aligned`], [`crate::naive`].
+
+use crate::batch::{SitePatch, Step};
+use crate::error::PatchError;
+use crate::maps::CodeRanges;
+use crate::text_writer::TextWriter;
+
+pub(crate) use crate::aligned::Aligned;
+pub(crate) use crate::bp::Bp;
+pub(crate) use crate::cs_prefix::CsPrefix;
+pub(crate) use crate::naive::Naive;
+
+/// A way of writing a batch of live sites.
+pub(crate) trait Poke {
+    /// Every write the protocol will make, decided before the first one.
+    type Plan;
+
+    /// Validates the whole batch (nothing is written when a site fails) and publishes the poke-table
+    /// slots the trap handler will need.
+    fn plan(&self, code: &mut CodeRanges, writer: &TextWriter, sites: &[SitePatch]) -> Result<Self::Plan, PatchError>;
+
+    /// Runs the protocol's steps; returns the syncs used.
+    ///
+    /// # Safety
+    /// `plan` came from [`Poke::plan`] under the text lock that is still held, and the caller vouches
+    /// for the sites as `patch_batch` requires.
+    unsafe fn poke(&self, writer: &TextWriter, plan: &Self::Plan, on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError>;
+
+    /// After the last step every write reads back.
+    fn read_back(&self, plan: &Self::Plan) -> Result<(), PatchError>;
+
+    /// Sites that stayed on their trampoline (the aligned policy's fallbacks).
+    fn fallbacks(&self, _plan: &Self::Plan) -> usize {
+        0
+    }
+}
