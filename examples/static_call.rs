@@ -119,7 +119,7 @@ fn main() {
         eprintln!("static_call: error: --seconds must be a positive number and --threads at least 1");
         std::process::exit(1);
     }
-    let backend = static_call::init();
+    let backend = callpatch_static_call::init();
     let sites = HASH.sites();
     println!(
         "backend: {}, {} sites of {} ({} caller threads, {} s)",

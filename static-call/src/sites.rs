@@ -11,8 +11,8 @@
 //! that became identical may be merged, and then one site serves both uses. A site is machine code,
 //! not a source location.
 
-use crate::code::insn::REL32_LEN;
-use crate::code::{decode, Insn};
+use callpatch_patcher::insn::REL32_LEN;
+use callpatch_patcher::{decode, Insn};
 
 /// One entry as laid out in the section.
 #[repr(C)]
@@ -23,12 +23,12 @@ struct Entry {
 
 /// A static call site: the address of its 5-byte instruction and of the key it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Site {
+pub struct CallSite {
     addr: usize,
     key: usize,
 }
 
-impl Site {
+impl CallSite {
     /// Address of the site's instruction (`call`, or the 5-byte nop of a disabled key).
     pub fn addr(&self) -> usize {
         self.addr
@@ -76,17 +76,17 @@ fn table() -> (usize, usize) {
 
 /// Every site of the program, sorted by address, duplicates removed (identical-code folding can make
 /// two entries name one address).
-pub fn all() -> Vec<Site> {
+pub fn all() -> Vec<CallSite> {
     let (start, stop) = table();
     let n = (stop - start) / size_of::<Entry>();
-    let mut sites: Vec<Site> = (0..n)
+    let mut sites: Vec<CallSite> = (0..n)
         .map(|i| {
             let at = start + i * size_of::<Entry>();
             // SAFETY: `[start, stop)` is the section of 8-byte entries that the linker assembled.
             let e = unsafe { &*(at as *const Entry) };
             let site = (at as isize + e.site as isize) as usize;
             let key = (at as isize + 4 + e.key as isize) as usize;
-            Site { addr: site, key }
+            CallSite { addr: site, key }
         })
         .collect();
     sites.sort_unstable();

@@ -17,10 +17,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use thiserror::Error;
-
 use super::key::Key;
-use super::sites::Site;
+use super::sites::CallSite;
 
 /// How this process carries out static calls; see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,19 +41,35 @@ impl Backend {
 
 /// Why an update failed. When the patcher refused before writing, the key keeps its previous target;
 /// after a failed write, each site calls the old or the new target.
-#[derive(Debug, Error)]
+#[derive(Debug)]
 pub enum UpdateError {
     /// The patcher refused or failed the batch.
-    #[error("static call {key}: patching its trampoline and {sites} sites failed: {source}")]
     Patch {
         /// The key's name.
         key: &'static str,
         /// Sites of the key.
         sites: usize,
         /// The patcher's error.
-        #[source]
-        source: crate::patch::PatchError,
+        source: callpatch_patcher::PatchError,
     },
+}
+
+impl std::fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateError::Patch { key, sites, source } => {
+                write!(f, "static call {key}: patching its trampoline and {sites} sites failed: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UpdateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UpdateError::Patch { source, .. } => Some(source),
+        }
+    }
 }
 
 /// What init found and decided.
@@ -68,13 +82,13 @@ pub struct Status {
     /// Sites patched with their key (inline backend).
     pub patched_sites: usize,
     /// Sites left calling their trampoline, and why (their calls stay correct, one jump longer).
-    pub skipped: Vec<(Site, String)>,
+    pub skipped: Vec<(CallSite, String)>,
 }
 
 pub(crate) struct State {
     pub(crate) status: Status,
     /// Patchable sites of each key, by key address (inline backend).
-    pub(crate) by_key: BTreeMap<usize, Vec<Site>>,
+    pub(crate) by_key: BTreeMap<usize, Vec<CallSite>>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {

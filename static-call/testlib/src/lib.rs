@@ -1,8 +1,8 @@
-//! Static call keys and sites in a library crate, used by `callpatch-probes`' integration tests: one
+//! Static call keys and sites in a library crate, used by `callpatch-static-call`'s integration tests: one
 //! key whose sites live here *and* in the test binary, and a generic function whose site is compiled
 //! into whichever crate instantiates it.
 
-use callpatch_probes::static_call;
+use callpatch_static_call::static_call;
 
 /// The library's default target.
 pub fn lib_default(x: u64) -> u64 {

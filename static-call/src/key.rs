@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use super::signature::{Signature, Target};
-use super::sites::{self, Site};
+use super::sites::{self, CallSite};
 use super::trampoline::{return_zero, zero_stub};
 use super::update::{self, UpdateError};
 
@@ -23,8 +23,8 @@ use super::update::{self, UpdateError};
 pub unsafe trait Definition: Sized + 'static {
     /// The key's fn type.
     type Sig: Signature;
-    /// 1 when the key may be disabled (its sites then zero `rax` before the call), else 0.
-    const NULLABLE: u32;
+    /// Whether the key may be disabled (its sites then zero `rax` before the call).
+    const NULLABLE: bool;
     /// The trampoline (a naked function; not callable from Rust).
     ///
     /// # Safety
@@ -35,7 +35,7 @@ pub unsafe trait Definition: Sized + 'static {
 /// Marks keys declared `Option<fn(..)>`: those may be set to "no function".
 ///
 /// # Safety
-/// Implemented by `static_call!` exactly when `Definition::NULLABLE` is 1.
+/// Implemented by `static_call!` exactly when `Definition::NULLABLE` is true.
 pub unsafe trait Nullable: Definition {}
 
 /// The type-erased state of a key; the trampoline's generic path reads `current` at offset 0.
@@ -78,7 +78,7 @@ impl Key {
 
     /// The sites that call this key, from the site table (every copy of the machine code of every
     /// `static_call!` use that the linker kept), sorted by address.
-    pub fn sites(&self) -> Vec<Site> {
+    pub fn sites(&self) -> Vec<CallSite> {
         sites::all().into_iter().filter(|s| s.key() == self.addr()).collect()
     }
 
@@ -135,7 +135,7 @@ impl<D: Definition> StaticCall<D> {
             key: Key {
                 current: AtomicPtr::new(current as *mut ()),
                 trampoline: D::trampoline,
-                nullable: D::NULLABLE == 1,
+                nullable: D::NULLABLE,
                 name,
             },
             _def: PhantomData,

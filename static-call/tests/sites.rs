@@ -4,9 +4,9 @@
 
 use std::hint::black_box;
 
-use callpatch_probes::code::Insn;
-use callpatch_probes::static_call::{shim_of, sites, trampoline, Backend, Key};
-use callpatch_probes::{static_call, static_call_update};
+use callpatch_patcher::Insn;
+use callpatch_static_call::{shim_of, sites, trampoline, Backend, Key};
+use callpatch_static_call::{static_call, static_call_update};
 use static_call_testlib::{lib_default, lib_generic_site, lib_site, LIB_KEY};
 
 fn plus_one(x: u64) -> u64 {
@@ -96,7 +96,7 @@ fn head(key: &Key) -> Option<Insn> {
 fn sites_are_found_and_patched_through_init_update_and_disable() {
     let ks = [k1, k2, k3, k4, k5];
     // Before init: every site calls its trampoline, every trampoline takes the generic path.
-    assert_eq!(static_call::backend(), None);
+    assert_eq!(callpatch_static_call::backend(), None);
     assert_eq!(sites::all().len(), KEY_USES + HOOK_USES + LIB_USES, "the whole table of this program");
     for (key, n) in [(KEY.key(), KEY_USES), (HOOK.key(), HOOK_USES), (LIB_KEY.key(), LIB_USES)] {
         let t = key.trampoline();
@@ -109,16 +109,16 @@ fn sites_are_found_and_patched_through_init_update_and_disable() {
     assert_eq!(h1(black_box(1)), 1 ^ 0xabc);
     assert_eq!(lib_calls(1), [1001; 3]);
 
-    let backend = static_call::init();
+    let backend = callpatch_static_call::init();
     if backend == Backend::Generic {
         // Only on a kernel without SYNC_CORE membarrier or a text that mprotect cannot open.
         eprintln!(
             "inline patching unavailable here: {:?}; generic backend checked by static_call_generic",
-            static_call::status().generic_reason
+            callpatch_static_call::status().generic_reason
         );
         return;
     }
-    let status = static_call::status();
+    let status = callpatch_static_call::status();
     assert_eq!(status.patched_sites, KEY_USES + HOOK_USES + LIB_USES);
     assert!(status.skipped.is_empty(), "{:?}", status.skipped);
 

@@ -43,13 +43,13 @@ macro_rules! static_call {
     ) => {
         $(#[$attr])*
         // SAFETY: this is the one key of the marker type `$name`.
-        $vis static $name: $crate::static_call::StaticCall<$name> = unsafe {
-            $crate::static_call::StaticCall::__new(
+        $vis static $name: $crate::StaticCall<$name> = unsafe {
+            $crate::StaticCall::__new(
                 ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
                 $default,
             )
         };
-        $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, 0);
+        $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, false);
         $crate::static_call! { $($more)* }
     };
     (
@@ -59,14 +59,14 @@ macro_rules! static_call {
     ) => {
         $(#[$attr])*
         // SAFETY: this is the one key of the marker type `$name`.
-        $vis static $name: $crate::static_call::StaticCall<$name> = unsafe {
-            $crate::static_call::StaticCall::__new_none(::core::concat!(
+        $vis static $name: $crate::StaticCall<$name> = unsafe {
+            $crate::StaticCall::__new_none(::core::concat!(
                 ::core::module_path!(),
                 "::",
                 ::core::stringify!($name)
             ))
         };
-        $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, 1);
+        $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, true);
         $crate::static_call! { $($more)* }
     };
     (
@@ -76,13 +76,13 @@ macro_rules! static_call {
     ) => {
         $(#[$attr])*
         // SAFETY: this is the one key of the marker type `$name`.
-        $vis static $name: $crate::static_call::StaticCall<$name> = unsafe {
-            $crate::static_call::StaticCall::__new(
+        $vis static $name: $crate::StaticCall<$name> = unsafe {
+            $crate::StaticCall::__new(
                 ::core::concat!(::core::module_path!(), "::", ::core::stringify!($name)),
                 $default,
             )
         };
-        $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, 1);
+        $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, true);
         $crate::static_call! { $($more)* }
     };
     ($($key:ident)::+ ( $($arg:expr),* $(,)? )) => {
@@ -105,7 +105,7 @@ macro_rules! static_call {
 ///
 /// What does not compile — a target of another signature:
 /// ```compile_fail,E0631
-/// # use callpatch_probes::{static_call, static_call_update};
+/// # use callpatch_static_call::{static_call, static_call_update};
 /// fn f(x: u64) -> u64 { x }
 /// fn g(x: u32) -> u64 { x as u64 }
 /// static_call! { static K: fn(u64) -> u64 = f; }
@@ -113,14 +113,14 @@ macro_rules! static_call {
 /// ```
 /// `None` for a key not declared `Option<fn(..)>`:
 /// ```compile_fail,E0277
-/// # use callpatch_probes::{static_call, static_call_update};
+/// # use callpatch_static_call::{static_call, static_call_update};
 /// fn f(x: u64) -> u64 { x }
 /// static_call! { static K: fn(u64) -> u64 = f; }
 /// static_call_update!(K, None).unwrap();
 /// ```
 /// A closure that captures (the site's shim has nowhere to find the captures):
 /// ```compile_fail,E0080
-/// # use callpatch_probes::{static_call, static_call_update};
+/// # use callpatch_static_call::{static_call, static_call_update};
 /// fn f(x: u64) -> u64 { x }
 /// static_call! { static K: fn(u64) -> u64 = f; }
 /// let n = 5u64;
@@ -128,7 +128,7 @@ macro_rules! static_call {
 /// ```
 /// A call with the wrong arguments:
 /// ```compile_fail,E0308
-/// # use callpatch_probes::static_call;
+/// # use callpatch_static_call;
 /// fn f(x: u64) -> u64 { x }
 /// static_call! { static K: fn(u64) -> u64 = f; }
 /// static_call!(K(1, 2));
@@ -136,13 +136,13 @@ macro_rules! static_call {
 #[macro_export]
 macro_rules! static_call_update {
     ($($key:ident)::+, None $(,)?) => {
-        $crate::static_call::StaticCall::disable(&$($key)::+)
+        $crate::StaticCall::disable(&$($key)::+)
     };
     ($($key:ident)::+, Some($f:expr) $(,)?) => {
-        $crate::static_call::StaticCall::update(&$($key)::+, $f)
+        $crate::StaticCall::update(&$($key)::+, $f)
     };
     ($($key:ident)::+, $f:expr $(,)?) => {
-        $crate::static_call::StaticCall::update(&$($key)::+, $f)
+        $crate::StaticCall::update(&$($key)::+, $f)
     };
 }
 
@@ -159,9 +159,9 @@ macro_rules! __static_call_definition {
         // SAFETY: the trampoline below is the 16-byte layout of `static_call::trampoline` whose generic
         // path jumps through the key `$name` (a `StaticCall<$name>`, key at offset 0), and `Sig` is the
         // type that key's targets were checked against.
-        unsafe impl $crate::static_call::Definition for $name {
+        unsafe impl $crate::Definition for $name {
             type Sig = $sig;
-            const NULLABLE: u32 = $nullable;
+            const NULLABLE: bool = $nullable;
 
             #[unsafe(naked)]
             #[unsafe(link_section = ".text.static_call_tramp")]
@@ -186,10 +186,10 @@ macro_rules! __static_call_definition {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __static_call_nullable {
-    ($name:ident, 0) => {};
-    ($name:ident, 1) => {
-        // SAFETY: declared `Option<fn(..)>`, and its `NULLABLE` is 1.
-        unsafe impl $crate::static_call::Nullable for $name {}
+    ($name:ident, false) => {};
+    ($name:ident, true) => {
+        // SAFETY: declared `Option<fn(..)>`, and its `NULLABLE` is true.
+        unsafe impl $crate::Nullable for $name {}
     };
 }
 
@@ -205,8 +205,8 @@ macro_rules! __static_call_site {
     };
     (@pair [$($key:tt)*] [$(($reg:tt $idx:tt $arg:expr))*] [$($regs:tt)*]) => {{
         // The key is a `StaticCall` of its own marker type, and the arguments have its signature's types.
-        let _: &$crate::static_call::StaticCall<$($key)*> = &$($key)*;
-        let __args: <<$($key)* as $crate::static_call::Definition>::Sig as $crate::static_call::Signature>::Args =
+        let _: &$crate::StaticCall<$($key)*> = &$($key)*;
+        let __args: <<$($key)* as $crate::Definition>::Sig as $crate::Signature>::Args =
             ($($arg,)*);
         let __rax: u64;
         // SAFETY: the call enters the key's trampoline, which reaches an `extern "C"` shim of the key's
@@ -225,18 +225,18 @@ macro_rules! __static_call_site {
                 ".long 2b - .",
                 ".long {key} - .",
                 ".popsection",
-                nullable = const <$($key)* as $crate::static_call::Definition>::NULLABLE,
-                trampoline = sym <$($key)* as $crate::static_call::Definition>::trampoline,
+                nullable = const <$($key)* as $crate::Definition>::NULLABLE as u8,
+                trampoline = sym <$($key)* as $crate::Definition>::trampoline,
                 key = sym $($key)*,
-                $(in($reg) $crate::static_call::RegArg::to_reg(__args.$idx),)*
+                $(in($reg) $crate::RegArg::to_reg(__args.$idx),)*
                 out("rax") __rax,
                 clobber_abi("C"),
             );
         }
         // SAFETY: `rax` is what the signature's `extern "C"` shim returned, or 0 for a disabled key.
         unsafe {
-            <<<$($key)* as $crate::static_call::Definition>::Sig as $crate::static_call::Signature>::Ret
-                as $crate::static_call::RegRet>::from_reg(__rax)
+            <<<$($key)* as $crate::Definition>::Sig as $crate::Signature>::Ret
+                as $crate::RegRet>::from_reg(__rax)
         }
     }};
 }

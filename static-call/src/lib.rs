@@ -1,5 +1,29 @@
-//! The kernel's static calls for Rust programs: inline direct calls in the program's own `.text`,
-//! retargeted live while other threads run them.
+//! callpatch-static-call: the kernel's static calls for Rust programs — inline direct calls in the
+//! program's own `.text`, retargeted live while other threads run them.
+//!
+//! ```
+//! use callpatch_static_call::{static_call, static_call_update};
+//!
+//! fn plain(x: u64) -> u64 {
+//!     x
+//! }
+//! fn mixed(x: u64) -> u64 {
+//!     x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+//! }
+//! static_call! {
+//!     /// The hash back-end.
+//!     pub static HASH: fn(u64) -> u64 = plain;
+//!     /// An optional hook: a disabled hook's calls return 0.
+//!     pub static HOOK: Option<fn(u64) -> u64> = None;
+//! }
+//!
+//! assert_eq!(static_call!(HASH(7)), 7);
+//! static_call_update!(HASH, mixed).unwrap();
+//! assert_eq!(static_call!(HASH(7)), mixed(7));
+//! assert_eq!(static_call!(HOOK(7)), 0);
+//! static_call_update!(HOOK, |x: u64| x + 1).unwrap();
+//! assert_eq!(static_call!(HOOK(7)), 8);
+//! ```
 //!
 //! | kernel                        | here                                                   |
 //! |-------------------------------|--------------------------------------------------------|
@@ -31,32 +55,11 @@
 //! the process; the site macros contain `unsafe` blocks (they emit `asm!`), so a crate that forbids
 //! `unsafe_code` cannot use them.
 //!
-//! ```
-//! use callpatch_probes::{static_call, static_call_update};
-//!
-//! fn plain(x: u64) -> u64 {
-//!     x
-//! }
-//! fn mixed(x: u64) -> u64 {
-//!     x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-//! }
-//! static_call! {
-//!     /// The hash back-end.
-//!     pub static HASH: fn(u64) -> u64 = plain;
-//!     /// An optional hook: a disabled hook's calls return 0.
-//!     pub static HOOK: Option<fn(u64) -> u64> = None;
-//! }
-//!
-//! assert_eq!(static_call!(HASH(7)), 7);
-//! static_call_update!(HASH, mixed).unwrap();
-//! assert_eq!(static_call!(HASH(7)), mixed(7));
-//! assert_eq!(static_call!(HOOK(7)), 0);
-//! static_call_update!(HOOK, |x: u64| x + 1).unwrap();
-//! assert_eq!(static_call!(HOOK(7)), 8);
-//! ```
-//!
-//! `use callpatch_probes::{static_call, static_call_update};` imports this module and both macros (a
-//! macro and a module live in different namespaces).
+
+#![deny(unsafe_op_in_unsafe_fn, missing_docs, clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+compile_error!("callpatch-static-call patches x86-64 call sites on Linux: build it for x86_64-unknown-linux-*");
 
 pub mod abi;
 mod inline;
@@ -70,7 +73,5 @@ pub mod update;
 pub use abi::{RegArg, RegRet};
 pub use key::{Definition, Key, Nullable, StaticCall};
 pub use signature::{shim_of, Signature, Target};
-pub use sites::Site;
+pub use sites::CallSite;
 pub use update::{backend, init, init_with, status, Backend, Status, UpdateError};
-
-pub use crate::{static_call, static_call_update};

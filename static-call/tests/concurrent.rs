@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use callpatch_probes::code::arena::page_size;
-use callpatch_probes::code::Insn;
-use callpatch_probes::static_call::{shim_of, Key};
-use callpatch_probes::{static_call, static_call_update};
+use callpatch_patcher::page_size;
+use callpatch_patcher::Insn;
+use callpatch_static_call::{shim_of, Key};
+use callpatch_static_call::{static_call, static_call_update};
 
 /// Calls that reached each target of `CALLED` (counted by the targets themselves).
 static REACHED: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];

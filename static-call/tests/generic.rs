@@ -1,9 +1,9 @@
 //! The generic backend (no code patching): calls are correct before and after init and across updates,
 //! sites keep calling their trampoline, and the trampoline keeps jumping through the key.
 
-use callpatch_probes::code::Insn;
-use callpatch_probes::static_call::{trampoline, Backend};
-use callpatch_probes::{static_call, static_call_update};
+use callpatch_patcher::Insn;
+use callpatch_static_call::{trampoline, Backend};
+use callpatch_static_call::{static_call, static_call_update};
 
 fn double(x: u64) -> u64 {
     x * 2
@@ -38,9 +38,9 @@ fn generic_backend_is_correct_without_patching() {
     // 14 % 7 == 0: the pointer argument adds nothing.
     assert_eq!(static_call!(MIX(1, -2, true, 3, 14 as *const u8, 'A')), 68, "1 - 2 + 1 + 3 + 0 + 65");
 
-    assert_eq!(static_call::init_with(Backend::Generic), Backend::Generic);
-    assert_eq!(static_call::init(), Backend::Generic, "the backend is chosen once");
-    assert_eq!(static_call::status().generic_reason.as_deref(), Some("requested"));
+    assert_eq!(callpatch_static_call::init_with(Backend::Generic), Backend::Generic);
+    assert_eq!(callpatch_static_call::init(), Backend::Generic, "the backend is chosen once");
+    assert_eq!(callpatch_static_call::status().generic_reason.as_deref(), Some("requested"));
 
     static_call_update!(SCALE, triple).unwrap();
     assert_eq!(scale(5), 15);

@@ -18,7 +18,7 @@
 //! crosses a 64-byte cache line (a test asserts it), so the jmp could even be patched with one atomic
 //! store (SDM vol. 3 §9.1.1), though the bp protocol does not need that.
 
-use crate::code::{decode, Insn, CACHE_LINE};
+use callpatch_patcher::{decode, Insn, CACHE_LINE};
 
 /// Bytes of one trampoline.
 pub const TRAMPOLINE_LEN: usize = 16;

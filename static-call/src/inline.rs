@@ -14,11 +14,11 @@
 use std::collections::BTreeMap;
 
 use super::key::{key_at, Key};
-use super::sites::{self, Site};
+use super::sites::{self, CallSite};
 use super::trampoline::{decode_head, patched_insn, TRAMPOLINE_LEN};
 use super::update::{State, UpdateError};
-use crate::code::{decode, Insn, TextWriter, WriteMethod};
-use crate::patch::{membarrier_ready, text_poke_bp, PatchError, SitePatch};
+use callpatch_patcher::{decode, Insn, TextWriter, WriteMethod};
+use callpatch_patcher::{membarrier_ready, text_poke_bp, PatchError, SitePatch};
 
 /// What a site of a key holds for `target`.
 fn site_insn(target: Option<usize>) -> Insn {
@@ -47,14 +47,16 @@ fn wrote_nothing(e: &PatchError) -> bool {
 /// the value it already holds (harmless to a thread executing it), so that a refused `mprotect` shows
 /// before the patcher writes its first `int3`.
 fn probe_writable(writer: &TextWriter, batch: &[SitePatch]) -> Result<(), String> {
-    let page = crate::code::arena::page_size();
+    let page = callpatch_patcher::page_size();
     let mut pages: Vec<usize> = batch.iter().map(|p| p.addr).collect();
     pages.sort_unstable_by_key(|a| a / page);
     pages.dedup_by_key(|a| *a / page);
     for addr in pages {
         // SAFETY: `addr` is a site or trampoline in this program's text (readable).
         let byte = unsafe { std::ptr::read_volatile(addr as *const u8) };
-        writer.write(addr, &[byte]).map_err(|e| format!("text at {addr:#x} is not writable: {e}"))?;
+        // SAFETY: the byte of a site or trampoline of ours, rewritten with the value it holds (under the
+        // static call lock, so no update changes it meanwhile): a thread executing it sees no change.
+        unsafe { writer.write(addr, &[byte]) }.map_err(|e| format!("text at {addr:#x} is not writable: {e}"))?;
     }
     Ok(())
 }
@@ -64,7 +66,7 @@ fn probe_writable(writer: &TextWriter, batch: &[SitePatch]) -> Result<(), String
 /// backend; panics only if the patcher failed after writing (the text is then neither old nor new).
 pub(super) fn init(state: &mut State) -> Result<(), String> {
     membarrier_ready().map_err(|e| e.to_string())?;
-    let mut by_key: BTreeMap<usize, Vec<Site>> = BTreeMap::new();
+    let mut by_key: BTreeMap<usize, Vec<CallSite>> = BTreeMap::new();
     let mut skipped = Vec::new();
     for site in sites::all() {
         // SAFETY: site table entries come only from `static_call!` call sites, whose key operand is
@@ -89,7 +91,10 @@ pub(super) fn init(state: &mut State) -> Result<(), String> {
         }));
     }
     probe_writable(&TextWriter::new(WriteMethod::Mprotect), &batch)?;
-    match text_poke_bp(&TextWriter::new(WriteMethod::Mprotect), &batch) {
+    // SAFETY: every address is a `static_call!` site (the `call` its `asm!` emitted, found through the
+    // site table and decoded just now) or a key's trampoline, and every new target is the key's shim
+    // of the key's signature (or the trampoline's own generic path).
+    match unsafe { text_poke_bp(&TextWriter::new(WriteMethod::Mprotect), &batch) } {
         Ok(_) => {}
         Err(e) if wrote_nothing(&e) => return Err(e.to_string()),
         Err(e) => panic!("static_call: init failed after writing to the text, which is now inconsistent: {e}"),
@@ -123,7 +128,8 @@ pub(super) fn update(state: &State, key: &Key, target: Option<usize>) -> Result<
     if batch.is_empty() {
         return Ok(());
     }
-    match text_poke_bp(&TextWriter::new(WriteMethod::Mprotect), &batch) {
+    // SAFETY: as in `init`: the key's own sites and trampoline, retargeted to a shim of its signature.
+    match unsafe { text_poke_bp(&TextWriter::new(WriteMethod::Mprotect), &batch) } {
         Ok(_) => Ok(()),
         Err(e) => {
             if wrote_nothing(&e) {
