@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use callpatch_probes::code::{ArenaMode, WriteMethod};
-use callpatch_probes::patch::bed::{Bed, Placement};
-use callpatch_probes::patch::{patch_batch, Protocol};
+use callpatch_probes::experiments::bed::{Bed, Placement};
+use callpatch_probes::patch::Protocol;
 use criterion::Criterion;
 
 const SIZES: [usize; 3] = [1, 100, 1000];
@@ -29,7 +29,7 @@ fn bench_patch(c: &mut Criterion) {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         let t = Instant::now();
-                        patch_batch(&writer, protocol, &batches[next]).expect("a valid batch");
+                        bed.patch(&writer, protocol, &batches[next]).expect("a valid batch");
                         total += t.elapsed();
                         next ^= 1;
                     }
@@ -38,7 +38,7 @@ fn bench_patch(c: &mut Criterion) {
             });
             // Leave the sites on target 0 for the next size.
             if next == 1 {
-                patch_batch(&writer, protocol, &batches[1]).expect("a valid batch");
+                bed.patch(&writer, protocol, &batches[1]).expect("a valid batch");
             }
         }
         group.finish();

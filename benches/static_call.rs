@@ -9,8 +9,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use callpatch_probes::static_call;
-use callpatch_probes::static_call::{Definition, StaticCall};
+use callpatch_static_call::static_call;
+use callpatch_static_call::{Definition, StaticCall};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 
@@ -142,7 +142,7 @@ fn pattern() -> Vec<usize> {
 }
 
 fn mono(c: &mut Criterion) {
-    let backend = callpatch_probes::callpatch_static_call::init();
+    let backend = callpatch_static_call::init();
     let mut g = c.benchmark_group("call/mono");
     g.throughput(Throughput::Elements(CHAIN as u64));
     g.bench_function(format!("static_call ({})", backend.name()), |b| {
@@ -187,7 +187,7 @@ fn mono(c: &mut Criterion) {
 }
 
 fn poly(c: &mut Criterion) {
-    let backend = callpatch_probes::callpatch_static_call::init();
+    let backend = callpatch_static_call::init();
     let pat = pattern();
     let mut g = c.benchmark_group("call/poly-4");
     g.throughput(Throughput::Elements(CHAIN as u64));
@@ -305,7 +305,7 @@ fn bench_update<D: Definition<Sig = fn(u64) -> u64>>(
 }
 
 fn update_cost(c: &mut Criterion) {
-    let backend = callpatch_probes::callpatch_static_call::init();
+    let backend = callpatch_static_call::init();
     let mut g = c.benchmark_group(format!("update ({})", backend.name()));
     g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
     bench_update(&mut g, "1 site", &U1, 1, sites_1);

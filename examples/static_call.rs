@@ -13,9 +13,9 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use callpatch_probes::code::Insn;
-use callpatch_probes::static_call::Backend;
-use callpatch_probes::{static_call, static_call_update};
+use callpatch_patcher::Insn;
+use callpatch_static_call::Backend;
+use callpatch_static_call::{static_call, static_call_update};
 use clap::Parser;
 
 /// Swap a static call's target while threads call it; prove no call is lost or misdirected.

@@ -27,7 +27,12 @@ impl Poke for Bp {
         validate::plan_in_place(code, &mut table::registry(), "bp", sites, |_, _| Ok(()))
     }
 
-    unsafe fn poke(&self, writer: &TextWriter, plan: &Vec<Planned>, on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
+    unsafe fn poke(
+        &self,
+        writer: &TextWriter,
+        plan: &Vec<Planned>,
+        on_step: &mut dyn FnMut(Step),
+    ) -> Result<u64, PatchError> {
         // SAFETY: the plan was validated under the held text lock (this method's contract).
         unsafe { poke(writer, plan, on_step) }
     }

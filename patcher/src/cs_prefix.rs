@@ -33,7 +33,12 @@ impl Poke for CsPrefix {
         validate::plan_in_place(code, &mut table::registry(), "cs-prefix", sites, supports)
     }
 
-    unsafe fn poke(&self, writer: &TextWriter, plan: &Vec<Planned>, on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
+    unsafe fn poke(
+        &self,
+        writer: &TextWriter,
+        plan: &Vec<Planned>,
+        on_step: &mut dyn FnMut(Step),
+    ) -> Result<u64, PatchError> {
         // SAFETY: the plan was validated under the held text lock (this method's contract).
         unsafe { poke(writer, plan, on_step) }
     }

@@ -45,7 +45,12 @@ impl Poke for Naive {
     }
 
     /// Copies every site byte by byte; no sync. Returns the syncs used (0).
-    unsafe fn poke(&self, writer: &TextWriter, plan: &Vec<Planned>, _: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
+    unsafe fn poke(
+        &self,
+        writer: &TextWriter,
+        plan: &Vec<Planned>,
+        _: &mut dyn FnMut(Step),
+    ) -> Result<u64, PatchError> {
         for p in plan {
             for (i, b) in p.new_bytes.iter().enumerate() {
                 // SAFETY: a planned site (validated, vouched for by the caller); tearing a running
@@ -74,8 +79,7 @@ pub unsafe fn store_rel32(writer: &TextWriter, how: NaiveStore, addr: usize, new
         protocol: "naive",
         reason: format!("{new:?} has no rel32"),
     })?;
-    let bytes = encode(new, addr)
-        .map_err(|_| PatchError::OutOfRange { addr, target: new.target().unwrap_or(0) })?;
+    let bytes = encode(new, addr).map_err(|_| PatchError::OutOfRange { addr, target: new.target().unwrap_or(0) })?;
     let rel = &bytes[off..off + 4];
     match how {
         NaiveStore::Bytewise => {
@@ -88,7 +92,11 @@ pub unsafe fn store_rel32(writer: &TextWriter, how: NaiveStore, addr: usize, new
         NaiveStore::Split => {
             let value = u32::from_le_bytes(rel.try_into().expect("4 bytes"));
             // SAFETY: the rel32 of the caller's site (this function's contract).
-            unsafe { writer.store_u32(addr + off, value) }.map_err(|source| PatchError::Write { addr: addr + off, len: 4, source })
+            unsafe { writer.store_u32(addr + off, value) }.map_err(|source| PatchError::Write {
+                addr: addr + off,
+                len: 4,
+                source,
+            })
         }
     }
 }

@@ -26,7 +26,12 @@ pub(crate) trait Poke {
     /// # Safety
     /// `plan` came from [`Poke::plan`] under the text lock that is still held, and the caller vouches
     /// for the sites as `patch_batch` requires.
-    unsafe fn poke(&self, writer: &TextWriter, plan: &Self::Plan, on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError>;
+    unsafe fn poke(
+        &self,
+        writer: &TextWriter,
+        plan: &Self::Plan,
+        on_step: &mut dyn FnMut(Step),
+    ) -> Result<u64, PatchError>;
 
     /// After the last step every write reads back.
     fn read_back(&self, plan: &Self::Plan) -> Result<(), PatchError>;

@@ -1,9 +1,16 @@
-//! callpatch-probes: everything in callpatch that executes or rewrites machine code.
+//! callpatch-probes: generated call sites of every flavor, the timing that measures them, and the
+//! live-patching experiments.
 //!
-//! - [`code`]: executable memory (arena), the text writer, and site instruction encoding.
+//! - [`code`]: the flavor table's site forms, scenarios, emission with iced-x86, and probes (one flavor
+//!   × scenario as two runnable loops).
 //! - [`measure`]: pinned, fenced timing with the U/2U unroll subtraction, and perf counters.
-//! - [`patch`]: the live patcher — bp (int3), cs-prefix, aligned-only and naive protocols.
-//! - [`static_call`](mod@static_call): the kernel's static call API for Rust programs.
+//! - [`experiments`]: callers that run patchable sites while `callpatch-patcher` rewrites them
+//!   (latency, stress, hazard).
+//!
+//! Executable memory, the text writer and the patcher itself are `callpatch_patcher`, re-exported
+//! here as [`patch`].
+
+#![deny(unsafe_op_in_unsafe_fn, missing_docs, clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!(
@@ -11,6 +18,7 @@ compile_error!(
 );
 
 pub mod code;
+pub mod experiments;
 pub mod measure;
-pub mod patch;
-pub mod static_call;
+
+pub use callpatch_patcher as patch;

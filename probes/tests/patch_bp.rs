@@ -1,8 +1,8 @@
 //! bp (text_poke_bp) on arena sites and on the test binary's own .text, and validation.
 
 use callpatch_probes::code::{decode, ArenaMode, Insn, TextWriter, WriteMethod};
-use callpatch_probes::patch::bed::{Bed, Placement, Tally};
-use callpatch_probes::patch::{patch_batch, text_poke_bp, PatchError, Protocol, SitePatch};
+use callpatch_probes::experiments::bed::{Bed, Placement, Tally};
+use callpatch_probes::patch::{patch_batch, text_poke_bp, BatchReport, PatchError, Protocol, SitePatch};
 
 #[test]
 fn sites_move_and_calls_follow() {
@@ -11,7 +11,7 @@ fn sites_move_and_calls_follow() {
     let mut t = Tally::default();
     bed.run(&mut t, 10);
     assert_eq!(t.hits, [40, 0]);
-    let r = text_poke_bp(&w, &bed.retarget(4, 0, 1)).unwrap();
+    let r = bed.patch(&w, Protocol::Bp, &bed.retarget(4, 0, 1)).unwrap();
     assert_eq!((r.sites, r.syncs), (4, 3));
     bed.run(&mut t, 10);
     assert_eq!(t.hits, [40, 40]);
@@ -22,7 +22,7 @@ fn sites_move_and_calls_follow() {
 fn a_batch_of_1000_costs_exactly_three_syncs() {
     let bed = Bed::new(Protocol::Bp, 1000, Placement::Spread, ArenaMode::Rwx).unwrap();
     let w = bed.writer(WriteMethod::Direct).unwrap();
-    let r = patch_batch(&w, Protocol::Bp, &bed.retarget(1000, 0, 1)).unwrap();
+    let r = bed.patch(&w, Protocol::Bp, &bed.retarget(1000, 0, 1)).unwrap();
     assert_eq!((r.sites, r.syncs), (1000, 3));
     let mut t = Tally::default();
     bed.run(&mut t, 3);
@@ -65,12 +65,22 @@ fn text_poke_bp_patches_the_programs_own_text() {
     // SAFETY: `callpatch_own_site` is the function defined above.
     assert_eq!(unsafe { callpatch_own_site() }, 1);
     let w = TextWriter::new(WriteMethod::Mprotect);
-    text_poke_bp(&w, &[SitePatch { addr: site, old: Insn::Call(one), new: Insn::Call(two) }]).unwrap();
+    // SAFETY: `site` is the `call` inside `callpatch_own_site`, and `returns_two` has the signature of
+    // `returns_one`.
+    unsafe { text_poke_bp(&w, &[SitePatch { addr: site, old: Insn::Call(one), new: Insn::Call(two) }]) }.unwrap();
     // SAFETY: as above; the site now calls `returns_two`, same signature.
     assert_eq!(unsafe { callpatch_own_site() }, 2);
-    text_poke_bp(&w, &[SitePatch { addr: site, old: Insn::Call(two), new: Insn::Call(one) }]).unwrap();
+    // SAFETY: as above, back.
+    unsafe { text_poke_bp(&w, &[SitePatch { addr: site, old: Insn::Call(two), new: Insn::Call(one) }]) }.unwrap();
     // SAFETY: as above.
     assert_eq!(unsafe { callpatch_own_site() }, 1);
+}
+
+/// Patches a batch built by hand to be refused.
+fn refused(w: &TextWriter, protocol: Protocol, batch: &[SitePatch]) -> Result<BatchReport, PatchError> {
+    // SAFETY: every batch here is the bed's own retarget batch with its last site made invalid, which
+    // validation refuses (each caller asserts the error) before the first write.
+    unsafe { patch_batch(w, protocol, batch) }
 }
 
 #[test]
@@ -82,27 +92,27 @@ fn invalid_batches_are_refused_with_every_byte_unchanged() {
     let t1 = bed.targets()[1];
     let s = bed.sites();
     // The last site is wrong in each batch, so a patcher that wrote before validating would show it.
-    let mut wrong = bed.retarget(8, 0, 1);
+    let mut wrong = bed.retarget(8, 0, 1).to_vec();
     wrong[7].old = Insn::Call(t1);
-    assert!(matches!(text_poke_bp(&w, &wrong), Err(PatchError::WrongBytes { addr, .. }) if addr == s[7]));
-    let mut far = bed.retarget(8, 0, 1);
+    assert!(matches!(refused(&w, Protocol::Bp, &wrong), Err(PatchError::WrongBytes { addr, .. }) if addr == s[7]));
+    let mut far = bed.retarget(8, 0, 1).to_vec();
     far[7].new = Insn::Call(s[7].wrapping_add(3 << 30));
-    assert!(matches!(text_poke_bp(&w, &far), Err(PatchError::OutOfRange { addr, .. }) if addr == s[7]));
-    let mut unknown = bed.retarget(8, 0, 1);
+    assert!(matches!(refused(&w, Protocol::Bp, &far), Err(PatchError::OutOfRange { addr, .. }) if addr == s[7]));
+    let mut unknown = bed.retarget(8, 0, 1).to_vec();
     let heap = Box::new([0u8; 16]);
     unknown[7].addr = heap.as_ptr() as usize;
-    assert!(matches!(text_poke_bp(&w, &unknown), Err(PatchError::UnknownSite { .. })));
-    let mut twice = bed.retarget(8, 0, 1);
+    assert!(matches!(refused(&w, Protocol::Bp, &unknown), Err(PatchError::UnknownSite { .. })));
+    let mut twice = bed.retarget(8, 0, 1).to_vec();
     twice[7] = twice[0];
-    assert!(matches!(text_poke_bp(&w, &twice), Err(PatchError::Overlap { .. })));
-    let mut longer = bed.retarget(8, 0, 1);
+    assert!(matches!(refused(&w, Protocol::Bp, &twice), Err(PatchError::Overlap { .. })));
+    let mut longer = bed.retarget(8, 0, 1).to_vec();
     longer[7].new = Insn::CsCall(t1);
-    assert!(matches!(text_poke_bp(&w, &longer), Err(PatchError::LengthMismatch { .. })));
+    assert!(matches!(refused(&w, Protocol::Bp, &longer), Err(PatchError::LengthMismatch { .. })));
     let cs = bed.retarget(8, 0, 1);
-    assert!(matches!(patch_batch(&w, Protocol::CsPrefix, &cs), Err(PatchError::Unsupported { .. })));
+    assert!(matches!(refused(&w, Protocol::CsPrefix, &cs), Err(PatchError::Unsupported { .. })));
     assert_eq!(image(&bed), before, "a refused batch wrote something");
     // And a valid batch after all that still works.
-    assert_eq!(text_poke_bp(&w, &bed.retarget(8, 0, 1)).unwrap().syncs, 3);
+    assert_eq!(bed.patch(&w, Protocol::Bp, &bed.retarget(8, 0, 1)).unwrap().syncs, 3);
     let mut t = Tally::default();
     bed.run(&mut t, 1);
     assert_eq!(t.hits, [0, 8]);

@@ -79,12 +79,16 @@ fn run_parked(old_form: Insn, new: impl Fn(&Rig) -> Insn) -> [u64; 3] {
     std::thread::scope(|s| {
         let (w, patch) = (&w, &patch);
         let patcher = s.spawn(move || {
-            patch_batch_stepped(w, Protocol::Bp, patch, &mut |step| {
-                if step == Step::Int3Placed {
-                    parked_tx.send(()).unwrap();
-                    go_rx.recv().unwrap();
-                }
-            })
+            // SAFETY: the rig's own site (the instruction `Rig::new` wrote), retargeted to code of the
+            // rig that takes the call as the site makes it (or to the instruction after it).
+            unsafe {
+                patch_batch_stepped(w, Protocol::Bp, patch, &mut |step| {
+                    if step == Step::Int3Placed {
+                        parked_tx.send(()).unwrap();
+                        go_rx.recv().unwrap();
+                    }
+                })
+            }
         });
         parked_rx.recv().unwrap();
         assert_eq!(rig.arena.read(rig.site, 1)[0], 0xcc);

@@ -5,10 +5,8 @@
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use callpatch_probes::code::{ArenaMode, WriteMethod};
-use callpatch_probes::patch::bed::{Bed, Placement, Tally};
-use callpatch_probes::patch::{
-    install_trap_handler, text_poke_bp, trap_handler_installed, uninstall_trap_handler, Protocol,
-};
+use callpatch_probes::experiments::bed::{Bed, Placement, Tally};
+use callpatch_probes::patch::{install_trap_handler, trap_handler_installed, uninstall_trap_handler, Protocol};
 
 static INFO_CALLS: AtomicU64 = AtomicU64::new(0);
 static INFO_CODE: AtomicI32 = AtomicI32::new(0);
@@ -53,7 +51,7 @@ fn int3() {
 fn patching_still_works() {
     let bed = Bed::new(Protocol::Bp, 2, Placement::Spread, ArenaMode::DualMap).unwrap();
     let w = bed.writer(WriteMethod::Alias).unwrap();
-    text_poke_bp(&w, &bed.retarget(2, 0, 1)).unwrap();
+    bed.patch(&w, Protocol::Bp, &bed.retarget(2, 0, 1)).unwrap();
     let mut t = Tally::default();
     bed.run(&mut t, 5);
     assert_eq!(t.hits, [0, 10]);

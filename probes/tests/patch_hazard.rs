@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use callpatch_probes::patch::hazard::{self, HazardSite, HazardWriter};
+use callpatch_probes::experiments::hazard::{self, HazardSite, HazardWriter};
 use callpatch_probes::patch::NaiveStore;
 
 #[test]

@@ -4,9 +4,9 @@
 use std::sync::mpsc;
 
 use callpatch_probes::code::{ArenaMode, WriteMethod};
-use callpatch_probes::patch::bed::{Bed, Placement, Tally};
+use callpatch_probes::experiments::bed::{Bed, Placement, Tally};
 use callpatch_probes::patch::trap::testing;
-use callpatch_probes::patch::{late_trap_count, patch_batch_stepped, Protocol, Step};
+use callpatch_probes::patch::{late_trap_count, Protocol, Step};
 
 fn late_trap(protocol: Protocol) {
     let bed = Bed::new(protocol, 1, Placement::At(0), ArenaMode::DualMap).unwrap();
@@ -20,9 +20,9 @@ fn late_trap(protocol: Protocol) {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     std::thread::scope(|s| {
         // The patcher stops right after the int3 is on byte 0 (and synced).
-        let (w, batch) = (&w, &batch);
+        let (w, batch, bed) = (&w, &batch, &bed);
         let patcher = s.spawn(move || {
-            patch_batch_stepped(w, protocol, batch, &mut |step| {
+            bed.patch_stepped(w, protocol, batch, &mut |step| {
                 if step == Step::Int3Placed {
                     placed_tx.send(()).unwrap();
                     go_rx.recv().unwrap();

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use callpatch_probes::code::{ArenaMode, WriteMethod};
-use callpatch_probes::patch::bed::{Bed, Placement, Tally};
-use callpatch_probes::patch::stress::{self, Limit, StressConfig};
-use callpatch_probes::patch::{patch_batch, Granule, Protocol};
+use callpatch_probes::experiments::bed::{Bed, Placement, Tally};
+use callpatch_probes::experiments::stress::{self, Limit, StressConfig};
+use callpatch_probes::patch::{Granule, Protocol};
 
 /// Two callers, a bounded number of batches (the time cap only bounds a very slow machine; the
 /// assertions are exact counts, independent of timing).
@@ -58,7 +58,7 @@ fn aligned_falls_back_exactly_for_the_sites_placed_across_a_granule() {
         assert!(crossing > 0, "the spread placement puts some sites across");
         assert_eq!(bed.crossing(granule), crossing);
         for (from, to) in [(0, 1), (1, 0), (0, 1)] {
-            let r = patch_batch(&w, protocol, &bed.retarget(200, from, to)).unwrap();
+            let r = bed.patch(&w, protocol, &bed.retarget(200, from, to)).unwrap();
             assert_eq!((r.fallbacks, r.syncs, r.traps), (crossing, 1, 0), "{protocol}");
             let mut t = Tally::default();
             bed.run(&mut t, 2);
@@ -82,11 +82,11 @@ fn procmem_has_no_single_store_for_aligned() {
     let protocol = Protocol::Aligned { granule: Granule::Line };
     let bed = Bed::new(protocol, 4, Placement::Spread, ArenaMode::Sealed).unwrap();
     let w = bed.writer(WriteMethod::ProcMem).unwrap();
-    assert!(patch_batch(&w, protocol, &bed.retarget(4, 0, 1)).is_err());
+    assert!(bed.patch(&w, protocol, &bed.retarget(4, 0, 1)).is_err());
     // bp through /proc/self/mem works.
     let bp = Bed::new(Protocol::Bp, 4, Placement::Spread, ArenaMode::Sealed).unwrap();
     let w = bp.writer(WriteMethod::ProcMem).unwrap();
-    assert_eq!(patch_batch(&w, Protocol::Bp, &bp.retarget(4, 0, 1)).unwrap().syncs, 3);
+    assert_eq!(bp.patch(&w, Protocol::Bp, &bp.retarget(4, 0, 1)).unwrap().syncs, 3);
     let mut t = Tally::default();
     bp.run(&mut t, 1);
     assert_eq!(t.hits, [0, 4]);

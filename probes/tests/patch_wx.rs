@@ -5,9 +5,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use callpatch_probes::code::{ArenaMode, WriteMethod};
-use callpatch_probes::patch::bed::{Bed, Placement, Tally};
+use callpatch_probes::experiments::bed::{Bed, Placement, Tally};
 use callpatch_probes::patch::maps::read_maps;
-use callpatch_probes::patch::{patch_batch_stepped, Protocol};
+use callpatch_probes::patch::Protocol;
 
 fn assert_no_wx(when: &str) {
     let maps = read_maps().unwrap();
@@ -39,7 +39,7 @@ fn dual_mapped_patching_keeps_every_mapping_w_xor_x() {
             for round in 0..6 {
                 let (from, to) = if round % 2 == 0 { (0, 1) } else { (1, 0) };
                 let mut steps = 0;
-                patch_batch_stepped(&w, protocol, &bed.retarget(64, from, to), &mut |step| {
+                bed.patch_stepped(&w, protocol, &bed.retarget(64, from, to), &mut |step| {
                     steps += 1;
                     assert_no_wx(&format!("{protocol} during {step:?}"));
                 })

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use callpatch_analysis::report::rows::{write_csv, HazardRow};
-use callpatch_probes::patch::hazard::{self, HazardWriter};
+use callpatch_probes::experiments::hazard::{self, HazardWriter};
 use callpatch_probes::patch::membarrier_ready;
 
 use super::contained::{enter_child, field, run_child};

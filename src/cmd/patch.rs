@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use callpatch_analysis::report::rows::{write_csv, PatchRow};
 use callpatch_probes::code::WriteMethod;
+use callpatch_probes::experiments::bed::{arena_mode_for, Bed, Placement};
+use callpatch_probes::experiments::latency::{measure_protocol, measure_sync, LatencyPoint};
 use callpatch_probes::measure::pin::{allowed_cores, pin_current_thread};
-use callpatch_probes::patch::bed::{arena_mode_for, Bed, Placement};
-use callpatch_probes::patch::latency::{measure_protocol, measure_sync, LatencyPoint};
 use callpatch_probes::patch::{membarrier_ready, Protocol};
 
 use super::protocols::GranuleArg;

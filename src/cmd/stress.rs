@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use callpatch_analysis::report::rows::{write_csv, StressRow};
 use callpatch_probes::code::WriteMethod;
-use callpatch_probes::patch::bed::arena_mode_for;
-use callpatch_probes::patch::stress::{self, Limit, StressConfig};
+use callpatch_probes::experiments::bed::arena_mode_for;
+use callpatch_probes::experiments::stress::{self, Limit, StressConfig};
 use callpatch_probes::patch::{membarrier_ready, Protocol};
 
 use super::contained::{enter_child, field, run_child};

@@ -2,8 +2,8 @@
 //! sites keep calling their trampoline, and the trampoline keeps jumping through the key.
 
 use callpatch_patcher::Insn;
-use callpatch_static_call::{trampoline, Backend};
 use callpatch_static_call::{static_call, static_call_update};
+use callpatch_static_call::{trampoline, Backend};
 
 fn double(x: u64) -> u64 {
     x * 2

@@ -314,7 +314,10 @@ impl Probe {
         // `trap` sites: the handler emulates `call to` at each, for as long as the probe lives.
         for s in &sites {
             if let SiteForm::TrapCall { to } = s.form {
-                crate::patch::emulate_forever(s.addr, Insn::Call(to)).map_err(|e| EmitError::Bad(e.to_string()))?;
+                // SAFETY: `s.addr` is a site this probe emitted (its `cc` + rel32) in its own arena, and
+                // the loop that runs it expects `call to` there; Drop forgets it before unmapping.
+                unsafe { crate::patch::emulate_forever(s.addr, Insn::Call(to)) }
+                    .map_err(|e| EmitError::Bad(e.to_string()))?;
             }
         }
         Ok(Probe {
@@ -340,7 +343,8 @@ impl Drop for Probe {
     fn drop(&mut self) {
         if self.flavor == Flavor::Trap {
             // The arena is about to be unmapped: its addresses are no longer trap sites.
-            crate::patch::forget_sites(self.arena.base(), self.arena.len());
+            // SAFETY: `&mut self`: no thread runs this probe's loops any more.
+            unsafe { crate::patch::forget_sites(self.arena.base(), self.arena.len()) };
         }
     }
 }

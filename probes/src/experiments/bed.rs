@@ -18,8 +18,10 @@ use std::io;
 use iced_x86::code_asm::{qword_ptr, rdi, rsi, CodeAssembler};
 
 use super::catch::CatchZone;
-use super::{forget_sites, Granule, Protocol, SitePatch};
 use crate::code::{encode, Arena, ArenaMode, Insn, TextWriter, WriteMethod, CACHE_LINE};
+use callpatch_patcher::{
+    forget_sites, patch_batch_stepped, site_insn, BatchReport, Granule, PatchError, Protocol, SitePatch, Step,
+};
 
 /// Targets per bed (the patcher flips sites between them).
 pub const TARGETS: usize = 2;
@@ -69,6 +71,21 @@ impl Placement {
             Placement::Spread => (23 * i + 3) % CACHE_LINE,
             Placement::At(o) => o % CACHE_LINE,
         }
+    }
+}
+
+/// A batch of changes to one bed's own sites: made only by [`Bed::retarget`] (by construction) or
+/// [`Bed::batch`] (checked), so patching it through [`Bed::patch`] is safe.
+#[derive(Debug)]
+pub struct BedBatch<'a> {
+    bed: &'a Bed,
+    sites: Vec<SitePatch>,
+}
+
+impl std::ops::Deref for BedBatch<'_> {
+    type Target = [SitePatch];
+    fn deref(&self) -> &[SitePatch] {
+        &self.sites
     }
 }
 
@@ -135,7 +152,7 @@ impl Bed {
     /// Builds `sites` sites for `protocol` in a fresh arena mapped in `mode`, all calling target 0.
     pub fn new(protocol: Protocol, sites: usize, placement: Placement, mode: ArenaMode) -> io::Result<Bed> {
         assert!(sites > 0, "a bed needs at least one site");
-        let form = protocol.site_insn(0);
+        let form = site_insn(protocol, 0);
         let aligned = matches!(protocol, Protocol::Aligned { .. });
         let per_site = CACHE_LINE + form.len() + 5 + if aligned { 8 } else { 0 };
         let mut arena = Arena::new(sites * per_site + 4 * 4096, mode)?;
@@ -158,14 +175,18 @@ impl Bed {
             } else {
                 targets[0]
             };
-            let call = protocol.site_insn(callee);
+            let call = site_insn(protocol, callee);
             arena.write(s, &encoded(call, s)?)?;
             let next = addrs.get(i + 1).copied().unwrap_or(tail);
             arena.write(s + call.len(), &encoded(Insn::Jmp(next), s + call.len())?)?;
         }
         emit_tail(&mut arena, tail, addrs[0])?;
         arena.seal()?;
-        let zone = CatchZone::register(arena.base(), arena.len(), MISDIRECTED_OFFSET).map_err(io::Error::other)?;
+        // SAFETY: only this bed's caller loop runs the arena, keeping `rdi` at its counter block (with
+        // the tally at MISDIRECTED_OFFSET) and entering every target by a `call`; the zone is dropped
+        // before the arena (field order).
+        let zone =
+            unsafe { CatchZone::register(arena.base(), arena.len(), MISDIRECTED_OFFSET) }.map_err(io::Error::other)?;
         let entry = addrs[0];
         Ok(Bed { _zone: zone, arena, protocol, sites: addrs, trampolines, targets, entry })
     }
@@ -201,14 +222,46 @@ impl Bed {
     }
 
     /// The batch that moves the first `n` sites from target `from` to target `to`.
-    pub fn retarget(&self, n: usize, from: usize, to: usize) -> Vec<SitePatch> {
-        let form = |k: usize| self.protocol.site_insn(self.targets[k]);
-        self.sites[..n].iter().map(|&addr| SitePatch { addr, old: form(from), new: form(to) }).collect()
+    pub fn retarget(&self, n: usize, from: usize, to: usize) -> BedBatch<'_> {
+        let form = |k: usize| site_insn(self.protocol, self.targets[k]);
+        let sites = self.sites[..n].iter().map(|&addr| SitePatch { addr, old: form(from), new: form(to) }).collect();
+        BedBatch { bed: self, sites }
+    }
+
+    /// A batch of any changes to this bed's sites and trampolines (for tests of validation), or
+    /// `UnknownSite` when an address is not one of them or a new target is not one of the bed's.
+    pub fn batch(&self, sites: Vec<SitePatch>) -> Result<BedBatch<'_>, PatchError> {
+        for p in &sites {
+            let ours = self.sites.contains(&p.addr) || self.trampolines.contains(&p.addr);
+            if !ours || p.new.target().is_some_and(|t| !self.targets.contains(&t)) {
+                return Err(PatchError::UnknownSite { addr: p.addr });
+            }
+        }
+        Ok(BedBatch { bed: self, sites })
+    }
+
+    /// Patches `batch` with `protocol`: the safe way to patch a bed (the patcher validates the bytes).
+    pub fn patch(&self, writer: &TextWriter, protocol: Protocol, batch: &BedBatch) -> Result<BatchReport, PatchError> {
+        self.patch_stepped(writer, protocol, batch, &mut |_| {})
+    }
+
+    /// [`Bed::patch`] with an observer after each synced step (see `patch_batch_stepped`).
+    pub fn patch_stepped(
+        &self,
+        writer: &TextWriter,
+        protocol: Protocol,
+        batch: &BedBatch,
+        on_step: &mut dyn FnMut(Step),
+    ) -> Result<BatchReport, PatchError> {
+        assert!(std::ptr::eq(batch.bed, self), "a batch is patched through the bed that made it");
+        // SAFETY: a `BedBatch` holds only this bed's sites (calls) and trampolines (jmps), retargeted to
+        // its counting targets, which the bed's callers enter by a call (`retarget`, `batch`).
+        unsafe { patch_batch_stepped(writer, protocol, &batch.sites, on_step) }
     }
 
     /// Sites whose rel32 crosses a `granule` boundary.
     pub fn crossing(&self, granule: Granule) -> usize {
-        let off = self.protocol.site_insn(0).rel32_offset().expect("sites are branches");
+        let off = site_insn(self.protocol, 0).rel32_offset().expect("sites are branches");
         self.sites.iter().filter(|&&s| granule.crosses(s + off)).count()
     }
 
@@ -222,7 +275,8 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        // The arena is about to be unmapped: its addresses are no longer sites.
-        forget_sites(self.arena.base(), self.arena.len());
+        // SAFETY: the arena is about to be unmapped and `&mut self` means no caller runs it: its
+        // addresses are no longer sites.
+        unsafe { forget_sites(self.arena.base(), self.arena.len()) };
     }
 }

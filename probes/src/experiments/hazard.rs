@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use super::bed::{emit_tail, emit_target, run_loop, Tally, TARGETS};
 use super::catch::CatchZone;
-use super::naive::{store_rel32, NaiveStore};
-use super::{forget_sites, patch_batch, trap_count, PatchError, Protocol, SitePatch};
 use crate::code::{decode, encode, Arena, ArenaMode, Insn, TextWriter, CACHE_LINE};
+use callpatch_patcher::naive::{store_rel32, NaiveStore};
+use callpatch_patcher::{forget_sites, patch_batch, trap_count, PatchError, Protocol, SitePatch};
 
 /// Who rewrites the site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,7 +93,10 @@ impl HazardSite {
         let call = encode(Insn::Call(t0), site).map_err(|e| PatchError::Build(std::io::Error::other(e)))?;
         arena.write(site, &call).map_err(io)?;
         emit_tail(&mut arena, site + 5, site).map_err(io)?;
-        let zone = CatchZone::register(arena.base(), arena.len(), 8 * TARGETS)?;
+        // SAFETY: only this experiment's caller runs the arena, with `rdi` at its counter block (the
+        // tally after the TARGETS counters) and entering targets by a `call`; the zone is dropped
+        // before the arena (field order).
+        let zone = unsafe { CatchZone::register(arena.base(), arena.len(), 8 * TARGETS) }?;
         let h = HazardSite { _zone: zone, arena, site, targets };
         h.check_every_mix_is_caught()?;
         Ok(h)
@@ -145,7 +148,8 @@ impl HazardSite {
 
 impl Drop for HazardSite {
     fn drop(&mut self) {
-        forget_sites(self.arena.base(), self.arena.len());
+        // SAFETY: the arena is about to be unmapped and `&mut self` means no caller runs it.
+        unsafe { forget_sites(self.arena.base(), self.arena.len()) };
     }
 }
 
@@ -223,10 +227,12 @@ pub fn run(writer: HazardWriter, patches: u64, time: Duration) -> Result<HazardO
                 let (from, to) = if done & 1 == 0 { (0, 1) } else { (1, 0) };
                 let new = Insn::Call(h.targets[to]);
                 match writer {
-                    HazardWriter::Naive(how) => store_rel32(&w, how, h.site, new)?,
+                    // SAFETY: the experiment's own site, whose only caller counts torn calls in the zone.
+                    HazardWriter::Naive(how) => unsafe { store_rel32(&w, how, h.site, new)? },
                     HazardWriter::Bp => {
                         let p = SitePatch { addr: h.site, old: Insn::Call(h.targets[from]), new };
-                        patch_batch(&w, Protocol::Bp, &[p])?;
+                        // SAFETY: the experiment's own call site, retargeted to its other counting target.
+                        unsafe { patch_batch(&w, Protocol::Bp, &[p])? };
                     }
                 }
                 done += 1;

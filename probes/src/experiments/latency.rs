@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::bed::{Bed, Placement, Tally};
-use super::{late_trap_count, patch_batch, sync_cores, PatchError, Protocol};
 use crate::code::{ArenaMode, WriteMethod};
+use callpatch_patcher::{late_trap_count, sync_cores, PatchError, Protocol};
 
 /// One measured point.
 #[derive(Clone, Debug, PartialEq)]
@@ -167,7 +167,7 @@ pub fn measure_protocol(
         for &n in batches {
             let (forward, back) = (bed.retarget(n, 0, 1), bed.retarget(n, 1, 0));
             for batch in [&forward, &back] {
-                patch_batch(&writer, protocol, batch)?; // warm-up: slots, caches, code ranges
+                bed.patch(&writer, protocol, batch)?; // warm-up: slots, caches, code ranges
             }
             let repeats = repeats_for(n, scale);
             let late = late_trap_count();
@@ -176,7 +176,7 @@ pub fn measure_protocol(
                 let batch = if r % 2 == 0 { &forward } else { &back };
                 running.wait();
                 let t = Instant::now();
-                let report = patch_batch(&writer, protocol, batch)?;
+                let report = bed.patch(&writer, protocol, batch)?;
                 ns.push(t.elapsed().as_nanos() as f64);
                 traps += report.traps;
                 syncs = report.syncs;

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::bed::{Bed, Placement, Tally};
-use super::{late_trap_count, patch_batch, trap_count, PatchError, Protocol};
 use crate::code::{ArenaMode, WriteMethod};
+use callpatch_patcher::{late_trap_count, trap_count, PatchError, Protocol};
 
 /// When the patcher stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +163,7 @@ pub fn run(cfg: &StressConfig) -> Result<StressOutcome, PatchError> {
         let patched = (|| {
             while start.elapsed() < cfg.limit.time && cfg.limit.batches.is_none_or(|n| batches < n) {
                 let batch = if batches & 1 == 0 { &forward } else { &back };
-                fallbacks = patch_batch(&writer, cfg.protocol, batch)?.fallbacks;
+                fallbacks = bed.patch(&writer, cfg.protocol, batch)?.fallbacks;
                 batches += 1;
             }
             Ok::<_, PatchError>(())

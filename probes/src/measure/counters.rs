@@ -45,7 +45,9 @@ pub enum EventKind {
 /// A named event, parsed the way `perf stat -e` names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventSpec {
+    /// The name as given (`cycles`, `branch-misses`, `r01c4`).
     pub name: String,
+    /// What `perf_event_open` is asked for.
     pub kind: EventKind,
 }
 
@@ -126,7 +128,16 @@ pub fn software_events() -> Vec<EventSpec> {
 pub enum CounterError {
     /// `perf_event_open` failed for `event` with `errno`.
     #[error("{errno_name}: {explanation} (perf_event_open of `{event}`)")]
-    Open { event: String, errno: i32, errno_name: &'static str, explanation: String },
+    Open {
+        /// The event's name.
+        event: String,
+        /// The errno `perf_event_open` returned.
+        errno: i32,
+        /// Its symbolic name (`ENOENT`, `EACCES`, ...).
+        errno_name: &'static str,
+        /// What it means for this event, and the remedy.
+        explanation: String,
+    },
     /// The name is neither a known event nor `rXXXX`.
     #[error(
         "unknown event `{0}`: use cycles, instructions, branches, branch-misses, cache-references, cache-misses, \
@@ -250,9 +261,13 @@ impl fmt::Display for ReadPath {
 /// and the group's enabled/running times in ns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reading {
+    /// One value per event, in group order.
     pub values: Vec<u64>,
+    /// Time the group was enabled; differs from running time when the PMU multiplexed it.
     pub time_enabled_ns: u64,
+    /// Time the group was counting on the PMU.
     pub time_running_ns: u64,
+    /// How the values were read (`rdpmc` or `read(2)`).
     pub via: ReadPath,
 }
 

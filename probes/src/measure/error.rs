@@ -10,13 +10,26 @@ pub enum MeasureError {
     NoAllowedCores(String),
     /// The requested CPU is not in the allowed list read at start-up.
     #[error("CPU {cpu} is not in this process's allowed CPU list {allowed:?}")]
-    CpuNotAllowed { cpu: usize, allowed: Vec<usize> },
+    CpuNotAllowed {
+        /// The CPU asked for.
+        cpu: usize,
+        /// The allowed list.
+        allowed: Vec<usize>,
+    },
     /// `sched_setaffinity` refused to pin the thread.
     #[error("pinning the thread to CPU {cpu} failed (sched_setaffinity)")]
-    PinFailed { cpu: usize },
+    PinFailed {
+        /// The CPU asked for.
+        cpu: usize,
+    },
     /// The thread was pinned but `sched_getcpu` reports another CPU.
     #[error("pinned to CPU {wanted} but sched_getcpu reports CPU {got}")]
-    PinMismatch { wanted: usize, got: i64 },
+    PinMismatch {
+        /// The CPU pinned to.
+        wanted: usize,
+        /// The CPU the thread runs on.
+        got: i64,
+    },
     /// The TSC is not usable as a clock (missing `constant_tsc`/`nonstop_tsc`, or calibration failed).
     #[error("TSC unusable as a timer: {0}")]
     Tsc(String),
@@ -29,7 +42,12 @@ pub enum MeasureError {
         "non-monotonic measurement: median t(2U) = {double_median} <= median t(U) = {single_median} reference \
          cycles; the body does not scale with the unroll count, or noise dominates (raise iterations)"
     )]
-    NonMonotonic { single_median: f64, double_median: f64 },
+    NonMonotonic {
+        /// Median time of the U loop.
+        single_median: f64,
+        /// Median time of the 2U loop.
+        double_median: f64,
+    },
     /// A counter that had opened could not be read.
     #[error("reading perf counters failed: {0}")]
     CounterRead(String),

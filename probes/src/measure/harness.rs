@@ -49,7 +49,9 @@ impl Unroll {
 /// unless a precision is given) or `unavailable (reason)` — never 0 for a missing counter.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Counted {
+    /// The counted value.
     Value(f64),
+    /// Why there is none (no PMU, no permission, multiplexed, ...).
     Unavailable(String),
 }
 
@@ -79,7 +81,9 @@ pub struct PerCall {
     /// median and p90 over the paired per-repeat estimates (see the module doc). Not taken over the
     /// same sample as the median, so noise can put it a hair above the median.
     pub cycles_min: f64,
+    /// Median of the per-repeat estimates.
     pub cycles_median: f64,
+    /// 90th percentile of the per-repeat estimates.
     pub cycles_p90: f64,
     /// `cycles_median` in ns, through the calibrated TSC rate.
     pub ns_median: f64,

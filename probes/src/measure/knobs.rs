@@ -10,9 +10,13 @@
 /// - `warmup`: untimed U/2U pairs first (fault in pages, train predictors, settle the frequency).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Knobs {
+    /// U: calls per loop iteration in the shorter loop (the longer one has 2U).
     pub unroll: u32,
+    /// N: loop iterations per timed run.
     pub iterations: u64,
+    /// R: timed U/2U pairs.
     pub repeats: u32,
+    /// Untimed U/2U pairs first.
     pub warmup: u32,
 }
 

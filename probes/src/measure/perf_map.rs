@@ -54,12 +54,32 @@ impl From<&crate::code::Symbol> for MapEntry {
 /// A map file that cannot be parsed or ranges that cannot be written.
 #[derive(Debug, thiserror::Error)]
 pub enum PerfMapError {
+    /// A line of a map file is not `START SIZE NAME` in hex.
     #[error("perf map line {line}: {why}: {text:?}")]
-    Parse { line: usize, why: &'static str, text: String },
+    Parse {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        why: &'static str,
+        /// The line.
+        text: String,
+    },
+    /// An entry cannot be written (empty range, a name with a newline).
     #[error("perf map entry {name:?}: {why}")]
-    BadEntry { name: String, why: &'static str },
+    BadEntry {
+        /// The entry's name.
+        name: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// Writing the file failed.
     #[error("writing perf map {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The map file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// `/tmp/perf-<pid>.map`, where perf looks for process `pid`'s map.

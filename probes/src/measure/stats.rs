@@ -7,8 +7,11 @@
 /// Min, median and 90th percentile of a sample.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Summary {
+    /// The smallest value.
     pub min: f64,
+    /// The median (mean of the two middle values for an even count).
     pub median: f64,
+    /// The 90th percentile.
     pub p90: f64,
 }
 
