@@ -228,7 +228,11 @@ fn known_damage(original: &Original) {
         ("big-endian", with(EI_DATA, &[2]), "mutant: big-endian ELF"),
         ("e_machine AArch64", with(E_MACHINE.start, &183u16.to_le_bytes()), "mutant: ELF for AArch64 (e_machine 183)"),
         ("e_machine i386", with(E_MACHINE.start, &3u16.to_le_bytes()), "mutant: ELF for i386 (e_machine 3)"),
-        ("section headers past the end", with(0x3c, &shnum_past_end.to_le_bytes()), "mutant: truncated or malformed ELF"),
+        (
+            "section headers past the end",
+            with(0x3c, &shnum_past_end.to_le_bytes()),
+            "mutant: truncated or malformed ELF",
+        ),
         ("last byte cut", b[..b.len() - 1].to_vec(), "mutant: truncated or malformed ELF"),
     ];
     for (what, bytes, expected) in cases {
