@@ -76,7 +76,7 @@ fn calls(id: &str, scale: f64) -> Vec<CallsRow> {
     rows
 }
 
-/// The patch.csv header with the columns the patcher appends to the DESIGN.md schema.
+/// The patch.csv header, including the columns appended to its first schema (`callers` onwards).
 const PATCH_HEADER: &str =
     "machine_id,protocol,batch,syncs,latency_ns_min,latency_ns_median,traps,callers,method,sync_ns,fallback,late_traps";
 

@@ -1,4 +1,4 @@
-//! What a call site is: the `kind` column of `census.csv` (DESIGN.md "Output").
+//! What a call site is: the `kind` column of `census.csv`.
 //!
 //! The first six kinds come from decoding the executable sections; every decoded instruction has at
 //! most one kind (a `call rel32` to a retpoline thunk is a `thunk_call`, not also a `call_rel32`). The

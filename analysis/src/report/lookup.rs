@@ -6,11 +6,13 @@ use crate::report::dataset::Run;
 use crate::report::rows::{CallsRow, PatchRow};
 use crate::report::scenario::Scenario;
 
-/// The flavors in DESIGN.md's table order; flavors not listed follow alphabetically.
+/// The flavors in the flavor table's order (`Flavor::ALL`), so every plot and table lists them alike;
+/// flavors not listed follow alphabetically.
 pub const FLAVOR_ORDER: [&str; 9] =
     ["direct", "indirect", "indirect-mem", "retpoline", "lfence", "trampoline", "inline", "cs-inline", "trap"];
 
-/// The protocols in DESIGN.md's order; others follow alphabetically.
+/// The protocols from the kernel's own (`bp`) to the unsafe baseline (`naive`); others follow
+/// alphabetically.
 pub const PROTOCOL_ORDER: [&str; 4] = ["bp", "cs-prefix", "aligned", "naive"];
 
 /// The `patch.csv` protocol name under which a writer may record the cost of one membarrier.

@@ -1,11 +1,11 @@
-//! One row type per CSV file that `callpatch` writes (schema: DESIGN.md "Output"; every file is tidy,
+//! One row type per CSV file that `callpatch` writes (columns: `results/README.md`; every file is tidy,
 //! one row per measurement, header first). Field order is column order. Measurement rows carry
 //! `machine_id` so CSVs gathered on many machines can be concatenated and plotted side by side.
 //!
 //! Numbers that may be unavailable (a counter this machine lacks) are `String` columns holding either
 //! the number or `unavailable (reason)`; never a silent 0.
 //!
-//! Columns appended after DESIGN.md's schema may be missing from older files and read by column name:
+//! Columns appended to a file's first schema may be missing from older files and read by column name:
 //! a count that would otherwise be invented reads as `None` (written as the number when known), a
 //! setting reads as its "none/unknown" default (0 callers, empty method, NaN sync cost).
 

@@ -1,9 +1,9 @@
 //! The scenario of a `calls.csv` row, parsed from its `scenario` and `param` columns.
 //!
-//! Accepted spellings (DESIGN.md and the foundation issue): `mono`; `poly` with the order in the name
-//! (`poly-random`, `poly-rr`, `poly-round-robin`) or none (`poly-4`), the target count K in `param` or
-//! as digits in the name (`poly-random-4`); `sites` / `sites-N`; `offset` / `offset-B`. Anything else is
-//! kept verbatim as [`Scenario::Other`].
+//! Accepted spellings (generous, so hand-written and older CSVs parse too): `mono`; `poly` with the
+//! order in the name (`poly-random`, `poly-rr`, `poly-round-robin`) or none (`poly-4`), the target
+//! count K in `param` or as digits in the name (`poly-random-4`); `sites` / `sites-N`; `offset` /
+//! `offset-B`. Anything else is kept verbatim as [`Scenario::Other`].
 
 use std::fmt;
 

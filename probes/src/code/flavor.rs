@@ -1,4 +1,4 @@
-//! The flavor table: what bytes each call site holds (DESIGN.md "Call flavors").
+//! The flavor table: what bytes each call site holds, one row per way of making a call.
 //!
 //! | flavor         | site bytes                         | what it models                              |
 //! |----------------|------------------------------------|---------------------------------------------|

@@ -1,5 +1,5 @@
 //! What the calls around a site look like: how many targets, in what order, how many distinct sites,
-//! where in a cache line (DESIGN.md "Call flavors", scenarios).
+//! where in a cache line. Each scenario isolates one thing a predictor or the front end reacts to.
 //!
 //! - `mono`: every call goes to one target; the predictors are warm and right. The floor of a flavor.
 //! - `poly-rr-K`: K targets in rotation: in loop iteration i, the j-th call goes to target (i + j) mod K,
