@@ -32,7 +32,7 @@
 /// static_call!(crate::hooks::HOOK(n));
 /// ```
 /// Arguments and results are integers, `bool`, `char` or raw pointers, at most six arguments (see
-/// [`static_call::abi`](crate::static_call::abi)). Change the target with [`static_call_update!`](crate::static_call_update).
+/// [`abi`](crate::abi)). Change the target with [`static_call_update!`](crate::static_call_update).
 #[macro_export]
 macro_rules! static_call {
     () => {};
@@ -101,7 +101,7 @@ macro_rules! static_call {
 /// static_call_update!(HOOK, None)?;
 /// ```
 /// The target is a fn item or a closure that captures nothing, of the key's exact fn type (checked at
-/// compile time). Returns `Result<(), UpdateError>`; see [`StaticCall::update`](crate::static_call::StaticCall::update).
+/// compile time). Returns `Result<(), UpdateError>`; see [`StaticCall::update`](crate::StaticCall::update).
 ///
 /// What does not compile — a target of another signature:
 /// ```compile_fail,E0631
