@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use callpatch_analysis::report::machine::Identity;
 use callpatch_analysis::report::rows::{write_csv, HazardRow};
 use callpatch_probes::patch::hazard::{self, HazardWriter};
 use callpatch_probes::patch::membarrier_ready;
@@ -63,7 +64,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     membarrier_ready()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let machine_id = super::patch::machine_id();
+    let machine_id = Identity::read().machine_id;
     println!(
         "{:<15} {:>12} {:>12} {:>9} {:>14} {:>8} {:>7}",
         "writer", "patches", "calls", "torn", "torn/M patches", "seconds", "crashed"

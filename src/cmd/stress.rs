@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use callpatch_analysis::report::machine::Identity;
 use callpatch_analysis::report::rows::{write_csv, StressRow};
 use callpatch_probes::code::WriteMethod;
 use callpatch_probes::patch::bed::arena_mode_for;
@@ -76,7 +77,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     membarrier_ready()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let machine_id = super::patch::machine_id();
+    let machine_id = Identity::read().machine_id;
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for protocol in args.protocols() {
