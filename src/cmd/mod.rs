@@ -2,7 +2,7 @@
 
 pub mod calls;
 pub mod census;
-pub mod contained;
+pub mod child;
 pub mod hazard;
 pub mod patch;
 pub mod perf;
