@@ -12,7 +12,7 @@ use callpatch_probes::patch::bed::{arena_mode_for, Bed, Placement};
 use callpatch_probes::patch::latency::{measure_protocol, measure_sync, LatencyPoint};
 use callpatch_probes::patch::{membarrier_ready, Protocol};
 
-use super::protocols::GranuleArg;
+use super::granule::GranuleArg;
 
 /// Options of `callpatch patch`.
 #[derive(clap::Args, Debug, Clone)]

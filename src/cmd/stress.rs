@@ -15,7 +15,7 @@ use callpatch_probes::patch::{membarrier_ready, Protocol};
 use serde::{Deserialize, Serialize};
 
 use super::child;
-use super::protocols::GranuleArg;
+use super::granule::GranuleArg;
 
 /// Options of `callpatch stress`.
 #[derive(clap::Args, Debug, Clone)]
