@@ -21,6 +21,6 @@ pub use arena::{Arena, ArenaMode, CACHE_LINE};
 pub use emit::EmitError;
 pub use flavor::{Flavor, SiteForm};
 pub use insn::{decode, encode, Insn, InsnBytes};
-pub use probe::{Build, Probe, Site, Symbol, Target};
+pub use probe::{EmitOptions, Probe, Site, Symbol, Target};
 pub use scenario::{Order, Scenario};
 pub use text_writer::{TextWriter, WriteMethod};

@@ -36,9 +36,9 @@ use super::insn::{self, Insn};
 use super::scenario::{Scenario, SEQUENCE_LEN};
 use crate::measure::Unroll;
 
-/// How a probe is built (the emission knobs; the timing knobs are [`crate::measure::Knobs`]).
+/// How a probe is emitted (the emission knobs; the timing knobs are [`crate::measure::Knobs`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Build {
+pub struct EmitOptions {
     /// U: calls per iteration of the Single body (ignored by `sites-N`, where U = N). For poly
     /// scenarios a power of two, so that the selection table wraps between iterations.
     pub unroll: usize,
@@ -46,9 +46,9 @@ pub struct Build {
     pub mode: ArenaMode,
 }
 
-impl Default for Build {
+impl Default for EmitOptions {
     fn default() -> Self {
-        Build { unroll: 32, mode: ArenaMode::Rwx }
+        EmitOptions { unroll: 32, mode: ArenaMode::Rwx }
     }
 }
 
@@ -121,7 +121,7 @@ fn body(unroll: Unroll) -> usize {
 impl Probe {
     /// Emits `flavor` in `scenario`. Errors: the combination does not exist (poly with a direct-style
     /// flavor), a parameter is out of range, or the arena cannot be mapped.
-    pub fn new(flavor: Flavor, scenario: Scenario, build: &Build) -> Result<Probe, EmitError> {
+    pub fn new(flavor: Flavor, scenario: Scenario, options: &EmitOptions) -> Result<Probe, EmitError> {
         scenario.validate().map_err(EmitError::Bad)?;
         if !scenario.supports(flavor) {
             return Err(EmitError::Unsupported {
@@ -131,7 +131,7 @@ impl Probe {
                     .into(),
             });
         }
-        let u = build.unroll;
+        let u = options.unroll;
         if !(1..=MAX_UNROLL).contains(&u) {
             return Err(EmitError::Bad(format!("unroll {u} is outside 1..={MAX_UNROLL}")));
         }
@@ -147,7 +147,7 @@ impl Probe {
             _ => 3 * u,
         };
         // One line per site, plus room for a selection load.
-        let mut arena = Arena::new((64 << 10) + emitted_calls * (CACHE_LINE + 16), build.mode)?;
+        let mut arena = Arena::new((64 << 10) + emitted_calls * (CACHE_LINE + 16), options.mode)?;
 
         let selection = [0, 1].map(|b| scenario.sequence(calls[b]).unwrap_or_default());
         let mut e = Emitter::new(&mut arena);
