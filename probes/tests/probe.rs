@@ -259,3 +259,25 @@ fn symbols_cover_the_loops_and_targets() {
         assert!(p.arena().contains(s.addr, s.len), "{s:?}");
     }
 }
+
+/// The bytes of the smallest loop, laid down step by step (prologue, NOP-padded loop top, one site,
+/// tail): a change in any step's encoding shows here, not only in the sites.
+#[test]
+fn direct_mono_single_loop_is_exactly_these_bytes() {
+    let p = Probe::new(Flavor::Direct, Scenario::Mono, &EmitOptions { unroll: 1, ..EmitOptions::default() }).unwrap();
+    let sym = p.symbols().iter().find(|s| s.name == "callpatch_direct_mono_u").expect("the U loop's symbol");
+    let (entry, top, target) = (sym.addr, sym.addr + CACHE_LINE, p.targets()[0].addr);
+    assert_eq!(entry % CACHE_LINE, 0);
+    let code = p.arena().read(entry, sym.len);
+    let rel = |from: usize, to: usize| (to as i64 - from as i64) as i32;
+    // push rbx; xor edx, edx; xor ecx, ecx
+    assert_eq!(code[..5], [0x53, 0x31, 0xd2, 0x31, 0xc9]);
+    // the site: call rel32 to the target, at the first byte of the next line
+    let mut tail = vec![0xe8];
+    tail.extend(rel(top + 5, target).to_le_bytes());
+    // dec rdi; jnz top (near); mov rax, rdx; pop rbx; ret
+    tail.extend([0x48, 0xff, 0xcf, 0x0f, 0x85]);
+    tail.extend(rel(top + 14, top).to_le_bytes());
+    tail.extend([0x48, 0x89, 0xd0, 0x5b, 0xc3]);
+    assert_eq!(code[CACHE_LINE..], tail[..]);
+}
