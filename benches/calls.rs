@@ -15,7 +15,7 @@ mod cycles;
 
 use std::time::Duration;
 
-use callpatch_probes::code::{Build, Flavor, Order, Probe, Scenario};
+use callpatch_probes::code::{EmitOptions, Flavor, Order, Probe, Scenario};
 use callpatch_probes::measure::{self, Unroll};
 use criterion::measurement::Measurement;
 use criterion::Criterion;
@@ -34,7 +34,7 @@ fn bench_calls(c: &mut Criterion<Cycles>) {
     for (name, scenario, flavors) in [("mono", Scenario::Mono, &MONO[..]), ("poly-random-4", poly, &POLY[..])] {
         let mut group = c.benchmark_group(format!("calls/{name}"));
         for &flavor in flavors {
-            let probe = Probe::new(flavor, scenario, &Build::default()).expect("emitting a probe");
+            let probe = Probe::new(flavor, scenario, &EmitOptions::default()).expect("emitting a probe");
             probe.verify().expect("the probe calls what its scenario says");
             let calls = probe.unroll() as f64 * INNER as f64;
             group.bench_function(flavor.name(), |b| {

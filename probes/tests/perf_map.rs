@@ -1,7 +1,7 @@
 //! The perf map a probe announces, read back by a fake perf: every named range parses back exactly,
 //! lies in the probe's arena, and covers every call site and every target the probe runs.
 
-use callpatch_probes::code::{Build, Flavor, Order, Probe, Scenario};
+use callpatch_probes::code::{EmitOptions, Flavor, Order, Probe, Scenario};
 use callpatch_probes::measure::{parse_perf_map, write_perf_map, MapEntry};
 
 #[test]
@@ -13,7 +13,7 @@ fn every_probe_range_parses_back_and_covers_its_code() {
     let mut checked = 0;
     for flavor in Flavor::ALL {
         for scenario in scenarios.into_iter().filter(|s| s.supports(flavor)) {
-            let probe = Probe::new(flavor, scenario, &Build { unroll: 8, ..Build::default() }).unwrap();
+            let probe = Probe::new(flavor, scenario, &EmitOptions { unroll: 8, ..EmitOptions::default() }).unwrap();
             let written: Vec<MapEntry> = probe.symbols().iter().map(MapEntry::from).collect();
             let path = dir.join(format!("perf-{flavor}-{scenario}.map"));
             write_perf_map(&path, &written).unwrap_or_else(|e| panic!("{flavor} {scenario}: {e}"));

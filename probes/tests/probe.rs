@@ -4,13 +4,13 @@
 use std::collections::BTreeSet;
 
 use callpatch_probes::code::{
-    decode, ArenaMode, Build, EmitError, Flavor, Insn, Order, Probe, Scenario, SiteForm, CACHE_LINE,
+    decode, ArenaMode, EmitError, EmitOptions, Flavor, Insn, Order, Probe, Scenario, SiteForm, CACHE_LINE,
 };
 use callpatch_probes::measure::Unroll;
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, Register};
 
 fn build(flavor: Flavor, scenario: Scenario) -> Probe {
-    Probe::new(flavor, scenario, &Build::default()).unwrap_or_else(|e| panic!("{flavor} {scenario}: {e}"))
+    Probe::new(flavor, scenario, &EmitOptions::default()).unwrap_or_else(|e| panic!("{flavor} {scenario}: {e}"))
 }
 
 fn supported(scenarios: &[Scenario]) -> impl Iterator<Item = (Flavor, Scenario)> + '_ {
@@ -26,7 +26,7 @@ fn decode_one(p: &Probe, addr: usize) -> Instruction {
 #[ignore = "prints a disassembly for eyeballing"]
 fn show() {
     use iced_x86::{Formatter, IntelFormatter};
-    let p = Probe::new(Flavor::Retpoline, POLY[0], &Build { unroll: 2, ..Build::default() }).unwrap();
+    let p = Probe::new(Flavor::Retpoline, POLY[0], &EmitOptions { unroll: 2, ..EmitOptions::default() }).unwrap();
     let base = p.arena().base();
     let bytes = p.arena().read(base, 1024);
     let mut f = IntelFormatter::new();
@@ -172,7 +172,7 @@ fn poly_k_reaches_exactly_the_k_targets_its_sequence_names() {
         for order in [Order::RoundRobin, Order::Random] {
             for k in Scenario::POLY_K {
                 let scenario = Scenario::Poly { k, order };
-                let p = Probe::new(flavor, scenario, &Build { unroll: 1, ..Build::default() }).unwrap();
+                let p = Probe::new(flavor, scenario, &EmitOptions { unroll: 1, ..EmitOptions::default() }).unwrap();
                 let weights: Vec<u64> = p.targets().iter().map(|t| t.weight).collect();
                 assert_eq!(weights.iter().collect::<BTreeSet<_>>().len(), k);
                 let mut reached = BTreeSet::new();
@@ -195,7 +195,8 @@ fn poly_k_reaches_exactly_the_k_targets_its_sequence_names() {
 fn offset_b_puts_every_site_at_byte_b_of_a_line() {
     for b in 0..CACHE_LINE {
         for flavor in Flavor::ALL.into_iter().filter(|f| Scenario::Offset(b).supports(*f)) {
-            let p = Probe::new(flavor, Scenario::Offset(b), &Build { unroll: 4, ..Build::default() }).unwrap();
+            let p =
+                Probe::new(flavor, Scenario::Offset(b), &EmitOptions { unroll: 4, ..EmitOptions::default() }).unwrap();
             assert_eq!(p.sites().len(), 12);
             for s in p.sites() {
                 assert_eq!(s.addr % CACHE_LINE, b, "{flavor} offset-{b}");
@@ -223,7 +224,7 @@ fn sites_n_are_n_distinct_instructions_run_once_or_twice_per_iteration() {
 fn every_arena_mode_runs_including_w_xor_x() {
     for mode in ArenaMode::ALL {
         for (flavor, scenario) in supported(&[Scenario::Mono, POLY[1]]) {
-            let p = Probe::new(flavor, scenario, &Build { unroll: 8, mode }).unwrap();
+            let p = Probe::new(flavor, scenario, &EmitOptions { unroll: 8, mode }).unwrap();
             assert_eq!(p.arena().mode(), mode);
             p.verify().unwrap_or_else(|e| panic!("{mode:?}: {e}"));
         }
@@ -233,10 +234,13 @@ fn every_arena_mode_runs_including_w_xor_x() {
 #[test]
 fn impossible_probes_are_typed_errors() {
     for flavor in [Flavor::Direct, Flavor::Trampoline, Flavor::Inline, Flavor::CsInline] {
-        assert!(matches!(Probe::new(flavor, POLY[0], &Build::default()), Err(EmitError::Unsupported { .. })));
+        assert!(matches!(Probe::new(flavor, POLY[0], &EmitOptions::default()), Err(EmitError::Unsupported { .. })));
     }
     let bad = |s, u| {
-        matches!(Probe::new(Flavor::Indirect, s, &Build { unroll: u, ..Build::default() }), Err(EmitError::Bad(_)))
+        matches!(
+            Probe::new(Flavor::Indirect, s, &EmitOptions { unroll: u, ..EmitOptions::default() }),
+            Err(EmitError::Bad(_))
+        )
     };
     assert!(bad(Scenario::Offset(64), 8));
     assert!(bad(Scenario::Sites(0), 8));
@@ -254,4 +258,26 @@ fn symbols_cover_the_loops_and_targets() {
     for s in p.symbols() {
         assert!(p.arena().contains(s.addr, s.len), "{s:?}");
     }
+}
+
+/// The bytes of the smallest loop, laid down step by step (prologue, NOP-padded loop top, one site,
+/// tail): a change in any step's encoding shows here, not only in the sites.
+#[test]
+fn direct_mono_single_loop_is_exactly_these_bytes() {
+    let p = Probe::new(Flavor::Direct, Scenario::Mono, &EmitOptions { unroll: 1, ..EmitOptions::default() }).unwrap();
+    let sym = p.symbols().iter().find(|s| s.name == "callpatch_direct_mono_u").expect("the U loop's symbol");
+    let (entry, top, target) = (sym.addr, sym.addr + CACHE_LINE, p.targets()[0].addr);
+    assert_eq!(entry % CACHE_LINE, 0);
+    let code = p.arena().read(entry, sym.len);
+    let rel = |from: usize, to: usize| (to as i64 - from as i64) as i32;
+    // push rbx; xor edx, edx; xor ecx, ecx
+    assert_eq!(code[..5], [0x53, 0x31, 0xd2, 0x31, 0xc9]);
+    // the site: call rel32 to the target, at the first byte of the next line
+    let mut tail = vec![0xe8];
+    tail.extend(rel(top + 5, target).to_le_bytes());
+    // dec rdi; jnz top (near); mov rax, rdx; pop rbx; ret
+    tail.extend([0x48, 0xff, 0xcf, 0x0f, 0x85]);
+    tail.extend(rel(top + 14, top).to_le_bytes());
+    tail.extend([0x48, 0x89, 0xd0, 0x5b, 0xc3]);
+    assert_eq!(code[CACHE_LINE..], tail[..]);
 }

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use anyhow::Context;
 use callpatch_analysis::report::machine;
 use callpatch_analysis::report::rows::{write_csv, CallsRow, MachineRow};
-use callpatch_probes::code::{ArenaMode, Build, Flavor, Probe, Scenario};
+use callpatch_probes::code::{ArenaMode, EmitOptions, Flavor, Probe, Scenario};
 use callpatch_probes::measure::{self, Knobs, PerCall};
 
 /// Options of `callpatch calls`.
@@ -168,7 +168,7 @@ pub fn measure_pair(
     knobs: &Knobs,
     mode: ArenaMode,
 ) -> anyhow::Result<(Knobs, PerCall)> {
-    let probe = Probe::new(flavor, scenario, &Build { unroll: knobs.unroll as usize, mode })?;
+    let probe = Probe::new(flavor, scenario, &EmitOptions { unroll: knobs.unroll as usize, mode })?;
     probe.verify().map_err(anyhow::Error::msg)?;
     let unroll = u32::try_from(probe.unroll())?;
     let calls = u64::from(knobs.unroll) * knobs.iterations;

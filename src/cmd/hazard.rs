@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use callpatch_analysis::report::machine::Identity;
 use callpatch_analysis::report::rows::{write_csv, HazardRow};
 use callpatch_probes::experiments::hazard::{self, HazardWriter};
 use callpatch_probes::patch::membarrier_ready;
+use serde::{Deserialize, Serialize};
 
-use super::contained::{enter_child, field, run_child};
+use super::child;
 
 /// Options of `callpatch hazard`.
 #[derive(clap::Args, Debug, Clone)]
@@ -30,7 +32,7 @@ pub struct Args {
     /// Directory for hazard.csv.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
-    /// Internal: run one writer here and print the result line (the parent's child process).
+    /// Internal: run one writer here and write its result row (the parent's child process).
     #[arg(long, hide = true)]
     pub child: bool,
 }
@@ -48,22 +50,37 @@ impl Args {
     }
 }
 
+/// What a hazard child writes: one row, its writer's outcome.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChildRow {
+    patches: u64,
+    calls: u64,
+    torn: u64,
+    lost: u64,
+    traps: u64,
+    seconds: f64,
+}
+
 /// Runs `callpatch hazard`.
 pub fn main(args: Args) -> anyhow::Result<()> {
     let (patches, seconds) = args.budget()?;
     if args.child {
-        enter_child();
+        child::enter();
         let writer = *args.writers.first().context("one writer per child")?;
         let out = hazard::run(writer, patches, Duration::from_secs_f64(seconds))?;
-        println!(
-            "hazard patches={} calls={} torn={} lost={} traps={} seconds={}",
-            out.patches, out.calls, out.torn, out.lost, out.traps, out.seconds
-        );
-        return Ok(());
+        let row = ChildRow {
+            patches: out.patches,
+            calls: out.calls,
+            torn: out.torn,
+            lost: out.lost,
+            traps: out.traps,
+            seconds: out.seconds,
+        };
+        return child::write_rows(&[row]);
     }
     membarrier_ready()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let machine_id = super::patch::machine_id();
+    let machine_id = Identity::read().machine_id;
     println!(
         "{:<15} {:>12} {:>12} {:>9} {:>14} {:>8} {:>7}",
         "writer", "patches", "calls", "torn", "torn/M patches", "seconds", "crashed"
@@ -75,21 +92,18 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             Some(n) => argv.extend(["--patches".into(), n.to_string()]),
             None => argv.extend(["--seconds".into(), seconds.to_string()]),
         }
-        let run = run_child(&argv)?;
-        let row = match (run.signal, run.stdout.lines().find(|l| l.starts_with("hazard "))) {
-            (None, Some(l)) if run.code == Some(0) => {
-                let (patches, torn): (u64, u64) = (field(l, "patches")?, field(l, "torn")?);
-                HazardRow {
-                    machine_id: machine_id.clone(),
-                    writer: writer.name().into(),
-                    patches,
-                    torn,
-                    torn_per_million: Some(if patches == 0 { 0.0 } else { torn as f64 * 1e6 / patches as f64 }),
-                    calls: field(l, "calls")?,
-                    seconds: field(l, "seconds")?,
-                    crashed: false,
-                }
-            }
+        let run = child::run::<ChildRow>(&argv)?;
+        let row = match (run.signal, run.rows.first()) {
+            (None, Some(r)) if run.code == Some(0) => HazardRow {
+                machine_id: machine_id.clone(),
+                writer: writer.name().into(),
+                patches: r.patches,
+                torn: r.torn,
+                torn_per_million: Some(if r.patches == 0 { 0.0 } else { r.torn as f64 * 1e6 / r.patches as f64 }),
+                calls: r.calls,
+                seconds: r.seconds,
+                crashed: false,
+            },
             (Some(_), _) => HazardRow {
                 machine_id: machine_id.clone(),
                 writer: writer.name().into(),

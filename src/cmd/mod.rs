@@ -1,12 +1,13 @@
-//! One file per subcommand.
+//! One file per subcommand, plus what several of them share: `child` (running an experiment in a
+//! child process) and `granule` (the `--granule` option).
 
 pub mod calls;
 pub mod census;
-pub mod contained;
+pub mod child;
+pub mod granule;
 pub mod hazard;
 pub mod patch;
 pub mod perf;
 pub mod plot;
-pub mod protocols;
 pub mod run;
 pub mod stress;

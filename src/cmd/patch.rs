@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use callpatch_analysis::report::machine::Identity;
 use callpatch_analysis::report::rows::{write_csv, PatchRow};
 use callpatch_probes::code::WriteMethod;
 use callpatch_probes::experiments::bed::{arena_mode_for, Bed, Placement};
@@ -11,7 +12,7 @@ use callpatch_probes::experiments::latency::{measure_protocol, measure_sync, Lat
 use callpatch_probes::measure::pin::{allowed_cores, pin_current_thread};
 use callpatch_probes::patch::{membarrier_ready, Protocol};
 
-use super::protocols::GranuleArg;
+use super::granule::GranuleArg;
 
 /// Options of `callpatch patch`.
 #[derive(clap::Args, Debug, Clone)]
@@ -50,11 +51,6 @@ impl Args {
             (true, true) => vec![1, 10, 100, 1000],
         }
     }
-}
-
-/// `machine_id` of this machine, for every row.
-pub(crate) fn machine_id() -> String {
-    callpatch_analysis::report::machine::identify(0.0, "not read by this command").machine_id
 }
 
 fn header() {
@@ -121,7 +117,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     println!();
     summary(&points, &callers_set);
-    let machine_id = machine_id();
+    let machine_id = Identity::read().machine_id;
     let sync_ns = |callers: usize| {
         points
             .iter()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use callpatch_analysis::report::{machine, rows};
-use callpatch_probes::code::{ArenaMode, Build, Flavor, Probe, Scenario};
+use callpatch_probes::code::{ArenaMode, EmitOptions, Flavor, Probe, Scenario};
 use callpatch_probes::measure::{
     self, counter_session, counters, hardware_counters_status, tsc, EventSpec, Knobs, MapEntry, Unroll,
 };
@@ -64,7 +64,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     measure::allowed_cores()?;
     let cpu = measure::pin_current_thread(args.cpu)?;
     let base = if args.quick { Knobs::quick() } else { Knobs::default() };
-    let probe = Probe::new(flavor, scenario, &Build { unroll: base.unroll as usize, mode: ArenaMode::Rwx })
+    let probe = Probe::new(flavor, scenario, &EmitOptions { unroll: base.unroll as usize, mode: ArenaMode::Rwx })
         .with_context(|| format!("emitting {flavor} {scenario}"))?;
     probe.verify().map_err(anyhow::Error::msg).context("the emitted probe does not call what it should")?;
     // sites-N fixes U = N; keep the calls per timed run about the same as for the base unroll.

@@ -6,14 +6,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use callpatch_analysis::report::machine::Identity;
 use callpatch_analysis::report::rows::{write_csv, StressRow};
 use callpatch_probes::code::WriteMethod;
 use callpatch_probes::experiments::bed::arena_mode_for;
 use callpatch_probes::experiments::stress::{self, Limit, StressConfig};
 use callpatch_probes::patch::{membarrier_ready, Protocol};
+use serde::{Deserialize, Serialize};
 
-use super::contained::{enter_child, field, run_child};
-use super::protocols::GranuleArg;
+use super::child;
+use super::granule::GranuleArg;
 
 /// Options of `callpatch stress`.
 #[derive(clap::Args, Debug, Clone)]
@@ -41,7 +43,7 @@ pub struct Args {
     /// Directory for stress.csv.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
-    /// Internal: run one protocol here and print the result lines (the parent's child process).
+    /// Internal: run one protocol here and write its result rows (the parent's child process).
     #[arg(long, hide = true)]
     pub child: bool,
 }
@@ -72,11 +74,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("naive patching is unsafe by design; `callpatch hazard` runs it in a child process");
     }
     if args.child {
-        return child(&args);
+        return child_main(&args);
     }
     membarrier_ready()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let machine_id = super::patch::machine_id();
+    let machine_id = Identity::read().machine_id;
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for protocol in args.protocols() {
@@ -101,7 +103,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let run = run_child(&argv)?;
+        let run = child::run::<ChildRow>(&argv)?;
         let row = match run.signal {
             Some(sig) => {
                 failures.push(format!("{protocol}: the child died of signal {sig}"));
@@ -122,7 +124,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 }
             }
             None => {
-                let row = parse_child(&run.stdout, &machine_id, protocol, args.callers)?;
+                let row = report_child(&run.rows, &machine_id, protocol, args.callers)?;
                 let lost = row.lost.unwrap_or(0);
                 if row.misdirected != 0 || lost != 0 || run.code != Some(0) {
                     failures.push(format!(
@@ -144,9 +146,29 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The child: one protocol, printed as `caller ...` lines and one `run ...` line.
-fn child(args: &Args) -> anyhow::Result<()> {
-    enter_child();
+/// What a stress child writes: one row per caller thread, each with the run's totals (the same on
+/// every row: CSV rows are flat, and there is always at least one caller).
+#[derive(Debug, Serialize, Deserialize)]
+struct ChildRow {
+    caller: usize,
+    iterations: u64,
+    calls: u64,
+    target0: u64,
+    target1: u64,
+    misdirected: u64,
+    lost: u64,
+    batches: u64,
+    patches: u64,
+    seconds: f64,
+    traps: u64,
+    late_traps: u64,
+    fallbacks: usize,
+}
+
+/// The child: one protocol, written as one `ChildRow` per caller; exit status 1 if a call was
+/// misdirected or lost.
+fn child_main(args: &Args) -> anyhow::Result<()> {
+    child::enter();
     let protocol = *args.protocols().first().context("one protocol per child")?;
     let limit = Limit { time: Duration::from_secs_f64(args.seconds()), batches: None };
     let cfg = StressConfig {
@@ -156,58 +178,57 @@ fn child(args: &Args) -> anyhow::Result<()> {
         ..StressConfig::new(protocol, args.callers, limit)
     };
     let out = stress::run(&cfg)?;
-    for (i, c) in out.callers.iter().enumerate() {
-        println!(
-            "caller i={i} iterations={} calls={} target0={} target1={} misdirected={} lost={}",
-            c.iterations,
-            c.calls,
-            c.tally.hits[0],
-            c.tally.hits[1],
-            c.misdirected(),
-            c.lost()
-        );
-    }
-    println!(
-        "run batches={} patches={} seconds={} traps={} late_traps={} fallbacks={}",
-        out.batches, out.patches, out.seconds, out.traps, out.late_traps, out.fallbacks
-    );
+    let rows: Vec<ChildRow> = out
+        .callers
+        .iter()
+        .enumerate()
+        .map(|(caller, c)| ChildRow {
+            caller,
+            iterations: c.iterations,
+            calls: c.calls,
+            target0: c.tally.hits[0],
+            target1: c.tally.hits[1],
+            misdirected: c.misdirected(),
+            lost: c.lost(),
+            batches: out.batches,
+            patches: out.patches,
+            seconds: out.seconds,
+            traps: out.traps,
+            late_traps: out.late_traps,
+            fallbacks: out.fallbacks,
+        })
+        .collect();
+    child::write_rows(&rows)?;
     if !out.passed() {
         std::process::exit(1);
     }
     Ok(())
 }
 
-fn parse_child(stdout: &str, machine_id: &str, protocol: Protocol, callers: usize) -> anyhow::Result<StressRow> {
-    let run = stdout.lines().find(|l| l.starts_with("run ")).context("the stress child printed no result")?;
+/// Prints a child's per-caller table and summary line and sums its rows into the `stress.csv` row.
+fn report_child(rows: &[ChildRow], machine_id: &str, protocol: Protocol, callers: usize) -> anyhow::Result<StressRow> {
+    let run = rows.first().context("the stress child printed no result")?;
     let (mut calls, mut misdirected, mut lost) = (0u64, 0u64, 0u64);
     println!(
         "{protocol}: {:>7} {:>12} {:>12} {:>12} {:>12} {:>11} {:>6}",
         "caller", "iterations", "calls", "target0", "target1", "misdirected", "lost"
     );
-    for l in stdout.lines().filter(|l| l.starts_with("caller ")) {
-        let (c, m, x): (u64, u64, u64) = (field(l, "calls")?, field(l, "misdirected")?, field(l, "lost")?);
+    for c in rows {
         println!(
             "{protocol}: {:>7} {:>12} {:>12} {:>12} {:>12} {:>11} {:>6}",
-            field::<u64>(l, "i")?,
-            field::<u64>(l, "iterations")?,
-            c,
-            field::<u64>(l, "target0")?,
-            field::<u64>(l, "target1")?,
-            m,
-            x
+            c.caller, c.iterations, c.calls, c.target0, c.target1, c.misdirected, c.lost
         );
-        calls += c;
-        misdirected += m;
-        lost += x;
+        calls += c.calls;
+        misdirected += c.misdirected;
+        lost += c.lost;
     }
-    let (patches, seconds): (u64, f64) = (field(run, "patches")?, field(run, "seconds")?);
-    let (traps, late): (u64, u64) = (field(run, "traps")?, field(run, "late_traps")?);
+    let (patches, seconds, traps, late) = (run.patches, run.seconds, run.traps, run.late_traps);
     let per_s = if seconds > 0.0 { patches as f64 / seconds } else { 0.0 };
     println!(
         "{protocol}: {patches} site patches in {seconds:.1} s ({per_s:.0}/s), {} batches, {traps} traps ({late} late), \
          fallbacks/batch {}: {}",
-        field::<u64>(run, "batches")?,
-        field::<u64>(run, "fallbacks")?,
+        run.batches,
+        run.fallbacks,
         if misdirected == 0 && lost == 0 { "every call accounted for" } else { "MISMATCH" }
     );
     Ok(StressRow {

@@ -1,4 +1,5 @@
-//! Machine identity: the `machine.csv` row that says who produced a set of numbers.
+//! Machine identity: who this machine is ([`Identity`], with its `machine_id`) and the `machine.csv`
+//! row that says who produced a set of numbers ([`identify`]).
 //!
 //! Call costs depend on the CPU model and its microcode (predictor behaviour, mitigations), on the
 //! kernel's Spectre v2 mitigation (which decides whether indirect calls in the kernel are
@@ -11,17 +12,42 @@ use sha2::{Digest, Sha256};
 
 use super::rows::MachineRow;
 
-/// Identifies this machine. `tsc_hz` is the calibrated TSC rate (probes' `measure::tsc::hz`),
-/// `counters` the hardware-counter status line (probes' `measure::hardware_counters_status`).
+/// Who this machine is, without measuring anything: `machine_id` and the facts it is computed from
+/// (the first CPU's identity, the hostname, the kernel release), all read from `/proc`. Commands whose
+/// rows only need the key (`patch`, `stress`, `hazard`) stop here; [`identify`] adds what takes a
+/// measurement (the TSC rate) or a probe of the PMU (the counter status) to make a `machine.csv` row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The key of every row: see [`machine_id`].
+    pub machine_id: String,
+    /// The first processor of `/proc/cpuinfo` (model name and microcode go into the id).
+    pub cpu: CpuInfo,
+    /// `/proc/sys/kernel/hostname` (`unknown` if unreadable).
+    pub hostname: String,
+    /// `/proc/sys/kernel/osrelease` (`unknown` if unreadable).
+    pub kernel: String,
+}
+
+impl Identity {
+    /// Reads this machine's identity.
+    pub fn read() -> Identity {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = CpuInfo::parse(&cpuinfo);
+        let kernel = read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into());
+        let hostname = read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "unknown".into());
+        Identity { machine_id: machine_id(&cpu.model_name, &hostname, &cpu.microcode, &kernel), cpu, hostname, kernel }
+    }
+}
+
+/// The `machine.csv` row of this machine: its [`Identity`] plus `tsc_hz`, the calibrated TSC rate
+/// (probes' `measure::tsc::hz`), `counters`, the hardware-counter status line (probes'
+/// `measure::hardware_counters_status`), the kernel's Spectre v2 mitigation and the build-time facts.
 pub fn identify(tsc_hz: f64, counters: &str) -> MachineRow {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = CpuInfo::parse(&cpuinfo);
-    let kernel = read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into());
-    let hostname = read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "unknown".into());
+    let Identity { machine_id, cpu, hostname: _, kernel } = Identity::read();
     let spectre_v2 = read_trimmed("/sys/devices/system/cpu/vulnerabilities/spectre_v2")
         .unwrap_or_else(|| "unknown (not reported by this kernel)".into());
     MachineRow {
-        machine_id: machine_id(&cpu.model_name, &hostname, &cpu.microcode, &kernel),
+        machine_id,
         cpu_model: cpu.model_name,
         family: cpu.family,
         model: cpu.model,
@@ -185,5 +211,13 @@ mod tests {
         assert_eq!(row.callpatch_version, env!("CARGO_PKG_VERSION"));
         assert_eq!(row.date.len(), "2026-01-01T00:00:00Z".len());
         assert_eq!(row.tsc_hz, 2.5e9);
+    }
+
+    #[test]
+    fn identity_alone_gives_the_same_machine_id() {
+        let id = Identity::read();
+        assert_eq!(id.machine_id, machine_id(&id.cpu.model_name, &id.hostname, &id.cpu.microcode, &id.kernel));
+        assert_eq!(id.machine_id, identify(0.0, "").machine_id);
+        assert!(!id.kernel.is_empty() && id.kernel != "unknown", "{id:?}");
     }
 }

@@ -18,5 +18,5 @@ pub use callpatch_patcher::{Arena, ArenaMode, CACHE_LINE};
 pub use callpatch_patcher::{TextWriter, WriteMethod};
 pub use emit::EmitError;
 pub use flavor::{Flavor, SiteForm};
-pub use probe::{Build, Probe, Site, Symbol, Target};
+pub use probe::{EmitOptions, Probe, Site, Symbol, Target};
 pub use scenario::{Order, Scenario};

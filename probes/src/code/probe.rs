@@ -36,9 +36,9 @@ use super::insn::{self, Insn};
 use super::scenario::{Scenario, SEQUENCE_LEN};
 use crate::measure::Unroll;
 
-/// How a probe is built (the emission knobs; the timing knobs are [`crate::measure::Knobs`]).
+/// How a probe is emitted (the emission knobs; the timing knobs are [`crate::measure::Knobs`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Build {
+pub struct EmitOptions {
     /// U: calls per iteration of the Single body (ignored by `sites-N`, where U = N). For poly
     /// scenarios a power of two, so that the selection table wraps between iterations.
     pub unroll: usize,
@@ -46,9 +46,9 @@ pub struct Build {
     pub mode: ArenaMode,
 }
 
-impl Default for Build {
+impl Default for EmitOptions {
     fn default() -> Self {
-        Build { unroll: 32, mode: ArenaMode::Rwx }
+        EmitOptions { unroll: 32, mode: ArenaMode::Rwx }
     }
 }
 
@@ -121,205 +121,36 @@ fn body(unroll: Unroll) -> usize {
 impl Probe {
     /// Emits `flavor` in `scenario`. Errors: the combination does not exist (poly with a direct-style
     /// flavor), a parameter is out of range, or the arena cannot be mapped.
-    pub fn new(flavor: Flavor, scenario: Scenario, build: &Build) -> Result<Probe, EmitError> {
-        scenario.validate().map_err(EmitError::Bad)?;
-        if !scenario.supports(flavor) {
-            return Err(EmitError::Unsupported {
-                flavor: flavor.name().into(),
-                scenario: scenario.to_string(),
-                why: "a direct-style site has one target; changing it means patching (poly needs an indirect flavor)"
-                    .into(),
-            });
-        }
-        let u = build.unroll;
-        if !(1..=MAX_UNROLL).contains(&u) {
-            return Err(EmitError::Bad(format!("unroll {u} is outside 1..={MAX_UNROLL}")));
-        }
-        if scenario.is_poly() && !u.is_power_of_two() {
-            return Err(EmitError::Bad(format!("unroll {u} must be a power of two for poly scenarios")));
-        }
-        let (unroll, calls) = match scenario {
-            Scenario::Sites(n) => (n, [n, 2 * n]),
-            _ => (u, [u, 2 * u]),
-        };
+    pub fn new(flavor: Flavor, scenario: Scenario, options: &EmitOptions) -> Result<Probe, EmitError> {
+        let (unroll, calls) = check(flavor, scenario, options.unroll)?;
         let emitted_calls = match scenario {
             Scenario::Sites(n) => n,
-            _ => 3 * u,
+            _ => 3 * options.unroll,
         };
         // One line per site, plus room for a selection load.
-        let mut arena = Arena::new((64 << 10) + emitted_calls * (CACHE_LINE + 16), build.mode)?;
-
+        let mut arena = Arena::new((64 << 10) + emitted_calls * (CACHE_LINE + 16), options.mode)?;
         let selection = [0, 1].map(|b| scenario.sequence(calls[b]).unwrap_or_default());
-        let mut e = Emitter::new(&mut arena);
-        let mut symbols = Vec::new();
 
-        // Targets: `add rdx, w; ret`, each on its own 16 bytes.
-        let mut targets = Vec::new();
-        for i in 0..scenario.targets() {
-            let weight = i as u64 + 1;
-            e.align_int3(16)?;
-            let (addr, _) = e.asm(|a, _: &mut [CodeLabel; 0]| {
-                a.add(rdx, weight as i32)?;
-                a.ret()
-            })?;
-            symbols.push(Symbol { addr, len: e.here() - addr, name: format!("callpatch_target_{i}") });
-            targets.push(Target { addr, weight });
-        }
+        // Front to back: targets, what the flavor's sites go through, the two loops.
+        let mut l = Layout::new(&mut arena, flavor, scenario);
+        l.targets()?;
+        // Poly: each loop's selection as target addresses, which its code loads.
         let tables =
-            [0, 1].map(|b| selection[b].iter().map(|&t| targets[t as usize].addr as u64).collect::<Box<[u64]>>());
+            [0, 1].map(|b| selection[b].iter().map(|&t| l.targets[t as usize].addr as u64).collect::<Box<[u64]>>());
+        l.pointer_slot()?;
+        l.retpoline_thunk()?;
+        l.trampoline()?;
+        let entries = match scenario {
+            Scenario::Sites(n) => l.shared_sites_loop(n)?,
+            _ => [
+                l.timed_loop(Unroll::Single, calls[0], &tables[0])?,
+                l.timed_loop(Unroll::Double, calls[1], &tables[1])?,
+            ],
+        };
+        let Layout { targets, slot, thunk, trampoline, sites, symbols, .. } = l;
 
-        // The pointer slot of `call *slot(%rip)`, alone in its line (data, never executed).
-        let slot = if flavor == Flavor::IndirectMem && !scenario.is_poly() {
-            e.align_int3(64)?;
-            let at = e.raw(&(targets[0].addr as u64).to_le_bytes())?;
-            e.align_int3(64)?;
-            Some(at)
-        } else {
-            None
-        };
-
-        // The retpoline thunk, as Linux's `__x86_indirect_thunk_rax`: the `call` pushes a return
-        // address whose prediction (the RSB) lands in the pause/lfence capture loop, while the real
-        // return goes to `rax` after `mov %rax, (%rsp)`: the indirect branch is never predicted.
-        let thunk = if flavor == Flavor::Retpoline {
-            e.align_int3(32)?;
-            let (at, _) = e.asm(|a, [do_rop, capture]: &mut [CodeLabel; 2]| {
-                a.call(*do_rop)?;
-                a.set_label(capture)?;
-                a.pause()?;
-                a.lfence()?;
-                a.jmp(*capture)?;
-                a.set_label(do_rop)?;
-                a.mov(qword_ptr(rsp), rax)?;
-                a.ret()
-            })?;
-            symbols.push(Symbol { addr: at, len: e.here() - at, name: "__x86_indirect_thunk_rax".into() });
-            Some(at)
-        } else {
-            None
-        };
-
-        // The static-call trampoline: one `jmp rel32` (exact bytes), then int3 padding.
-        let trampoline = if flavor == Flavor::Trampoline {
-            e.align_int3(16)?;
-            let at = e.here();
-            e.raw(&insn::encode(Insn::Jmp(targets[0].addr), at)?)?;
-            symbols.push(Symbol { addr: at, len: insn::REL32_LEN, name: "callpatch_trampoline".into() });
-            Some(at)
-        } else {
-            None
-        };
-
-        let to = |selection: Option<i32>| CallTo {
-            target: targets[0].addr,
-            thunk: thunk.unwrap_or(0),
-            trampoline: trampoline.unwrap_or(0),
-            slot: slot.unwrap_or(0),
-            selection,
-        };
-        // Every site starts its own 64-byte line (at byte B for offset-B), see the module docs.
-        let line_offset = match scenario {
-            Scenario::Offset(b) => Some(b),
-            _ => Some(0),
-        };
-        let rax_target = (flavor.target_in_rax() && !scenario.is_poly()).then_some(targets[0].addr as u64);
-        let mut sites = Vec::new();
-        let mut emit_sites = |e: &mut Emitter, n: usize| -> Result<(), EmitError> {
-            for j in 0..n {
-                let selection = scenario.is_poly().then_some(8 * j as i32);
-                let lead = match (selection, flavor.target_in_rax()) {
-                    (Some(disp), true) => Emitter::assemble_anywhere(|a| a.mov(rax, qword_ptr(rbx + rcx + disp)))?,
-                    _ => Vec::new(),
-                };
-                let form = flavor.site_form(&to(selection));
-                let (addr, len) = e.site(&lead, form, line_offset)?;
-                sites.push(Site { addr, len, form });
-            }
-            Ok(())
-        };
-        let name = format!("callpatch_{}_{}", flavor.name(), scenario.to_string().replace('-', "_"));
-
-        let entries = if let Scenario::Sites(n) = scenario {
-            // One body of N sites with two entries: `rsi` = passes over it per iteration (1 or 2), so the
-            // Single and Double loops run the very same N sites.
-            e.align_int3(64)?;
-            let (double, [single]) = e
-                .asm(|a, [single, common]: &mut [CodeLabel; 2]| {
-                    a.mov(esi, 2)?;
-                    a.jmp(*common)?;
-                    a.set_label(single)?;
-                    a.mov(esi, 1)?;
-                    a.set_label(common)?;
-                    a.push(rbx)?;
-                    a.xor(edx, edx)?;
-                    a.xor(ecx, ecx)?;
-                    if let Some(t) = rax_target {
-                        a.mov(rax, t)?;
-                    }
-                    Ok(())
-                })
-                .map(|(at, [single, _])| (at, [single]))?;
-            let (outer, _) = e.asm(|a, _: &mut [CodeLabel; 0]| a.mov(r8, rsi))?;
-            let pass = e.align_nop(64)? as u64;
-            emit_sites(&mut e, n)?;
-            e.asm(|a, _: &mut [CodeLabel; 0]| {
-                a.dec(r8)?;
-                a.jnz(pass)?;
-                a.dec(rdi)?;
-                a.jnz(outer as u64)?;
-                a.mov(rax, rdx)?;
-                a.pop(rbx)?;
-                a.ret()
-            })?;
-            symbols.push(Symbol { addr: double, len: e.here() - double, name });
-            [single, double]
-        } else {
-            let mut entries = [0; 2];
-            for b in 0..2 {
-                e.align_int3(64)?;
-                let table = tables[b].as_ptr() as u64;
-                let (entry, _) = e.asm(|a, _: &mut [CodeLabel; 0]| {
-                    a.push(rbx)?;
-                    a.xor(edx, edx)?;
-                    a.xor(ecx, ecx)?;
-                    if scenario.is_poly() {
-                        a.mov(rbx, table)?;
-                    }
-                    if let Some(t) = rax_target {
-                        a.mov(rax, t)?;
-                    }
-                    Ok(())
-                })?;
-                let top = e.align_nop(64)?;
-                emit_sites(&mut e, calls[b])?;
-                let advance = (8 * calls[b]) as i32;
-                e.asm(|a, _: &mut [CodeLabel; 0]| {
-                    if scenario.is_poly() {
-                        a.add(rcx, advance)?;
-                        a.and(rcx, (8 * SEQUENCE_LEN - 1) as i32)?;
-                    }
-                    a.dec(rdi)?;
-                    a.jnz(top as u64)?;
-                    a.mov(rax, rdx)?;
-                    a.pop(rbx)?;
-                    a.ret()
-                })?;
-                let tag = ["u", "2u"][b];
-                symbols.push(Symbol { addr: entry, len: e.here() - entry, name: format!("{name}_{tag}") });
-                entries[b] = entry;
-            }
-            entries
-        };
         arena.seal()?;
-        // `trap` sites: the handler emulates `call to` at each, for as long as the probe lives.
-        for s in &sites {
-            if let SiteForm::TrapCall { to } = s.form {
-                // SAFETY: `s.addr` is a site this probe emitted (its `cc` + rel32) in its own arena, and
-                // the loop that runs it expects `call to` there; Drop forgets it before unmapping.
-                unsafe { crate::patch::emulate_forever(s.addr, Insn::Call(to)) }
-                    .map_err(|e| EmitError::Bad(e.to_string()))?;
-            }
-        }
+        emulate_trap_sites(&sites)?;
         Ok(Probe {
             flavor,
             scenario,
@@ -336,6 +167,285 @@ impl Probe {
             tables,
             symbols,
         })
+    }
+}
+
+/// `trap` sites: the SIGTRAP handler emulates `call to` at each, for as long as the probe lives (its
+/// `Drop` forgets them).
+fn emulate_trap_sites(sites: &[Site]) -> Result<(), EmitError> {
+    for s in sites {
+        if let SiteForm::TrapCall { to } = s.form {
+            // SAFETY: `s.addr` is a site this probe emitted (its `cc` + rel32) in its own arena, and the
+            // loop that runs it expects `call to` there; Drop forgets it before unmapping.
+            unsafe { crate::patch::emulate_forever(s.addr, Insn::Call(to)) }
+                .map_err(|e| EmitError::Bad(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a combination that does not exist or a U out of range; returns U for the harness and the
+/// calls per iteration of the Single and Double loops.
+fn check(flavor: Flavor, scenario: Scenario, u: usize) -> Result<(usize, [usize; 2]), EmitError> {
+    scenario.validate().map_err(EmitError::Bad)?;
+    if !scenario.supports(flavor) {
+        return Err(EmitError::Unsupported {
+            flavor: flavor.name().into(),
+            scenario: scenario.to_string(),
+            why: "a direct-style site has one target; changing it means patching (poly needs an indirect flavor)"
+                .into(),
+        });
+    }
+    if !(1..=MAX_UNROLL).contains(&u) {
+        return Err(EmitError::Bad(format!("unroll {u} is outside 1..={MAX_UNROLL}")));
+    }
+    if scenario.is_poly() && !u.is_power_of_two() {
+        return Err(EmitError::Bad(format!("unroll {u} must be a power of two for poly scenarios")));
+    }
+    Ok(match scenario {
+        Scenario::Sites(n) => (n, [n, 2 * n]),
+        _ => (u, [u, 2 * u]),
+    })
+}
+
+/// One probe being laid into its arena, front to back: what [`Probe::new`] has emitted so far and
+/// where, so each step can refer to the addresses of the earlier ones.
+struct Layout<'a> {
+    e: Emitter<'a>,
+    flavor: Flavor,
+    scenario: Scenario,
+    targets: Vec<Target>,
+    slot: Option<usize>,
+    thunk: Option<usize>,
+    trampoline: Option<usize>,
+    sites: Vec<Site>,
+    symbols: Vec<Symbol>,
+}
+
+impl<'a> Layout<'a> {
+    fn new(arena: &'a mut Arena, flavor: Flavor, scenario: Scenario) -> Self {
+        Layout {
+            e: Emitter::new(arena),
+            flavor,
+            scenario,
+            targets: Vec::new(),
+            slot: None,
+            thunk: None,
+            trampoline: None,
+            sites: Vec::new(),
+            symbols: Vec::new(),
+        }
+    }
+
+    /// The targets, `add rdx, w; ret` with w = 1, 2, …, each on its own 16 bytes, so the sum a loop
+    /// returns says which targets it really called.
+    fn targets(&mut self) -> Result<(), EmitError> {
+        for i in 0..self.scenario.targets() {
+            let weight = i as u64 + 1;
+            self.e.align_int3(16)?;
+            let (addr, _) = self.e.asm(|a, _: &mut [CodeLabel; 0]| {
+                a.add(rdx, weight as i32)?;
+                a.ret()
+            })?;
+            self.symbols.push(Symbol { addr, len: self.e.here() - addr, name: format!("callpatch_target_{i}") });
+            self.targets.push(Target { addr, weight });
+        }
+        Ok(())
+    }
+
+    /// `indirect-mem` outside poly: the pointer slot `call *slot(%rip)` reads, alone in its line
+    /// (data, never executed), holding the first target.
+    fn pointer_slot(&mut self) -> Result<(), EmitError> {
+        if self.flavor == Flavor::IndirectMem && !self.scenario.is_poly() {
+            self.e.align_int3(64)?;
+            self.slot = Some(self.e.raw(&(self.targets[0].addr as u64).to_le_bytes())?);
+            self.e.align_int3(64)?;
+        }
+        Ok(())
+    }
+
+    /// `retpoline`: the thunk, as Linux's `__x86_indirect_thunk_rax`: the `call` pushes a return
+    /// address whose prediction (the RSB) lands in the pause/lfence capture loop, while the real return
+    /// goes to `rax` after `mov %rax, (%rsp)`: the indirect branch is never predicted.
+    fn retpoline_thunk(&mut self) -> Result<(), EmitError> {
+        if self.flavor != Flavor::Retpoline {
+            return Ok(());
+        }
+        self.e.align_int3(32)?;
+        let (at, _) = self.e.asm(|a, [do_rop, capture]: &mut [CodeLabel; 2]| {
+            a.call(*do_rop)?;
+            a.set_label(capture)?;
+            a.pause()?;
+            a.lfence()?;
+            a.jmp(*capture)?;
+            a.set_label(do_rop)?;
+            a.mov(qword_ptr(rsp), rax)?;
+            a.ret()
+        })?;
+        self.symbols.push(Symbol { addr: at, len: self.e.here() - at, name: "__x86_indirect_thunk_rax".into() });
+        self.thunk = Some(at);
+        Ok(())
+    }
+
+    /// `trampoline`: the static-call trampoline, one `jmp rel32` to the first target (exact bytes, the
+    /// patch point), then int3 padding.
+    fn trampoline(&mut self) -> Result<(), EmitError> {
+        if self.flavor != Flavor::Trampoline {
+            return Ok(());
+        }
+        self.e.align_int3(16)?;
+        let at = self.e.here();
+        self.e.raw(&insn::encode(Insn::Jmp(self.targets[0].addr), at)?)?;
+        self.symbols.push(Symbol { addr: at, len: insn::REL32_LEN, name: "callpatch_trampoline".into() });
+        self.trampoline = Some(at);
+        Ok(())
+    }
+
+    /// The target loaded into `rax` once before a loop (`rax` flavors outside poly, where each call
+    /// loads its own).
+    fn rax_target(&self) -> Option<u64> {
+        (self.flavor.target_in_rax() && !self.scenario.is_poly()).then_some(self.targets[0].addr as u64)
+    }
+
+    /// Base name of the loops' symbols, e.g. `callpatch_indirect_poly_rr_4`.
+    fn loop_name(&self) -> String {
+        format!("callpatch_{}_{}", self.flavor.name(), self.scenario.to_string().replace('-', "_"))
+    }
+
+    /// One timed loop (mono, poly, offset): prologue, loop top, `calls` sites, tail; returns its entry.
+    fn timed_loop(&mut self, unroll: Unroll, calls: usize, table: &[u64]) -> Result<usize, EmitError> {
+        let entry = self.loop_prologue(table.as_ptr() as u64)?;
+        let top = self.loop_top()?;
+        self.sites(calls)?;
+        self.loop_tail(top, calls)?;
+        let tag = ["u", "2u"][body(unroll)];
+        self.symbols.push(Symbol {
+            addr: entry,
+            len: self.e.here() - entry,
+            name: format!("{}_{tag}", self.loop_name()),
+        });
+        Ok(entry)
+    }
+
+    /// A timed loop's prologue, at a fresh line: save `rbx`, zero the accumulator and the selection
+    /// index, then load the selection table (poly) or the target (`rax` flavors).
+    fn loop_prologue(&mut self, table: u64) -> Result<usize, EmitError> {
+        let (poly, rax_target) = (self.scenario.is_poly(), self.rax_target());
+        self.e.align_int3(64)?;
+        let (entry, _) = self.e.asm(|a, _: &mut [CodeLabel; 0]| {
+            a.push(rbx)?;
+            a.xor(edx, edx)?;
+            a.xor(ecx, ecx)?;
+            if poly {
+                a.mov(rbx, table)?;
+            }
+            if let Some(t) = rax_target {
+                a.mov(rax, t)?;
+            }
+            Ok(())
+        })?;
+        Ok(entry)
+    }
+
+    /// The loop top: executed NOPs up to the next line, so the first site starts its own line too.
+    fn loop_top(&mut self) -> Result<usize, EmitError> {
+        self.e.align_nop(64)
+    }
+
+    /// `n` sites, each starting its own line (at byte B for `offset-B`, see the module docs), in poly
+    /// preceded by the load of its target from the selection table (`rax` flavors).
+    fn sites(&mut self, n: usize) -> Result<(), EmitError> {
+        let line_offset = match self.scenario {
+            Scenario::Offset(b) => Some(b),
+            _ => Some(0),
+        };
+        for j in 0..n {
+            let selection = self.scenario.is_poly().then_some(8 * j as i32);
+            let lead = match (selection, self.flavor.target_in_rax()) {
+                (Some(disp), true) => Emitter::assemble_anywhere(|a| a.mov(rax, qword_ptr(rbx + rcx + disp)))?,
+                _ => Vec::new(),
+            };
+            let to = CallTo {
+                target: self.targets[0].addr,
+                thunk: self.thunk.unwrap_or(0),
+                trampoline: self.trampoline.unwrap_or(0),
+                slot: self.slot.unwrap_or(0),
+                selection,
+            };
+            let form = self.flavor.site_form(&to);
+            let (addr, len) = self.e.site(&lead, form, line_offset)?;
+            self.sites.push(Site { addr, len, form });
+        }
+        Ok(())
+    }
+
+    /// A timed loop's tail: advance the selection index by one slot per call, wrapping the table
+    /// (poly), `dec rdi; jnz top`, then return the accumulator and restore `rbx`.
+    fn loop_tail(&mut self, top: usize, calls: usize) -> Result<(), EmitError> {
+        let poly = self.scenario.is_poly();
+        let advance = (8 * calls) as i32;
+        self.e.asm(|a, _: &mut [CodeLabel; 0]| {
+            if poly {
+                a.add(rcx, advance)?;
+                a.and(rcx, (8 * SEQUENCE_LEN - 1) as i32)?;
+            }
+            a.dec(rdi)?;
+            a.jnz(top as u64)?;
+            a.mov(rax, rdx)?;
+            a.pop(rbx)?;
+            a.ret()
+        })?;
+        Ok(())
+    }
+
+    /// `sites-N`: one body of N sites with two entries, `rsi` = passes over it per iteration (1 or 2),
+    /// so the Single and Double loops run the very same N sites; returns the two entries.
+    fn shared_sites_loop(&mut self, n: usize) -> Result<[usize; 2], EmitError> {
+        let (double, single) = self.shared_prologue()?;
+        let (outer, _) = self.e.asm(|a, _: &mut [CodeLabel; 0]| a.mov(r8, rsi))?;
+        let pass = self.loop_top()?;
+        self.sites(n)?;
+        self.shared_tail(pass, outer)?;
+        self.symbols.push(Symbol { addr: double, len: self.e.here() - double, name: self.loop_name() });
+        Ok([single, double])
+    }
+
+    /// The `sites-N` prologue, at a fresh line: the Double entry sets 2 passes and the Single entry 1,
+    /// then both save `rbx`, zero the accumulator and load the target (`rax` flavors); returns the
+    /// (Double, Single) entries.
+    fn shared_prologue(&mut self) -> Result<(usize, usize), EmitError> {
+        let rax_target = self.rax_target();
+        self.e.align_int3(64)?;
+        let (double, [single, _]) = self.e.asm(|a, [single, common]: &mut [CodeLabel; 2]| {
+            a.mov(esi, 2)?;
+            a.jmp(*common)?;
+            a.set_label(single)?;
+            a.mov(esi, 1)?;
+            a.set_label(common)?;
+            a.push(rbx)?;
+            a.xor(edx, edx)?;
+            a.xor(ecx, ecx)?;
+            if let Some(t) = rax_target {
+                a.mov(rax, t)?;
+            }
+            Ok(())
+        })?;
+        Ok((double, single))
+    }
+
+    /// The `sites-N` tail: `dec r8; jnz pass` for the passes, `dec rdi; jnz outer` for the
+    /// iterations, then return the accumulator and restore `rbx`.
+    fn shared_tail(&mut self, pass: usize, outer: usize) -> Result<(), EmitError> {
+        self.e.asm(|a, _: &mut [CodeLabel; 0]| {
+            a.dec(r8)?;
+            a.jnz(pass as u64)?;
+            a.dec(rdi)?;
+            a.jnz(outer as u64)?;
+            a.mov(rax, rdx)?;
+            a.pop(rbx)?;
+            a.ret()
+        })?;
+        Ok(())
     }
 }
 
