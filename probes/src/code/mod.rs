@@ -19,8 +19,8 @@ pub mod text_writer;
 
 pub use arena::{Arena, ArenaMode, CACHE_LINE};
 pub use emit::EmitError;
-pub use flavor::{Flavor, SiteForm};
+pub use flavor::{Flavor, FlavorSite, SiteForm};
 pub use insn::{decode, encode, Insn, InsnBytes};
 pub use probe::{Build, Probe, Site, Symbol, Target};
-pub use scenario::{Order, Scenario};
+pub use scenario::{Order, Scenario, ScenarioSequence};
 pub use text_writer::{TextWriter, WriteMethod};
