@@ -40,7 +40,7 @@ fn writes_per_call_rows_for_tsc_hardware_and_software_events() {
             assert!(r.per_call.starts_with("unavailable (E"), "{}", r.per_call);
             assert!(stdout.contains("remedy:"), "{stdout}");
         }
-        assert_eq!((r.flavor.as_str(), r.scenario.as_str()), ("retpoline", "mono"));
+        assert_eq!((r.flavor.name(), r.scenario.as_str()), ("retpoline", "mono"));
     }
     assert!(dir.join("machine.csv").exists());
     std::fs::remove_dir_all(&dir).unwrap();

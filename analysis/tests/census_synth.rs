@@ -136,7 +136,7 @@ fn by_site_rows_name_the_symbol_and_the_key() {
     assert_eq!(c.by_site.len(), 15 + 6);
     let row = c.by_site.iter().find(|r| r.address == format!("{:#x}", TEXT + 0x1c4)).unwrap();
     assert_eq!(
-        (row.kind.as_str(), row.length, row.offset_mod_64, row.fallback_line, row.fallback_word, row.symbol.as_str()),
+        (row.kind.name(), row.length, row.offset_mod_64, row.fallback_line, row.fallback_word, row.symbol.as_str()),
         ("call_rel32", 5, 4, false, true, "mid+0x0")
     );
     let tail = c.by_site.iter().find(|r| r.kind == "static_call_site" && r.detail.ends_with("tail")).unwrap();

@@ -31,7 +31,7 @@ fn machine(id: &str) -> MachineRow {
 fn call(id: &str, flavor: &str, scenario: &str, param: &str, min: f64, median: f64) -> CallsRow {
     CallsRow {
         machine_id: id.into(),
-        flavor: flavor.into(),
+        flavor: flavor.parse().unwrap(),
         scenario: scenario.into(),
         param: param.into(),
         unroll: 64,
@@ -146,7 +146,7 @@ fn census() -> (Vec<CensusRow>, Vec<CensusOffsetRow>) {
             rows.push(CensusRow {
                 binary: bin.into(),
                 sha256: sha256.clone(),
-                kind: kind.into(),
+                kind: kind.parse().unwrap(),
                 count,
                 cross64_rel32: if kind == "call_indirect" { 0 } else { rel },
                 cross64_insn: insn,
@@ -159,7 +159,7 @@ fn census() -> (Vec<CensusRow>, Vec<CensusOffsetRow>) {
             for (o, n) in counts.iter().enumerate() {
                 offsets.push(CensusOffsetRow {
                     binary: bin.into(),
-                    kind: kind.into(),
+                    kind: kind.parse().unwrap(),
                     offset_mod_64: o as u8,
                     count: *n,
                 });

@@ -17,10 +17,13 @@ use callpatch_probes::measure::{self, Knobs, PerCall};
 /// Options of `callpatch calls`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Flavors to measure (repeat or comma-separate): direct, indirect, indirect-mem, retpoline,
-    /// lfence, trampoline, inline, cs-inline, trap (mono only). Default: all.
+    /// Flavors to measure (repeat or comma-separate; --list-flavors names them; trap runs in mono
+    /// only). Default: all.
     #[arg(long = "flavor", value_name = "F", value_delimiter = ',')]
     pub flavors: Vec<Flavor>,
+    /// Print every flavor, one per line in table order, and exit (for scripts: the list is the code's).
+    #[arg(long)]
+    pub list_flavors: bool,
     /// Scenarios (repeat or comma-separate): mono, poly-rr-K, poly-random-K, sites-N, offset-B, or a
     /// group: poly-rr, poly-random, poly, sites, offset (every standard K, N or B). Default: all
     /// (with --quick: mono, poly-rr-4, poly-random-4, sites-1024, offset-0, offset-62).
@@ -54,6 +57,10 @@ impl FromStr for Scenarios {
 
 /// Runs `callpatch calls`.
 pub fn main(args: Args) -> anyhow::Result<()> {
+    if args.list_flavors {
+        print!("{}", flavor_list());
+        return Ok(());
+    }
     // Fail on an unusable output directory before spending time measuring.
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let (machine, rows) = measure_all(&args)?;
@@ -66,6 +73,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     eprintln!("wrote {} and {}", args.out.join("calls.csv").display(), args.out.join("machine.csv").display());
     Ok(())
+}
+
+/// Every flavor name, one per line, in table order.
+pub fn flavor_list() -> String {
+    Flavor::ALL.iter().map(|f| format!("{f}\n")).collect()
 }
 
 /// One measurement: a flavor in a scenario.
@@ -182,7 +194,7 @@ pub fn measure_pair(
 fn row(machine_id: &str, flavor: Flavor, scenario: Scenario, knobs: &Knobs, pc: &PerCall) -> CallsRow {
     CallsRow {
         machine_id: machine_id.to_string(),
-        flavor: flavor.name().to_string(),
+        flavor,
         scenario: scenario.name().to_string(),
         param: scenario.param().map(|p| p.to_string()).unwrap_or_default(),
         unroll: knobs.unroll,
@@ -201,7 +213,7 @@ fn row(machine_id: &str, flavor: Flavor, scenario: Scenario, knobs: &Knobs, pc: 
 /// was measured (every scenario but poly has one), else `direct` mono, else none.
 pub fn baseline<'a>(rows: &'a [CallsRow], r: &CallsRow) -> Option<(&'a CallsRow, &'static str)> {
     let direct = |scenario: &str, param: &str| {
-        rows.iter().find(|d| d.flavor == Flavor::Direct.name() && d.scenario == scenario && d.param == param)
+        rows.iter().find(|d| d.flavor == Flavor::Direct && d.scenario == scenario && d.param == param)
     };
     direct(&r.scenario, &r.param).map(|d| (d, "")).or_else(|| direct("mono", "").map(|d| (d, " (mono)")))
 }
@@ -216,7 +228,7 @@ pub fn table(rows: &[CallsRow]) -> String {
             _ => "n/a".into(),
         };
         lines.push([
-            r.flavor.clone(),
+            r.flavor.to_string(),
             r.scenario.clone(),
             r.param.clone(),
             format!("{:.2}", r.cycles_min),
@@ -283,6 +295,13 @@ mod tests {
         let quick = parse(&["--quick"]).unwrap();
         assert!(selection(&quick).0.iter().any(|(f, s)| *f == Flavor::CsInline && *s == Scenario::Offset(62)));
         assert_eq!(selection(&quick).0.iter().filter(|(_, s)| s.is_poly()).count(), 8);
+    }
+
+    #[test]
+    fn the_flavor_list_is_the_table_and_parses_back() {
+        assert!(parse(&["--list-flavors"]).unwrap().list_flavors);
+        let names: Vec<Flavor> = flavor_list().lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(names, Flavor::ALL);
     }
 
     #[test]

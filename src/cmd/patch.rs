@@ -147,7 +147,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The two numbers the issue asks for: batching gain and closeness to the sync limit.
+/// The two numbers a design discussion needs from patch.csv: how much batching gains, and how close a
+/// single-site patch comes to its limit of three syncs.
 fn summary(points: &[LatencyPoint], callers_set: &[usize]) {
     let find = |proto: &str, batch: usize, callers: usize| {
         points

@@ -14,8 +14,7 @@ use callpatch_probes::measure::{
 /// Options of `callpatch perf`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Call flavor to run: direct, indirect, indirect-mem, retpoline, lfence, trampoline, inline,
-    /// cs-inline, trap.
+    /// Call flavor to run (`callpatch calls --list-flavors` names them all).
     #[arg(long, default_value = "indirect")]
     flavor: String,
     /// One scenario: mono, poly-rr-K, poly-random-K, sites-N, offset-B.
@@ -119,7 +118,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|f| rows::PerfRow {
             machine_id: id.machine_id.clone(),
-            flavor: flavor.name().into(),
+            flavor,
             scenario: scenario.name().into(),
             param: scenario.param().map_or(String::new(), |p| p.to_string()),
             event: f.event.clone(),

@@ -33,7 +33,7 @@ pub const fn insn_crosses(addr: u64, len: u64, granule: u64) -> bool {
 
 /// Fraction of uniformly placed `len`-byte fields that cross a `granule`-byte block: `(len-1)/granule`
 /// (3/64 for a rel32, 4/64 for a 5-byte call, 5/64 for a 6-byte `jcc`).
-pub fn theory(len: u64, granule: u64) -> f64 {
+pub const fn theory(len: u64, granule: u64) -> f64 {
     len.saturating_sub(1) as f64 / granule as f64
 }
 

@@ -71,6 +71,17 @@ impl Protocol {
         Protocol::Naive,
     ];
 
+    /// The names of [`Protocol::ALL`], in that order.
+    pub const NAMES: [&'static str; 5] = {
+        let mut names = [""; 5];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = Protocol::ALL[i].name();
+            i += 1;
+        }
+        names
+    };
+
     /// The `protocol` value of a `patch.csv` row that records the cost of one membarrier (a sync
     /// alone, no protocol).
     pub const SYNC_ROW: &'static str = "membarrier";
@@ -121,6 +132,8 @@ impl FromStr for Protocol {
     }
 }
 
+crate::names::by_name!(Protocol);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +142,11 @@ mod tests {
     fn names_round_trip_and_granules_cross_as_the_theory_says() {
         for p in Protocol::ALL {
             assert_eq!(p.name().parse::<Protocol>(), Ok(p));
+            assert_eq!(p.to_string(), p.name());
+        }
+        assert_eq!(Protocol::NAMES, ["bp", "cs-prefix", "aligned", "aligned-8", "naive"]);
+        for p in Protocol::SAFE {
+            assert!(Protocol::ALL.contains(&p));
         }
         assert!("aligned-16".parse::<Protocol>().is_err());
         for (g, n) in [(Granule::Line, 3), (Granule::Word8, 3)] {

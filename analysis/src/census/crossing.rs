@@ -12,41 +12,27 @@
 //! For a start address uniformly spread over the line, a 4-byte field crosses with probability
 //! 3/64 and a 5-byte instruction with 4/64 ([`THEORY_REL32_LINE`], [`THEORY_INSN5_LINE`]).
 //!
+//! The rule itself ([`crosses`], [`rel32_crosses`], [`insn_crosses`], [`theory`]) is the vocabulary's
+//! ([`callpatch_vocab::crossing`]), shared with the patcher and the hazard experiment; this module adds
+//! what the census counts with it.
+//!
 //! For a kind with no rel32 (an indirect call) the same formula is applied to its last four bytes;
 //! those columns then only say where the instruction ends, not that it is patchable.
 
+pub use callpatch_vocab::crossing::{crosses, insn_crosses, rel32_crosses, theory};
+
 /// Cache line size in bytes: the granule of the SDM's one-store guarantee.
-pub const LINE: u64 = 64;
+pub const LINE: u64 = callpatch_vocab::CACHE_LINE as u64;
 
 /// Granules the census reports, widest first.
-pub const GRANULES: [u64; 4] = [64, 32, 16, 8];
+pub const GRANULES: [u64; 4] = [LINE, 32, 16, 8];
 
 /// Fraction of uniformly placed 4-byte fields that cross a 64-byte line: 3/64.
-pub const THEORY_REL32_LINE: f64 = 3.0 / 64.0;
+pub const THEORY_REL32_LINE: f64 = theory(4, LINE);
 /// Fraction of uniformly placed 5-byte instructions that cross a 64-byte line: 4/64.
-pub const THEORY_INSN5_LINE: f64 = 4.0 / 64.0;
+pub const THEORY_INSN5_LINE: f64 = theory(5, LINE);
 /// Fraction of uniformly placed 4-byte fields that cross an aligned 8-byte word: 3/8.
-pub const THEORY_REL32_WORD: f64 = 3.0 / 8.0;
-
-/// True when the bytes `[start, start + len)` touch two `granule`-aligned blocks.
-/// `granule` is a power of two; `len == 0` touches nothing.
-pub const fn crosses(start: u64, len: u64, granule: u64) -> bool {
-    if len == 0 {
-        return false;
-    }
-    let last = start.wrapping_add(len - 1);
-    (start ^ last) & !(granule - 1) != 0
-}
-
-/// True when the last four bytes of the `len`-byte instruction at `addr` (its rel32) cross a block.
-pub const fn rel32_crosses(addr: u64, len: u64, granule: u64) -> bool {
-    crosses(addr.wrapping_add(len).wrapping_sub(4), 4, granule)
-}
-
-/// True when the whole `len`-byte instruction at `addr` crosses a block.
-pub const fn insn_crosses(addr: u64, len: u64, granule: u64) -> bool {
-    crosses(addr, len, granule)
-}
+pub const THEORY_REL32_WORD: f64 = theory(4, 8);
 
 /// The aligned-only policy with the line rule: a site whose rel32 crosses a 64-byte line cannot be
 /// patched with one store and stays on its trampoline.
@@ -100,6 +86,7 @@ mod tests {
         assert_eq!(insn, [60, 61, 62, 63]);
         assert_eq!(rel.len() as f64 / 64.0, THEORY_REL32_LINE);
         assert_eq!(insn.len() as f64 / 64.0, THEORY_INSN5_LINE);
+        assert_eq!((THEORY_REL32_LINE, THEORY_INSN5_LINE, THEORY_REL32_WORD), (3.0 / 64.0, 4.0 / 64.0, 3.0 / 8.0));
         // Word rule: the rel32 of a call at a fits in [8k, 8k+8) only when (a+1) mod 8 <= 4.
         let word = (0..8).filter(|&a| fallback_word(a, 5)).collect::<Vec<_>>();
         assert_eq!(word, [4, 5, 6]);

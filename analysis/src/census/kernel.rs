@@ -17,8 +17,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+pub use callpatch_vocab::rows::StaticCallKeyRow;
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic};
-use serde::{Deserialize, Serialize};
 
 use super::crossing::{fallback_line, fallback_word};
 use super::decode::Site;
@@ -42,21 +42,6 @@ pub struct StaticCallEntry {
     pub insn: Option<(Code, u8)>,
     /// The branch target when the instruction is a rel32 call or jmp.
     pub target: Option<u64>,
-}
-
-/// `census_static_calls.csv`: one row per static call key.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StaticCallKeyRow {
-    pub binary: String,
-    pub key: String,
-    pub key_address: String,
-    pub sites: u64,
-    pub calls: u64,
-    pub tail_jmps: u64,
-    /// Sites whose instruction is not a `call`/`jmp` to this key's `__SCT__` trampoline.
-    pub not_to_trampoline: u64,
-    pub fallback_line: u64,
-    pub fallback_word: u64,
 }
 
 /// One kernel table that was found.

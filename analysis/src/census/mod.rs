@@ -191,7 +191,7 @@ fn site_rows(
                 }
                 _ => String::new(),
             };
-            SiteRow::new(binary, site, symbol, detail)
+            by_site::site_row(binary, site, symbol, detail)
         })
         .collect()
 }

@@ -58,7 +58,7 @@ impl KindTally {
         CensusRow {
             binary: binary.to_string(),
             sha256: sha256.to_string(),
-            kind: self.kind.name().to_string(),
+            kind: self.kind,
             count: self.count,
             cross64_rel32: self.cross64_rel32,
             cross64_insn: self.cross64_insn,
@@ -75,7 +75,7 @@ impl KindTally {
         let binary = binary.to_string();
         (0u8..64).map(move |o| CensusOffsetRow {
             binary: binary.clone(),
-            kind: self.kind.name().to_string(),
+            kind: self.kind,
             offset_mod_64: o,
             count: self.offsets[usize::from(o)],
         })

@@ -4,19 +4,17 @@
 
 use crate::report::dataset::Run;
 use crate::report::rows::{CallsRow, PatchRow};
-use crate::report::scenario::Scenario;
+use crate::report::scenario::RowScenario;
+use callpatch_vocab::{Flavor, Protocol};
 
-/// The flavors in the flavor table's order (`Flavor::ALL`), so every plot and table lists them alike;
-/// flavors not listed follow alphabetically.
-pub const FLAVOR_ORDER: [&str; 9] =
-    ["direct", "indirect", "indirect-mem", "retpoline", "lfence", "trampoline", "inline", "cs-inline", "trap"];
+/// The flavors in table order ([`Flavor::ALL`]).
+pub const FLAVOR_ORDER: [&str; Flavor::ALL.len()] = Flavor::NAMES;
 
-/// The protocols from the kernel's own (`bp`) to the unsafe baseline (`naive`); others follow
-/// alphabetically.
-pub const PROTOCOL_ORDER: [&str; 4] = ["bp", "cs-prefix", "aligned", "naive"];
+/// The protocols in table order ([`Protocol::ALL`]); others follow alphabetically.
+pub const PROTOCOL_ORDER: [&str; Protocol::ALL.len()] = Protocol::NAMES;
 
 /// The `patch.csv` protocol name under which a writer may record the cost of one membarrier.
-pub const SYNC_PROTOCOL: &str = "membarrier";
+pub const SYNC_PROTOCOL: &str = Protocol::SYNC_ROW;
 
 /// Which of a run's patch measurements to read when it measured several numbers of concurrent callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,21 +46,18 @@ pub fn sort_by_order(names: &mut [String], order: &[&str]) {
 }
 
 impl Run {
-    /// The flavors measured, in [`FLAVOR_ORDER`].
-    pub fn flavors(&self) -> Vec<String> {
-        let mut v: Vec<String> = Vec::new();
-        for r in &self.calls {
-            if !v.contains(&r.flavor) {
-                v.push(r.flavor.clone());
-            }
-        }
-        sort_by_order(&mut v, &FLAVOR_ORDER);
+    /// The flavors measured, in table order ([`Flavor::ALL`]).
+    pub fn flavors(&self) -> Vec<Flavor> {
+        let mut v: Vec<Flavor> = self.calls.iter().map(|r| r.flavor).collect();
+        v.sort_unstable();
+        v.dedup();
         v
     }
 
     /// The first `calls.csv` row of `flavor` in `scenario`.
-    pub fn call(&self, flavor: &str, scenario: &Scenario) -> Option<&CallsRow> {
-        self.calls.iter().find(|r| r.flavor == flavor && Scenario::parse(&r.scenario, &r.param) == *scenario)
+    pub fn call(&self, flavor: Flavor, scenario: impl Into<RowScenario>) -> Option<&CallsRow> {
+        let scenario = scenario.into();
+        self.calls.iter().find(|r| r.flavor == flavor && r.scenario() == scenario)
     }
 
     /// The protocols measured in `patch.csv` (the membarrier row excluded), in [`PROTOCOL_ORDER`].

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE, THEORY_REL32_WORD};
-use crate::census::SiteKind;
 use crate::report::dataset::{CsvFile, Dataset, Run};
 use crate::report::error::ReportError;
 use crate::report::lookup::{cycles_unit, Load};
@@ -16,6 +15,7 @@ use crate::report::plots::census::rows as census_rows;
 use crate::report::scenario::{Order, Scenario};
 use crate::report::style::{duration_ns, sig3};
 use crate::report::tradeoff::{sentence, Outcome, Tradeoff, BASELINES, PATCHED};
+use callpatch_vocab::Flavor;
 
 /// A plot written next to the summary.
 #[derive(Clone, Debug)]
@@ -140,8 +140,8 @@ fn calls(s: &mut String, run: &Run, d: &Dataset) {
         return missing(s, d, CsvFile::Calls, "call costs");
     }
     let unit = cycles_unit(run.timer());
-    let direct_mono = run.call("direct", &Scenario::Mono).map(|r| r.cycles_median);
-    let direct_poly = run.call("direct", &RANDOM4).map(|r| r.cycles_median);
+    let direct_mono = run.call(Flavor::Direct, Scenario::Mono).map(|r| r.cycles_median);
+    let direct_poly = run.call(Flavor::Direct, RANDOM4).map(|r| r.cycles_median);
     let poly_base = direct_poly.or(direct_mono);
     let _ = writeln!(
         s,
@@ -157,8 +157,8 @@ fn calls(s: &mut String, run: &Run, d: &Dataset) {
     let ratio =
         |v: f64, base: Option<f64>| base.filter(|b| *b > 0.0).map_or("–".into(), |b| format!("{}×", sig3(v / b)));
     for flavor in run.flavors() {
-        let mono = run.call(&flavor, &Scenario::Mono);
-        let poly = run.call(&flavor, &RANDOM4);
+        let mono = run.call(flavor, Scenario::Mono);
+        let poly = run.call(flavor, RANDOM4);
         if mono.is_none() && poly.is_none() {
             continue;
         }
@@ -169,7 +169,7 @@ fn calls(s: &mut String, run: &Run, d: &Dataset) {
         let (m, mr) = show(mono, direct_mono);
         let (p, pr) = show(poly, poly_base);
         let ns = mono.map_or("–".into(), |r| sig3(r.ns_median));
-        let _ = writeln!(s, "| {} | {m} | {mr} | {ns} | {p} | {pr} |", cell(&flavor));
+        let _ = writeln!(s, "| {} | {m} | {mr} | {ns} | {p} | {pr} |", cell(flavor.name()));
     }
     s.push('\n');
 }
@@ -464,14 +464,14 @@ fn census(s: &mut String, d: &Dataset) {
     );
     for b in &d.binaries {
         let mut kinds: Vec<_> = b.kinds.iter().filter(|r| r.count > 0).collect();
-        kinds.sort_by_key(|r| SiteKind::NAMES.iter().position(|k| *k == r.kind).unwrap_or(99));
+        kinds.sort_by_key(|r| r.kind);
         for r in kinds {
             let pct = |v: u64| format!("{v} ({:.2}%)", 100.0 * v as f64 / r.count as f64);
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} |",
                 cell(&b.label),
-                cell(&r.kind),
+                cell(r.kind.name()),
                 r.count,
                 pct(r.cross64_rel32),
                 pct(r.cross64_insn),
@@ -498,15 +498,9 @@ fn fleet_table(s: &mut String, d: &Dataset) {
     if runs.len() < 2 {
         return;
     }
-    let mut flavors: Vec<String> = Vec::new();
-    for r in &runs {
-        for f in r.flavors() {
-            if !flavors.contains(&f) {
-                flavors.push(f);
-            }
-        }
-    }
-    crate::report::lookup::sort_by_order(&mut flavors, &crate::report::lookup::FLAVOR_ORDER);
+    let mut flavors: Vec<Flavor> = runs.iter().flat_map(|r| r.flavors()).collect();
+    flavors.sort_unstable();
+    flavors.dedup();
     let _ = writeln!(s, "## Across machines: mono call cost, ratio to a direct call\n");
     let _ = writeln!(
         s,
@@ -515,10 +509,10 @@ fn fleet_table(s: &mut String, d: &Dataset) {
         "---:|".repeat(runs.len())
     );
     for f in &flavors {
-        let mut line = format!("| {} |", cell(f));
+        let mut line = format!("| {} |", cell(f.name()));
         for r in &runs {
-            let v = r.call(f, &Scenario::Mono).map(|c| c.cycles_median);
-            let base = r.call("direct", &Scenario::Mono).map(|c| c.cycles_median).filter(|b| *b > 0.0);
+            let v = r.call(*f, Scenario::Mono).map(|c| c.cycles_median);
+            let base = r.call(Flavor::Direct, Scenario::Mono).map(|c| c.cycles_median).filter(|b| *b > 0.0);
             match (v, base) {
                 (Some(v), Some(b)) => {
                     let _ = write!(line, " {} ({:.2}×) |", sig3(v), v / b);

@@ -24,6 +24,7 @@
 use crate::report::dataset::{CensusBinary, Run};
 use crate::report::lookup::Load;
 use crate::report::scenario::Scenario;
+use callpatch_vocab::{Flavor, Granule, Protocol};
 
 /// Sites per key the model uses unless told otherwise.
 pub const DEFAULT_SITES: u64 = 10;
@@ -125,7 +126,7 @@ fn census_fallback(binaries: &[CensusBinary]) -> Option<(f64, String)> {
 /// The bp batch size closest to `wanted` on a log scale (ties to the smaller).
 fn closest_batch(run: &Run, wanted: u64) -> Option<u64> {
     let target = (wanted.max(1) as f64).ln();
-    run.patch_quiet("bp")
+    run.patch_quiet(Protocol::Bp.name())
         .iter()
         .map(|r| r.batch)
         .filter(|&b| b > 0)
@@ -146,13 +147,13 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load
     t.sites = sites;
     // A cost that is not a positive finite number (NaN, 0) is treated as not measured.
     let usable = |v: f64| v.is_finite() && v > 0.0;
-    let call = |flavor: &str| run.call(flavor, &Scenario::Mono).map(|r| r.ns_median).filter(|v| usable(*v));
-    let update = |protocol: &str, batch: u64| {
-        run.patch_at(protocol, batch, callers).map(|r| r.latency_ns_median).filter(|v| usable(*v))
+    let call = |flavor: Flavor| run.call(flavor, Scenario::Mono).map(|r| r.ns_median).filter(|v| usable(*v));
+    let update = |protocol: Protocol, batch: u64| {
+        run.patch_at(protocol.name(), batch, callers).map(|r| r.latency_ns_median).filter(|v| usable(*v))
     };
     let missing = |t: &mut Tradeoff, name: &str, what: String| t.notes.push(format!("{name} left out: {what}."));
 
-    for (name, flavor) in [("retpoline", "retpoline"), ("indirect", "indirect")] {
+    for (name, flavor) in [("retpoline", Flavor::Retpoline), ("indirect", Flavor::Indirect)] {
         match call(flavor) {
             Some(c) => t.mechanisms.push(Mechanism {
                 name,
@@ -164,8 +165,8 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load
             None => missing(&mut t, name, format!("no `{flavor}` mono row in calls.csv")),
         }
     }
-    let tramp_call = call("trampoline");
-    match (tramp_call, update("bp", 1)) {
+    let tramp_call = call(Flavor::Trampoline);
+    match (tramp_call, update(Protocol::Bp, 1)) {
         (Some(c), Some(u)) => t.mechanisms.push(Mechanism {
             name: "trampoline",
             call_ns: c,
@@ -176,8 +177,10 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load
         (None, _) => missing(&mut t, "trampoline", "no `trampoline` mono row in calls.csv".into()),
         (_, None) => missing(&mut t, "trampoline", format!("no {load_word} `bp` batch-1 row in patch.csv")),
     }
-    let inline_call = call("inline");
-    for (name, flavor, protocol) in [("inline/bp", "inline", "bp"), ("cs-prefix", "cs-inline", "cs-prefix")] {
+    let inline_call = call(Flavor::Inline);
+    for (name, flavor, protocol) in
+        [("inline/bp", Flavor::Inline, Protocol::Bp), ("cs-prefix", Flavor::CsInline, Protocol::CsPrefix)]
+    {
         match (call(flavor), update(protocol, sites)) {
             (Some(c), Some(u)) => t.mechanisms.push(Mechanism {
                 name,
@@ -191,12 +194,12 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load
         }
     }
     let fallback = census_fallback(binaries).or_else(|| {
-        let r = run.patch_at("aligned", sites, callers)?;
+        let r = run.patch_at(Protocol::Aligned { granule: Granule::Line }.name(), sites, callers)?;
         let fb = r.fallback? as f64;
         Some((fb / r.batch.max(1) as f64, format!("patch.csv, aligned batch {sites}: {fb} fell back")))
     });
     t.fallback = fallback.clone();
-    match (inline_call, tramp_call, update("aligned", sites), fallback) {
+    match (inline_call, tramp_call, update(Protocol::Aligned { granule: Granule::Line }, sites), fallback) {
         (Some(ci), Some(ct), Some(u), Some((f, from))) => t.mechanisms.push(Mechanism {
             name: "aligned-only",
             call_ns: f * ct + (1.0 - f) * ci,
@@ -294,7 +297,7 @@ mod tests {
             .iter()
             .map(|&(flavor, ns)| CallsRow {
                 machine_id: "m".into(),
-                flavor: flavor.into(),
+                flavor: flavor.parse().unwrap(),
                 scenario: "mono".into(),
                 param: String::new(),
                 unroll: 1,

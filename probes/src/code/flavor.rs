@@ -1,4 +1,6 @@
-//! The flavor table: what bytes each call site holds, one row per way of making a call.
+//! The flavor table: what bytes each call site holds. The flavors' names
+//! and properties are the vocabulary's ([`callpatch_vocab::flavor`], re-exported as [`Flavor`]); their
+//! bytes ([`SiteForm`], through [`FlavorSite::site_form`]) are here, with the code that emits them.
 //!
 //! | flavor         | site bytes                         | what it models                              |
 //! |----------------|------------------------------------|---------------------------------------------|
@@ -32,71 +34,18 @@ use iced_x86::{Code, Decoder, DecoderOptions, Encoder, Instruction, MemoryOperan
 
 use super::insn::{self, EncodeError, Insn, InsnBytes};
 
-/// One way of making a call, as listed in the module table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Flavor {
-    /// `e8 rel32` straight to the target, never patched.
-    Direct,
-    /// `call *%rax`.
-    Indirect,
-    /// `call *disp32(%rip)` (mono) or `call *8j(%rbx,%rcx)` (poly).
-    IndirectMem,
-    /// `e8 rel32` to a `__x86_indirect_thunk_rax`-style thunk, target in `rax`.
-    Retpoline,
-    /// `lfence; call *%rax`.
-    Lfence,
-    /// `e8 rel32` to a trampoline that is one `e9 rel32`.
-    Trampoline,
-    /// `e8 rel32` straight to the target: the patchable inline static call.
-    Inline,
-    /// `2e e8 rel32` straight to the target.
-    CsInline,
-    /// `cc` + rel32: every call taken through the SIGTRAP handler's call emulation.
-    Trap,
+pub use callpatch_vocab::Flavor;
+
+/// The site form of a flavor: what bytes the code around a site puts there. An extension of the
+/// vocabulary's [`Flavor`] (which holds only names), so that `flavor.site_form(&to)` reads as before.
+pub trait FlavorSite {
+    /// The site form for this flavor. `to` says where the code around the site put things: the
+    /// target, the thunk, the trampoline, the pointer slot or the selection displacement.
+    fn site_form(self, to: &CallTo) -> SiteForm;
 }
 
-impl Flavor {
-    /// Every flavor, in table order (the order of CLI output and CSV rows).
-    pub const ALL: [Flavor; 9] = [
-        Flavor::Direct,
-        Flavor::Indirect,
-        Flavor::IndirectMem,
-        Flavor::Retpoline,
-        Flavor::Lfence,
-        Flavor::Trampoline,
-        Flavor::Inline,
-        Flavor::CsInline,
-        Flavor::Trap,
-    ];
-
-    /// Name on the command line and in `calls.csv`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Flavor::Direct => "direct",
-            Flavor::Indirect => "indirect",
-            Flavor::IndirectMem => "indirect-mem",
-            Flavor::Retpoline => "retpoline",
-            Flavor::Lfence => "lfence",
-            Flavor::Trampoline => "trampoline",
-            Flavor::Inline => "inline",
-            Flavor::CsInline => "cs-inline",
-            Flavor::Trap => "trap",
-        }
-    }
-
-    /// True when the call's target is taken from `rax` (set once for mono, loaded per call for poly).
-    pub fn target_in_rax(self) -> bool {
-        matches!(self, Flavor::Indirect | Flavor::Retpoline | Flavor::Lfence)
-    }
-
-    /// True when one site can reach a different target on each call without patching (poly scenarios).
-    pub fn is_indirect(self) -> bool {
-        self.target_in_rax() || self == Flavor::IndirectMem
-    }
-
-    /// The site form for this flavor. `to` says where the code around the site put things: the target,
-    /// the thunk, the trampoline, the pointer slot or the selection displacement.
-    pub fn site_form(self, to: &CallTo) -> SiteForm {
+impl FlavorSite for Flavor {
+    fn site_form(self, to: &CallTo) -> SiteForm {
         match (self, to.selection) {
             (Flavor::Direct | Flavor::Inline, _) => SiteForm::Call { to: to.target },
             (Flavor::CsInline, _) => SiteForm::CsCall { to: to.target },
@@ -111,23 +60,7 @@ impl Flavor {
     }
 }
 
-impl std::fmt::Display for Flavor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Flavor {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Flavor::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Flavor::ALL.iter().map(|f| f.name()).collect();
-            format!("unknown flavor `{s}` (expected one of: {})", names.join(", "))
-        })
-    }
-}
-
-/// Addresses the code around a site provides, from which [`Flavor::site_form`] picks.
+/// Addresses the code around a site provides, from which [`FlavorSite::site_form`] picks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallTo {
     /// The (mono) target function.
@@ -279,15 +212,6 @@ impl SiteForm {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_round_trip_and_unknown_names_are_rejected() {
-        for f in Flavor::ALL {
-            assert_eq!(f.name().parse::<Flavor>(), Ok(f));
-        }
-        let err = "retpolin".parse::<Flavor>().unwrap_err();
-        assert!(err.contains("retpolin") && err.contains("cs-inline"), "{err}");
-    }
 
     #[test]
     fn every_form_has_the_documented_bytes_and_decodes_back() {

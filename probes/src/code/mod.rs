@@ -17,6 +17,6 @@ pub use callpatch_patcher::{decode, encode, Insn, InsnBytes};
 pub use callpatch_patcher::{Arena, ArenaMode, CACHE_LINE};
 pub use callpatch_patcher::{TextWriter, WriteMethod};
 pub use emit::EmitError;
-pub use flavor::{Flavor, SiteForm};
+pub use flavor::{Flavor, FlavorSite, SiteForm};
 pub use probe::{EmitOptions, Probe, Site, Symbol, Target};
-pub use scenario::{Order, Scenario};
+pub use scenario::{Order, Scenario, ScenarioSequence};

@@ -31,9 +31,9 @@ use iced_x86::code_asm::{ecx, edx, esi, qword_ptr, r8, rax, rbx, rcx, rdi, rdx, 
 
 use super::arena::{Arena, ArenaMode, CACHE_LINE};
 use super::emit::{EmitError, Emitter};
-use super::flavor::{CallTo, Flavor, SiteForm};
+use super::flavor::{CallTo, Flavor, FlavorSite, SiteForm};
 use super::insn::{self, Insn};
-use super::scenario::{Scenario, SEQUENCE_LEN};
+use super::scenario::{Scenario, ScenarioSequence, SEQUENCE_LEN};
 use crate::measure::Unroll;
 
 /// How a probe is emitted (the emission knobs; the timing knobs are [`crate::measure::Knobs`]).

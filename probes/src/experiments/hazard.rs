@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 
 use super::bed::{emit_tail, emit_target, run_loop, Tally, TARGETS};
 use super::catch::CatchZone;
+use crate::code::insn::REL32_LEN;
 use crate::code::{decode, encode, Arena, ArenaMode, Insn, TextWriter, CACHE_LINE};
 use callpatch_patcher::naive::{store_rel32, NaiveStore};
 use callpatch_patcher::{forget_sites, patch_batch, trap_count, PatchError, Protocol, SitePatch};
+use callpatch_vocab::crossing::rel32_crosses;
 
 /// Who rewrites the site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,7 +116,7 @@ impl HazardSite {
 
     /// Whether the site's rel32 crosses a cache line (it must, by construction).
     pub fn crosses_line(&self) -> bool {
-        (self.site + 1) / CACHE_LINE != (self.site + 4) / CACHE_LINE
+        rel32_crosses(self.site as u64, REL32_LEN as u64, CACHE_LINE as u64)
     }
 
     /// Every mix of old and new rel32 bytes is a target or a caught `int3` well clear of the targets.

@@ -11,8 +11,9 @@ use plotters::style::text_anchor::{HPos, VPos};
 use super::{legend, note, panels, DrawError, Plot};
 use crate::report::dataset::Run;
 use crate::report::lookup::cycles_unit;
-use crate::report::scenario::{Order, Scenario};
+use crate::report::scenario::{Order, RowScenario, Scenario};
 use crate::report::style::{self, color, compact};
+use callpatch_vocab::Flavor;
 
 /// How the y axis of the calls plot is scaled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,21 +42,22 @@ impl<'a> CallsPlot<'a> {
 }
 
 /// The scenarios the calls plot shows for `run`, in legend order.
-pub fn shown_scenarios(run: &Run) -> Vec<Scenario> {
-    let all: Vec<Scenario> = run.calls.iter().map(|r| Scenario::parse(&r.scenario, &r.param)).collect();
+pub fn shown_scenarios(run: &Run) -> Vec<RowScenario> {
+    let all: Vec<RowScenario> = run.calls.iter().map(|r| r.scenario()).collect();
     let mut v = Vec::new();
-    let mut push = |s: Scenario| {
+    let mut push = |s: RowScenario| {
         if all.contains(&s) && !v.contains(&s) {
             v.push(s);
         }
     };
-    push(Scenario::Mono);
-    for order in [Order::RoundRobin, Order::Unspecified, Order::Random] {
-        push(Scenario::Poly { k: 4, order });
-    }
-    let max_sites = all.iter().filter_map(|s| if let Scenario::Sites(n) = s { Some(*n) } else { None }).max();
+    push(Scenario::Mono.into());
+    push(Scenario::Poly { k: 4, order: Order::RoundRobin }.into());
+    push(RowScenario::Unordered { k: 4 });
+    push(Scenario::Poly { k: 4, order: Order::Random }.into());
+    let max_sites =
+        all.iter().filter_map(|s| if let RowScenario::Known(Scenario::Sites(n)) = s { Some(*n) } else { None }).max();
     if let Some(n) = max_sites {
-        push(Scenario::Sites(n));
+        push(Scenario::Sites(n).into());
     }
     v
 }
@@ -94,8 +96,8 @@ impl Plot for CallsPlot<'_> {
 
 /// What one panel shows.
 struct Contents {
-    flavors: Vec<String>,
-    scenarios: Vec<Scenario>,
+    flavors: Vec<Flavor>,
+    scenarios: Vec<RowScenario>,
     bars: Vec<Bar>,
 }
 
@@ -105,7 +107,7 @@ fn contents(run: &Run) -> Contents {
     let mut bars = Vec::new();
     for (g, flavor) in flavors.iter().enumerate() {
         for (s, scenario) in scenarios.iter().enumerate() {
-            if let Some(r) = run.call(flavor, scenario) {
+            if let Some(r) = run.call(*flavor, scenario.clone()) {
                 // A minimum that is not a positive cycle count (noise in the U/2U difference can make it
                 // negative) gets no whisker; the median bar is still drawn.
                 if r.cycles_median > 0.0 && r.cycles_median.is_finite() {
@@ -162,8 +164,8 @@ fn draw_panel<DB: DrawingBackend>(
 
 struct Panel<'p, DB: DrawingBackend> {
     area: &'p DrawingArea<DB, Shift>,
-    flavors: &'p [String],
-    scenarios: &'p [Scenario],
+    flavors: &'p [Flavor],
+    scenarios: &'p [RowScenario],
     bars: &'p [Bar],
     slot: f64,
 }
@@ -246,7 +248,7 @@ pub fn panel_caption(run: &Run) -> String {
 pub(crate) fn label_groups<DB: DrawingBackend, X, Y>(
     area: &DrawingArea<DB, Shift>,
     chart: &ChartContext<'_, DB, Cartesian2d<X, Y>>,
-    names: &[String],
+    names: &[Flavor],
     y_axis: f64,
 ) -> Result<(), DrawError>
 where
@@ -257,7 +259,7 @@ where
     let style = style::anchored(style::TICK_PX, HPos::Center, VPos::Top);
     for (g, name) in names.iter().enumerate() {
         let (px, py) = chart.backend_coord(&(g as f64, y_axis));
-        area.draw_text(name, &style, (px - base.0, py - base.1 + 8))?;
+        area.draw_text(name.name(), &style, (px - base.0, py - base.1 + 8))?;
     }
     Ok(())
 }

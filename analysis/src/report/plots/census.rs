@@ -12,7 +12,6 @@ use super::{DrawError, Plot};
 use crate::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE};
 use crate::census::SiteKind;
 use crate::report::dataset::CensusBinary;
-use crate::report::lookup::sort_by_order;
 use crate::report::style::{self, color};
 
 /// One bar pair.
@@ -24,12 +23,12 @@ pub struct Row {
     pub insn: f64,
 }
 
-/// Every (binary, kind) with sites, binaries in census order, kinds in [`SiteKind::NAMES`] order.
+/// Every (binary, kind) with sites, binaries in census order, kinds in [`SiteKind::ALL`] order.
 pub fn rows(binaries: &[CensusBinary]) -> Vec<Row> {
     let mut out = Vec::new();
     for b in binaries {
-        let mut kinds: Vec<String> = b.kinds.iter().filter(|r| r.count > 0).map(|r| r.kind.clone()).collect();
-        sort_by_order(&mut kinds, &SiteKind::NAMES);
+        let mut kinds: Vec<SiteKind> = b.kinds.iter().filter(|r| r.count > 0).map(|r| r.kind).collect();
+        kinds.sort_unstable();
         kinds.dedup();
         for kind in kinds {
             let rs: Vec<_> = b.kinds.iter().filter(|r| r.kind == kind).collect();
@@ -37,7 +36,7 @@ pub fn rows(binaries: &[CensusBinary]) -> Vec<Row> {
             let rel: u64 = rs.iter().map(|r| r.cross64_rel32).sum();
             let insn: u64 = rs.iter().map(|r| r.cross64_insn).sum();
             out.push(Row {
-                label: format!("{} · {}", b.label, kind.replace('_', " ")),
+                label: format!("{} · {}", b.label, kind.name().replace('_', " ")),
                 count,
                 rel32: rel as f64 / count as f64,
                 insn: insn as f64 / count as f64,

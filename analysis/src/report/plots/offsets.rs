@@ -9,11 +9,12 @@ use plotters::prelude::*;
 use super::legend::{self, Swatch};
 use super::{DrawError, Plot};
 use crate::census::crossing::{insn_crosses, rel32_crosses, LINE, THEORY_REL32_LINE};
+use crate::census::SiteKind;
 use crate::report::dataset::CensusBinary;
 use crate::report::style::{self, compact};
 
 /// Kinds given a panel, in order, when a binary has offsets for them.
-pub const KINDS: [&str; 2] = ["static_call_site", "call_rel32"];
+pub const KINDS: [SiteKind; 2] = [SiteKind::StaticCallSite, SiteKind::CallRel32];
 
 /// Length of the instructions of the kinds shown (5-byte `call rel32`; a static call site is a call or
 /// tail `jmp rel32`, also 5 bytes).
@@ -22,7 +23,7 @@ const INSN_LEN: u64 = 5;
 /// One histogram.
 pub struct Histogram {
     pub binary: String,
-    pub kind: String,
+    pub kind: SiteKind,
     /// Sites per start offset 0..63.
     pub counts: [u64; 64],
 }
@@ -43,7 +44,7 @@ pub fn histograms(binaries: &[CensusBinary]) -> Vec<Histogram> {
                 counts[usize::from(r.offset_mod_64)] += r.count;
             }
             if counts.iter().any(|&c| c > 0) {
-                v.push(Histogram { binary: b.label.clone(), kind: kind.to_string(), counts });
+                v.push(Histogram { binary: b.label.clone(), kind, counts });
             }
         }
     }
@@ -105,7 +106,7 @@ fn draw_panel<DB: DrawingBackend>(h: &Histogram, area: &DrawingArea<DB, Shift>) 
     let caption = format!(
         "{} — {}: {} sites, rel32 crosses a line at {} ({:.2}%; uniform theory {:.2}%)",
         h.binary,
-        h.kind.replace('_', " "),
+        h.kind.name().replace('_', " "),
         total,
         crossing,
         100.0 * crossing as f64 / total.max(1) as f64,

@@ -11,11 +11,11 @@ use super::calls::panel_caption;
 use super::{legend, note, panels, DrawError, Plot};
 use crate::report::dataset::Run;
 use crate::report::lookup::cycles_unit;
-use crate::report::scenario::Scenario;
 use crate::report::style::{self, color, compact};
+use callpatch_vocab::Flavor;
 
 /// The flavors compared, in legend order.
-pub const FLAVORS: [&str; 3] = ["indirect", "retpoline", "inline"];
+pub const FLAVORS: [Flavor; 3] = [Flavor::Indirect, Flavor::Retpoline, Flavor::Inline];
 
 /// The polymorphism plot over every run with random poly rows.
 pub struct PolyPlot<'a> {
@@ -25,12 +25,12 @@ pub struct PolyPlot<'a> {
 const PANEL_H: u32 = 520;
 
 /// Median cycles per call of `flavor` by number of random targets, sorted by K.
-pub fn series(run: &Run, flavor: &str) -> Vec<(u32, f64)> {
+pub fn series(run: &Run, flavor: Flavor) -> Vec<(u32, f64)> {
     let mut v: Vec<(u32, f64)> = run
         .calls
         .iter()
         .filter(|r| r.flavor == flavor && r.cycles_median > 0.0)
-        .filter_map(|r| Scenario::parse(&r.scenario, &r.param).random_targets().map(|k| (k, r.cycles_median)))
+        .filter_map(|r| Some((u32::try_from(r.scenario().random_targets()?).ok()?, r.cycles_median)))
         .collect();
     v.sort_by_key(|p| p.0);
     v.dedup_by_key(|p| p.0);
@@ -41,7 +41,7 @@ impl<'a> PolyPlot<'a> {
     /// `None` when no run has a random poly-K row (K > 1) for any compared flavor.
     pub fn new(runs: &'a [Run]) -> Option<Self> {
         let runs: Vec<&Run> =
-            runs.iter().filter(|r| FLAVORS.iter().any(|f| series(r, f).iter().any(|p| p.0 > 1))).collect();
+            runs.iter().filter(|r| FLAVORS.iter().any(|f| series(r, *f).iter().any(|p| p.0 > 1))).collect();
         (!runs.is_empty()).then_some(PolyPlot { runs })
     }
 }
@@ -59,7 +59,7 @@ impl Plot for PolyPlot<'_> {
         let areas =
             panels(root, "Call cost as the number of targets (visited in random order) grows", self.runs.len())?;
         // One pair of axes for all panels, so machines compare at a glance.
-        let points = || self.runs.iter().flat_map(|r| FLAVORS.iter().flat_map(|f| series(r, f)));
+        let points = || self.runs.iter().flat_map(|r| FLAVORS.iter().flat_map(|f| series(r, *f)));
         let k_max = points().map(|p| p.0).max().unwrap_or(1).max(2);
         let y_max = points().map(|p| p.1).fold(0.0, f64::max);
         for (run, area) in self.runs.iter().zip(&areas) {
@@ -78,7 +78,7 @@ fn draw_panel<DB: DrawingBackend>(
     // (palette index, flavor, (K, median cycles) points)
     type Line<'f> = (usize, &'f str, Vec<(u32, f64)>);
     let lines: Vec<Line> =
-        FLAVORS.iter().enumerate().map(|(i, f)| (i, *f, series(run, f))).filter(|l| !l.2.is_empty()).collect();
+        FLAVORS.iter().enumerate().map(|(i, f)| (i, f.name(), series(run, *f))).filter(|l| !l.2.is_empty()).collect();
     if lines.is_empty() || y_max <= 0.0 {
         return note(area, &format!("{}: no random poly-K rows", run.label));
     }
@@ -125,7 +125,7 @@ fn draw_panel<DB: DrawingBackend>(
         }
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))?;
     }
-    for flavor in FLAVORS.iter().filter(|f| !lines.iter().any(|l| l.1 == **f)) {
+    for flavor in FLAVORS.iter().filter(|f| !lines.iter().any(|l| **f == l.1)) {
         let label = format!("{flavor}: not measured");
         chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?.label(label.clone());
         labels.push(label);

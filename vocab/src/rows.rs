@@ -1,0 +1,341 @@
+//! One row type per CSV file that `callpatch` writes (every column in
+//! `results/README.md`; every file is tidy, one row per measurement, header first). Field order is
+//! column order. Measurement rows carry `machine_id` so CSVs gathered on many machines can be
+//! concatenated and plotted side by side. Writing and reading the files (the `csv` crate) is
+//! `callpatch_analysis::report::rows`; this module is only what a row holds.
+//!
+//! A column that holds a name of the vocabulary has its type ([`Flavor`], [`SiteKind`]) and is written
+//! as the same text; reading a file with a name this build does not know is an error that quotes it.
+//! The `protocol` columns stay text: `patch.csv` also has `membarrier` rows ([`Protocol::SYNC_ROW`]).
+//!
+//! Numbers that may be unavailable (a counter this machine lacks) are `String` columns holding either
+//! the number or `unavailable (reason)`; never a silent 0.
+//!
+//! Columns appended after the first schema may be missing from older files and read by column name:
+//! a count that would otherwise be invented reads as `None` (written as the number when known), a
+//! setting reads as its "none/unknown" default (0 callers, empty method, NaN sync cost).
+//!
+//! [`Protocol::SYNC_ROW`]: crate::Protocol::SYNC_ROW
+
+#[cfg(feature = "serde")]
+use serde::{Deserialize, Serialize};
+
+use crate::flavor::Flavor;
+use crate::kind::SiteKind;
+use crate::scenario::RowScenario;
+
+/// `machine.csv`: who produced the numbers.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct MachineRow {
+    /// CPU model slug, hostname slug and a short hash of model, microcode and kernel.
+    pub machine_id: String,
+    /// `model name` of `/proc/cpuinfo`.
+    pub cpu_model: String,
+    /// CPU family.
+    pub family: u32,
+    /// CPU model number.
+    pub model: u32,
+    /// CPU stepping.
+    pub stepping: u32,
+    /// Microcode revision.
+    pub microcode: String,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// The kernel's Spectre v2 mitigation line.
+    pub spectre_v2: String,
+    /// TSC rate, calibrated against `CLOCK_MONOTONIC_RAW`.
+    pub tsc_hz: f64,
+    /// `available (...)` with the hardware events that opened, or `unavailable (REASON)`.
+    pub counters: String,
+    /// The compiler that built callpatch.
+    pub rustc: String,
+    /// callpatch's version.
+    pub callpatch_version: String,
+    /// The git revision built (`-dirty` for a modified tree).
+    pub git_rev: String,
+    /// When the row was written, UTC, ISO 8601.
+    pub date: String,
+}
+
+/// `calls.csv`: cost of one call of a flavor in a scenario. Cycles are TSC reference cycles unless
+/// `timer` says otherwise.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct CallsRow {
+    /// The machine (see [`MachineRow`]).
+    pub machine_id: String,
+    /// The call flavor.
+    pub flavor: Flavor,
+    /// `mono`, `poly-rr`, `poly-random`, `sites` or `offset` ([`crate::Scenario::name`]).
+    pub scenario: String,
+    /// K, N or B; empty for mono ([`crate::Scenario::param`]).
+    pub param: String,
+    /// U, calls per iteration of the shorter loop.
+    pub unroll: u32,
+    /// Timed U/2U pairs.
+    pub repeats: u32,
+    /// (fastest 2U run − fastest U run) per call.
+    pub cycles_min: f64,
+    /// Median of the paired per-call estimates.
+    pub cycles_median: f64,
+    /// 90th percentile of the paired per-call estimates.
+    pub cycles_p90: f64,
+    /// `cycles_median` in ns.
+    pub ns_median: f64,
+    /// Instructions per call, or `unavailable (REASON)`.
+    pub instructions: String,
+    /// Branch misses per call, or `unavailable (REASON)`.
+    pub branch_misses: String,
+    /// The unit of the cycle columns (`tsc-ref-cycles`).
+    pub timer: String,
+}
+
+impl CallsRow {
+    /// The row's scenario, read leniently ([`RowScenario::parse`]).
+    pub fn scenario(&self) -> RowScenario {
+        RowScenario::parse(&self.scenario, &self.param)
+    }
+}
+
+/// `patch.csv`: latency of patching a batch of sites with one protocol.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct PatchRow {
+    /// The machine (see [`MachineRow`]).
+    pub machine_id: String,
+    /// A protocol name ([`crate::Protocol::name`]) or `membarrier` ([`crate::Protocol::SYNC_ROW`]).
+    pub protocol: String,
+    /// Sites per batch.
+    pub batch: u64,
+    /// membarrier(SYNC_CORE) calls per batch.
+    pub syncs: u64,
+    /// Fastest `patch_batch` call, ns.
+    pub latency_ns_min: f64,
+    /// Median `patch_batch` call, ns.
+    pub latency_ns_median: f64,
+    /// Traps the SIGTRAP handler emulated during all the timed repeats.
+    pub traps: u64,
+    // Appended by the patcher (the base columns alone cannot tell these measurements apart):
+    /// Caller threads running the sites during the measurement (absent: 0, the quiet case).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub callers: u32,
+    /// Text write method (`alias`, `mprotect`, `procmem`, `direct`; absent: empty, unknown).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub method: String,
+    /// Median cost of one membarrier(SYNC_CORE) in the same run, with the same callers, ns; NaN when it
+    /// could not be measured or the column is absent.
+    #[cfg_attr(feature = "serde", serde(default = "unknown_ns"))]
+    pub sync_ns: f64,
+    /// Sites the aligned policy patched through their trampoline, per batch.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub fallback: Option<u64>,
+    /// Traps whose handler ran after their batch had finished.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub late_traps: Option<u64>,
+}
+
+#[cfg(feature = "serde")]
+fn unknown_ns() -> f64 {
+    f64::NAN
+}
+
+/// `stress.csv`: a live-patching run with concurrent callers, and its verdict.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct StressRow {
+    /// The machine (see [`MachineRow`]).
+    pub machine_id: String,
+    /// The protocol name ([`crate::Protocol::name`]).
+    pub protocol: String,
+    /// Caller threads.
+    pub callers: u32,
+    /// How long the patcher ran.
+    pub seconds: f64,
+    /// Site patches (sites × batches).
+    pub patches: u64,
+    /// Calls made by all callers.
+    pub calls: u64,
+    /// Calls that landed anywhere but a target.
+    pub misdirected: u64,
+    /// Traps the handler emulated.
+    pub traps: u64,
+    /// The child died of a signal (the counts are then 0).
+    pub crashed: bool,
+    // Appended by the patcher:
+    /// Traps whose handler ran after their batch had finished.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub late_traps: Option<u64>,
+    /// Calls that arrived nowhere (neither a target nor the catch zone).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub lost: Option<u64>,
+    /// Site patches per second.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub patches_per_s: Option<f64>,
+}
+
+/// `hazard.csv`: torn executions of a cache-line-crossing site rewritten by one writer while a thread
+/// executes it (run in a child process; `crashed` when the child died of a signal).
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct HazardRow {
+    /// The machine (see [`MachineRow`]).
+    pub machine_id: String,
+    /// `naive-bytewise`, `naive-split4` or `bp`.
+    pub writer: String,
+    /// Rewrites done.
+    pub patches: u64,
+    /// Calls that executed a torn rel32 (a mix of old and new bytes).
+    pub torn: u64,
+    /// Absent: computed from `torn` and `patches` by [`HazardRow::per_million`].
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub torn_per_million: Option<f64>,
+    // Appended (not read by the report; absent in older files):
+    /// Calls the executing thread made meanwhile.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub calls: u64,
+    /// How long the writer ran.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub seconds: f64,
+    /// The child died of a signal (counts then 0).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub crashed: bool,
+}
+
+impl HazardRow {
+    /// Torn executions per million patches (from the column, else computed).
+    pub fn per_million(&self) -> Option<f64> {
+        self.torn_per_million.or_else(|| (self.patches > 0).then(|| self.torn as f64 * 1e6 / self.patches as f64))
+    }
+}
+
+/// `census.csv`: call sites of one kind in one binary and how many cross each boundary.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct CensusRow {
+    /// The binary's canonical path.
+    pub binary: String,
+    /// SHA-256 of the whole file.
+    pub sha256: String,
+    /// The kind of site counted.
+    pub kind: SiteKind,
+    /// Sites of this kind.
+    pub count: u64,
+    /// Sites whose last four bytes touch two 64-byte lines.
+    pub cross64_rel32: u64,
+    /// Sites whose instruction touches two 64-byte lines.
+    pub cross64_insn: u64,
+    /// Sites whose instruction touches two 32-byte blocks.
+    pub cross32_insn: u64,
+    /// Sites whose instruction touches two 16-byte blocks.
+    pub cross16_insn: u64,
+    /// Sites whose instruction touches two 8-byte words.
+    pub cross8_insn: u64,
+    /// Sites the aligned-only policy leaves on the trampoline under the line rule.
+    pub fallback_line: u64,
+    /// Sites the aligned-only policy leaves on the trampoline under the 8-byte word rule.
+    pub fallback_word: u64,
+}
+
+/// `census_offsets.csv`: histogram of site start address mod 64.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct CensusOffsetRow {
+    /// The binary's canonical path.
+    pub binary: String,
+    /// The kind of site counted.
+    pub kind: SiteKind,
+    /// Start address mod 64.
+    pub offset_mod_64: u8,
+    /// Sites of this kind starting at that byte of a line.
+    pub count: u64,
+}
+
+/// `census_static_calls.csv`: one row per static call key.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct StaticCallKeyRow {
+    /// The binary's canonical path.
+    pub binary: String,
+    /// The `__SCK__*` symbol, or `?ADDRESS` where no symbol names the key.
+    pub key: String,
+    /// The key's address, hex.
+    pub key_address: String,
+    /// Table entries for the key.
+    pub sites: u64,
+    /// Of those, `call rel32`.
+    pub calls: u64,
+    /// Of those, `jmp rel32` (tail calls).
+    pub tail_jmps: u64,
+    /// Sites whose instruction is not a `call`/`jmp` to this key's `__SCT__` trampoline.
+    pub not_to_trampoline: u64,
+    /// Sites the aligned-only policy leaves on the trampoline under the line rule.
+    pub fallback_line: u64,
+    /// Sites the aligned-only policy leaves on the trampoline under the 8-byte word rule.
+    pub fallback_word: u64,
+}
+
+/// `census --by-site FILE`: one site: where it is, what it is, what it crosses, and the symbol it is in.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct SiteRow {
+    /// The binary's canonical path.
+    pub binary: String,
+    /// Hex address (a section offset in a relocatable object).
+    pub address: String,
+    /// What the site is.
+    pub kind: SiteKind,
+    /// Instruction bytes.
+    pub length: u8,
+    /// Start address mod 64.
+    pub offset_mod_64: u8,
+    /// The last four bytes touch two 64-byte lines.
+    pub cross64_rel32: bool,
+    /// The instruction touches two 64-byte lines.
+    pub cross64_insn: bool,
+    /// The instruction touches two 32-byte blocks.
+    pub cross32_insn: bool,
+    /// The instruction touches two 16-byte blocks.
+    pub cross16_insn: bool,
+    /// The instruction touches two 8-byte words.
+    pub cross8_insn: bool,
+    /// The aligned-only policy leaves it on the trampoline under the line rule.
+    pub fallback_line: bool,
+    /// The aligned-only policy leaves it on the trampoline under the 8-byte word rule.
+    pub fallback_word: bool,
+    /// `function+0xoff`, or empty where no symbol precedes the site.
+    pub symbol: String,
+    /// For a static call site: its key and `tail` for a tail call; else empty.
+    pub detail: String,
+}
+
+/// `perf.csv`: one event of a `callpatch perf` session, per call of one flavor in one scenario
+/// (U/2U subtracted like `calls.csv`). `per_call` is the number or `unavailable (reason)`;
+/// `read_path` is `rdpmc`, `read()`, `rdtsc` (the `tsc-ref-cycles` row) or `none`; `note` says when the
+/// group was multiplexed.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct PerfRow {
+    /// The machine (see [`MachineRow`]).
+    pub machine_id: String,
+    /// The call flavor.
+    pub flavor: Flavor,
+    /// As in `calls.csv`.
+    pub scenario: String,
+    /// As in `calls.csv`.
+    pub param: String,
+    /// The perf event.
+    pub event: String,
+    /// The event count per call, or `unavailable (reason)`.
+    pub per_call: String,
+    /// How the counter was read.
+    pub read_path: String,
+    /// Whether the group was multiplexed.
+    pub note: String,
+    /// U, calls per iteration of the shorter loop.
+    pub unroll: u32,
+    /// Loop iterations per timed run.
+    pub iterations: u64,
+    /// Timed U/2U pairs.
+    pub repeats: u32,
+}
