@@ -2,14 +2,14 @@
 //! batches of 100 and 1000 sites, on a W^X (dual-mapped) arena through its RW alias, no callers
 //! running (`callpatch patch` measures with callers, and the membarrier floor, in one run).
 //!
-//! Each criterion iteration patches the first N sites of a bed from one target to the other; the
+//! Each criterion iteration patches the first N sites of a set of live sites from one target to the other; the
 //! direction alternates across iterations, so every batch validates against the bytes the previous
 //! one wrote. `cargo bench --bench patch -- --test` runs each benchmark once (CI).
 
 use std::time::{Duration, Instant};
 
 use callpatch_probes::code::{ArenaMode, WriteMethod};
-use callpatch_probes::experiments::bed::{Bed, Placement};
+use callpatch_probes::experiments::live_sites::{LiveSites, Placement};
 use callpatch_probes::patch::Protocol;
 use criterion::Criterion;
 
@@ -18,7 +18,8 @@ const SIZES: [usize; 3] = [1, 100, 1000];
 fn bench_patch(c: &mut Criterion) {
     let protocols = Protocol::SAFE.into_iter().chain([Protocol::Naive]);
     for protocol in protocols {
-        let bed = Bed::new(protocol, 1000, Placement::Spread, ArenaMode::DualMap).expect("building the site bed");
+        let bed =
+            LiveSites::new(protocol, 1000, Placement::Spread, ArenaMode::DualMap).expect("building the live sites");
         let writer = bed.writer(WriteMethod::Alias).expect("a writer for the bed");
         let mut group = c.benchmark_group(format!("patch/{protocol}"));
         for n in SIZES {

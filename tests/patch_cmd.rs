@@ -36,7 +36,7 @@ fn patch_writes_rows_for_every_point_with_and_without_callers() {
     // membarrier + 2 protocols × 2 batch sizes, for 0 and 1 callers.
     assert_eq!(rows.len(), 2 * (1 + 2 * 2));
     for r in &rows {
-        let syncs = match r.protocol.as_str() {
+        let syncs = match r.protocol.name() {
             "bp" => 3,
             "aligned" | "membarrier" => 1,
             p => panic!("unexpected protocol {p}"),
@@ -55,7 +55,7 @@ fn stress_accounts_for_every_call_of_every_caller() {
     let stdout = ok(&out);
     assert_eq!(stdout.matches("every call accounted for").count(), 2, "{stdout}");
     let rows: Vec<StressRow> = read_csv(&dir.join("stress.csv")).unwrap();
-    assert_eq!(rows.iter().map(|r| r.protocol.as_str()).collect::<Vec<_>>(), ["bp", "aligned-8"]);
+    assert_eq!(rows.iter().map(|r| r.protocol.name()).collect::<Vec<_>>(), ["bp", "aligned-8"]);
     for r in &rows {
         assert!(r.patches > 0 && r.calls > 0 && !r.crashed, "{r:?}");
         assert_eq!((r.misdirected, r.lost), (0, Some(0)), "{r:?}");
@@ -69,7 +69,7 @@ fn hazard_runs_every_writer_in_a_child_and_bp_never_tears() {
     let out = callpatch(&["hazard", "--patches", "5000", "--out", dir.to_str().unwrap()]);
     ok(&out);
     let rows: Vec<HazardRow> = read_csv(&dir.join("hazard.csv")).unwrap();
-    let writers: Vec<&str> = rows.iter().map(|r| r.writer.as_str()).collect();
+    let writers: Vec<&str> = rows.iter().map(|r| r.writer.name()).collect();
     assert_eq!(writers, ["naive-bytewise", "naive-split4", "bp"]);
     for r in &rows {
         assert!(!r.crashed, "{r:?}");

@@ -382,7 +382,7 @@ fn extra_and_optional_columns_are_read_by_name() {
          bp,m,10,3,90000,99000,17,1,alias,40000,0,2,x\n",
     )
     .unwrap();
-    std::fs::write(dir.join("hazard.csv"), "machine_id,writer,patches,torn,extra\nm,split-store,2000000,300,y\n")
+    std::fs::write(dir.join("hazard.csv"), "machine_id,writer,patches,torn,extra\nm,naive-split4,2000000,300,y\n")
         .unwrap();
     let done = render_all(std::slice::from_ref(&dir), &dir).unwrap();
     assert!(dir.join("patch_latency.png").is_file());
@@ -391,7 +391,7 @@ fn extra_and_optional_columns_are_read_by_name() {
     assert!(svg.contains("bp, 1 caller") && svg.contains("bp, 0 callers"), "{svg}");
     let summary = read(&dir.join("summary.md"));
     // Torn per million computed from the counts when the column is absent.
-    assert!(summary.contains("| split-store | 2000000 | 300 | 150 |"), "{summary}");
+    assert!(summary.contains("| naive-split4 | 2000000 | 300 | 150 |"), "{summary}");
     // The model uses the quiet (0 callers) rows: (66000 − 64000) / 0.5.
     assert!(summary.contains("more than 4000 times per update"), "{summary}");
     assert!(done.notes.iter().any(|n| n.contains("census.csv not found")));

@@ -7,45 +7,31 @@
 //! new instruction. A sync between steps makes every core see one step before the next begins.
 //! Three syncs per batch, however many sites.
 
-use crate::batch::{SitePatch, Step};
+use crate::batch::Step;
 use crate::error::PatchError;
 use crate::insn::INT3;
-use crate::maps::CodeRanges;
-use crate::protocol::Poke;
+use crate::protocol::InPlace;
 use crate::sync::sync_cores;
-use crate::table::{self, Action, Phase};
+use crate::table::{Action, Phase};
 use crate::text_writer::{write, TextWriter};
-use crate::validate::{self, Planned};
+use crate::validate::Planned;
 
 /// The bp protocol. It can make any same-length change (validation checks the length).
 pub(crate) struct Bp;
 
-impl Poke for Bp {
-    type Plan = Vec<Planned>;
+impl InPlace for Bp {
+    const NAME: &'static str = "bp";
 
-    fn plan(&self, code: &mut CodeRanges, _: &TextWriter, sites: &[SitePatch]) -> Result<Vec<Planned>, PatchError> {
-        validate::plan_in_place(code, &mut table::registry(), "bp", sites, |_, _| Ok(()))
-    }
-
-    unsafe fn poke(
-        &self,
-        writer: &TextWriter,
-        plan: &Vec<Planned>,
-        on_step: &mut dyn FnMut(Step),
-    ) -> Result<u64, PatchError> {
-        // SAFETY: the plan was validated under the held text lock (this method's contract).
+    unsafe fn steps(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
+        // SAFETY: `poke`'s contract is this method's.
         unsafe { poke(writer, plan, on_step) }
-    }
-
-    fn read_back(&self, plan: &Vec<Planned>) -> Result<(), PatchError> {
-        validate::read_back(plan)
     }
 }
 
 /// Runs the three steps on a validated, sorted, disjoint batch; returns the syncs used.
 ///
 /// # Safety
-/// As [`Poke::poke`].
+/// As [`InPlace::steps`].
 unsafe fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
     // 0. Publish: from now on a trap at any of these sites emulates its new instruction.
     for p in plan {

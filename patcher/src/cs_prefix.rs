@@ -5,15 +5,14 @@
 //! prefix waits in the handler until the rel32 is whole and synced, then resumes at `site + 1`, the
 //! plain `call`: no instruction is emulated, the CPU executes the real new call. Three syncs per batch.
 
-use crate::batch::{SitePatch, Step};
+use crate::batch::Step;
 use crate::error::PatchError;
 use crate::insn::{Insn, CS_PREFIX, INT3};
-use crate::maps::CodeRanges;
-use crate::protocol::Poke;
+use crate::protocol::InPlace;
 use crate::sync::sync_cores;
-use crate::table::{self, Action, Phase};
+use crate::table::{Action, Phase};
 use crate::text_writer::{write, TextWriter};
-use crate::validate::{self, Planned};
+use crate::validate::Planned;
 
 /// The cs-prefix protocol.
 pub(crate) struct CsPrefix;
@@ -26,32 +25,23 @@ fn supports(old: Insn, new: Insn) -> Result<(), &'static str> {
     }
 }
 
-impl Poke for CsPrefix {
-    type Plan = Vec<Planned>;
+impl InPlace for CsPrefix {
+    const NAME: &'static str = "cs-prefix";
 
-    fn plan(&self, code: &mut CodeRanges, _: &TextWriter, sites: &[SitePatch]) -> Result<Vec<Planned>, PatchError> {
-        validate::plan_in_place(code, &mut table::registry(), "cs-prefix", sites, supports)
+    fn supports(old: Insn, new: Insn) -> Result<(), &'static str> {
+        supports(old, new)
     }
 
-    unsafe fn poke(
-        &self,
-        writer: &TextWriter,
-        plan: &Vec<Planned>,
-        on_step: &mut dyn FnMut(Step),
-    ) -> Result<u64, PatchError> {
-        // SAFETY: the plan was validated under the held text lock (this method's contract).
+    unsafe fn steps(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
+        // SAFETY: `poke`'s contract is this method's.
         unsafe { poke(writer, plan, on_step) }
-    }
-
-    fn read_back(&self, plan: &Vec<Planned>) -> Result<(), PatchError> {
-        validate::read_back(plan)
     }
 }
 
 /// Runs the three steps on a validated, sorted, disjoint batch; returns the syncs used.
 ///
 /// # Safety
-/// As [`Poke::poke`].
+/// As [`InPlace::steps`].
 unsafe fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
     // 0. Publish: a trap on a prefix now waits for the rel32, then runs the call behind it.
     for p in plan {

@@ -3,54 +3,23 @@
 //! fetch a mix of old and new bytes (a torn instruction) when a store spans more than one byte of a
 //! site, and always can when the rel32 crosses a cache line.
 
-use crate::batch::{SitePatch, Step};
+use crate::batch::Step;
 use crate::error::PatchError;
 use crate::insn::{encode, Insn};
-use crate::maps::CodeRanges;
-use crate::protocol::Poke;
-use crate::table;
+use crate::protocol::InPlace;
 use crate::text_writer::{write, TextWriter};
-use crate::validate::{self, Planned};
+use crate::validate::Planned;
 
-/// How the naive writer stores a site's rel32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NaiveStore {
-    /// One byte at a time, in address order (what a `memcpy` of a few bytes may do).
-    Bytewise,
-    /// One 4-byte `mov` of the whole rel32, even across a cache line (then it is two stores).
-    Split,
-}
-
-impl NaiveStore {
-    /// Both writers.
-    pub const ALL: [NaiveStore; 2] = [NaiveStore::Bytewise, NaiveStore::Split];
-
-    /// Name used on the command line and in CSV rows.
-    pub fn name(self) -> &'static str {
-        match self {
-            NaiveStore::Bytewise => "naive-bytewise",
-            NaiveStore::Split => "naive-split4",
-        }
-    }
-}
+pub use callpatch_vocab::NaiveStore;
 
 /// The naive protocol: anything goes (that's the point), as long as validation passed.
 pub(crate) struct Naive;
 
-impl Poke for Naive {
-    type Plan = Vec<Planned>;
-
-    fn plan(&self, code: &mut CodeRanges, _: &TextWriter, sites: &[SitePatch]) -> Result<Vec<Planned>, PatchError> {
-        validate::plan_in_place(code, &mut table::registry(), "naive", sites, |_, _| Ok(()))
-    }
+impl InPlace for Naive {
+    const NAME: &'static str = "naive";
 
     /// Copies every site byte by byte; no sync. Returns the syncs used (0).
-    unsafe fn poke(
-        &self,
-        writer: &TextWriter,
-        plan: &Vec<Planned>,
-        _: &mut dyn FnMut(Step),
-    ) -> Result<u64, PatchError> {
+    unsafe fn steps(writer: &TextWriter, plan: &[Planned], _: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
         for p in plan {
             for (i, b) in p.new_bytes.iter().enumerate() {
                 // SAFETY: a planned site (validated, vouched for by the caller); tearing a running
@@ -59,10 +28,6 @@ impl Poke for Naive {
             }
         }
         Ok(0)
-    }
-
-    fn read_back(&self, plan: &Vec<Planned>) -> Result<(), PatchError> {
-        validate::read_back(plan)
     }
 }
 

@@ -4,8 +4,11 @@
 
 use crate::batch::{SitePatch, Step};
 use crate::error::PatchError;
+use crate::insn::Insn;
 use crate::maps::CodeRanges;
+use crate::table;
 use crate::text_writer::TextWriter;
+use crate::validate::{self, Planned};
 
 pub(crate) use crate::aligned::Aligned;
 pub(crate) use crate::bp::Bp;
@@ -39,5 +42,45 @@ pub(crate) trait Poke {
     /// Sites that stayed on their trampoline (the aligned policy's fallbacks).
     fn fallbacks(&self, _plan: &Self::Plan) -> usize {
         0
+    }
+}
+
+/// A protocol that rewrites each site in place (bp, cs-prefix, naive): every site must hold `old`,
+/// and the plan is the sorted, disjoint sites with their new bytes and published poke-table slots.
+pub(crate) trait InPlace {
+    /// The protocol's name in errors.
+    const NAME: &'static str;
+
+    /// `Err(what the protocol cannot do)` for a change it does not support.
+    fn supports(_old: Insn, _new: Insn) -> Result<(), &'static str> {
+        Ok(())
+    }
+
+    /// The protocol's numbered steps; returns the syncs used.
+    ///
+    /// # Safety
+    /// As [`Poke::poke`].
+    unsafe fn steps(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError>;
+}
+
+impl<P: InPlace> Poke for P {
+    type Plan = Vec<Planned>;
+
+    fn plan(&self, code: &mut CodeRanges, _: &TextWriter, sites: &[SitePatch]) -> Result<Vec<Planned>, PatchError> {
+        validate::plan_in_place(code, &mut table::registry(), P::NAME, sites, P::supports)
+    }
+
+    unsafe fn poke(
+        &self,
+        writer: &TextWriter,
+        plan: &Vec<Planned>,
+        on_step: &mut dyn FnMut(Step),
+    ) -> Result<u64, PatchError> {
+        // SAFETY: this method's contract is `steps`'s.
+        unsafe { P::steps(writer, plan, on_step) }
+    }
+
+    fn read_back(&self, plan: &Vec<Planned>) -> Result<(), PatchError> {
+        validate::read_back(plan)
     }
 }

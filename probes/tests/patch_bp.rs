@@ -1,12 +1,12 @@
 //! bp (text_poke_bp) on arena sites and on the test binary's own .text, and validation.
 
 use callpatch_probes::code::{decode, ArenaMode, Insn, TextWriter, WriteMethod};
-use callpatch_probes::experiments::bed::{Bed, Placement, Tally};
+use callpatch_probes::experiments::live_sites::{LiveSites, Placement, Tally};
 use callpatch_probes::patch::{patch_batch, text_poke_bp, BatchReport, PatchError, Protocol, SitePatch};
 
 #[test]
 fn sites_move_and_calls_follow() {
-    let bed = Bed::new(Protocol::Bp, 4, Placement::Spread, ArenaMode::DualMap).unwrap();
+    let bed = LiveSites::new(Protocol::Bp, 4, Placement::Spread, ArenaMode::DualMap).unwrap();
     let w = bed.writer(WriteMethod::Alias).unwrap();
     let mut t = Tally::default();
     bed.run(&mut t, 10);
@@ -20,7 +20,7 @@ fn sites_move_and_calls_follow() {
 
 #[test]
 fn a_batch_of_1000_costs_exactly_three_syncs() {
-    let bed = Bed::new(Protocol::Bp, 1000, Placement::Spread, ArenaMode::Rwx).unwrap();
+    let bed = LiveSites::new(Protocol::Bp, 1000, Placement::Spread, ArenaMode::Rwx).unwrap();
     let w = bed.writer(WriteMethod::Direct).unwrap();
     let r = bed.patch(&w, Protocol::Bp, &bed.retarget(1000, 0, 1)).unwrap();
     assert_eq!((r.sites, r.syncs), (1000, 3));
@@ -78,16 +78,16 @@ fn text_poke_bp_patches_the_programs_own_text() {
 
 /// Patches a batch built by hand to be refused.
 fn refused(w: &TextWriter, protocol: Protocol, batch: &[SitePatch]) -> Result<BatchReport, PatchError> {
-    // SAFETY: every batch here is the bed's own retarget batch with its last site made invalid, which
+    // SAFETY: every batch here is the live sites' own retarget batch with its last site made invalid, which
     // validation refuses (each caller asserts the error) before the first write.
     unsafe { patch_batch(w, protocol, batch) }
 }
 
 #[test]
 fn invalid_batches_are_refused_with_every_byte_unchanged() {
-    let bed = Bed::new(Protocol::Bp, 8, Placement::Spread, ArenaMode::Rwx).unwrap();
+    let bed = LiveSites::new(Protocol::Bp, 8, Placement::Spread, ArenaMode::Rwx).unwrap();
     let w = bed.writer(WriteMethod::Direct).unwrap();
-    let image = |b: &Bed| b.arena().read(b.arena().base(), b.arena().used());
+    let image = |b: &LiveSites| b.arena().read(b.arena().base(), b.arena().used());
     let before = image(&bed);
     let t1 = bed.targets()[1];
     let s = bed.sites();

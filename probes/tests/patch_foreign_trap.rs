@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use callpatch_probes::code::{ArenaMode, WriteMethod};
-use callpatch_probes::experiments::bed::{Bed, Placement, Tally};
+use callpatch_probes::experiments::live_sites::{LiveSites, Placement, Tally};
 use callpatch_probes::patch::{install_trap_handler, trap_handler_installed, uninstall_trap_handler, Protocol};
 
 static INFO_CALLS: AtomicU64 = AtomicU64::new(0);
@@ -49,7 +49,7 @@ fn int3() {
 
 /// A bp patch with a caller meeting the int3 still works while a foreign handler sits behind ours.
 fn patching_still_works() {
-    let bed = Bed::new(Protocol::Bp, 2, Placement::Spread, ArenaMode::DualMap).unwrap();
+    let bed = LiveSites::new(Protocol::Bp, 2, Placement::Spread, ArenaMode::DualMap).unwrap();
     let w = bed.writer(WriteMethod::Alias).unwrap();
     bed.patch(&w, Protocol::Bp, &bed.retarget(2, 0, 1)).unwrap();
     let mut t = Tally::default();

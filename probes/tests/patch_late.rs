@@ -4,12 +4,12 @@
 use std::sync::mpsc;
 
 use callpatch_probes::code::{ArenaMode, WriteMethod};
-use callpatch_probes::experiments::bed::{Bed, Placement, Tally};
+use callpatch_probes::experiments::live_sites::{LiveSites, Placement, Tally};
 use callpatch_probes::patch::trap::testing;
 use callpatch_probes::patch::{late_trap_count, Protocol, Step};
 
 fn late_trap(protocol: Protocol) {
-    let bed = Bed::new(protocol, 1, Placement::At(0), ArenaMode::DualMap).unwrap();
+    let bed = LiveSites::new(protocol, 1, Placement::At(0), ArenaMode::DualMap).unwrap();
     let w = bed.writer(WriteMethod::Alias).unwrap();
     let site = bed.sites()[0];
     let batch = bed.retarget(1, 0, 1);

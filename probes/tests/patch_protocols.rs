@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use callpatch_probes::code::{ArenaMode, WriteMethod};
-use callpatch_probes::experiments::bed::{Bed, Placement, Tally};
+use callpatch_probes::experiments::live_sites::{LiveSites, Placement, Tally};
 use callpatch_probes::experiments::stress::{self, Limit, StressConfig, StressOutcome};
 use callpatch_probes::patch::{Granule, Protocol};
 
@@ -66,7 +66,7 @@ fn naive_is_refused_by_stress() {
 fn aligned_falls_back_exactly_for_the_sites_placed_across_a_granule() {
     for granule in [Granule::Line, Granule::Word8] {
         let protocol = Protocol::Aligned { granule };
-        let bed = Bed::new(protocol, 200, Placement::Spread, ArenaMode::Rwx).unwrap();
+        let bed = LiveSites::new(protocol, 200, Placement::Spread, ArenaMode::Rwx).unwrap();
         let w = bed.writer(WriteMethod::Direct).unwrap();
         // Count the crossing sites from the addresses, independently of the patcher.
         let crossing = bed.sites().iter().filter(|&&s| (s + 1) / granule.bytes() != (s + 4) / granule.bytes()).count();
@@ -95,11 +95,11 @@ fn aligned_falls_back_exactly_for_the_sites_placed_across_a_granule() {
 #[test]
 fn procmem_has_no_single_store_for_aligned() {
     let protocol = Protocol::Aligned { granule: Granule::Line };
-    let bed = Bed::new(protocol, 4, Placement::Spread, ArenaMode::Sealed).unwrap();
+    let bed = LiveSites::new(protocol, 4, Placement::Spread, ArenaMode::Sealed).unwrap();
     let w = bed.writer(WriteMethod::ProcMem).unwrap();
     assert!(bed.patch(&w, protocol, &bed.retarget(4, 0, 1)).is_err());
     // bp through /proc/self/mem works.
-    let bp = Bed::new(Protocol::Bp, 4, Placement::Spread, ArenaMode::Sealed).unwrap();
+    let bp = LiveSites::new(Protocol::Bp, 4, Placement::Spread, ArenaMode::Sealed).unwrap();
     let w = bp.writer(WriteMethod::ProcMem).unwrap();
     assert_eq!(bp.patch(&w, Protocol::Bp, &bp.retarget(4, 0, 1)).unwrap().syncs, 3);
     let mut t = Tally::default();

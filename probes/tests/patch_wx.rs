@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use callpatch_probes::code::{ArenaMode, WriteMethod};
-use callpatch_probes::experiments::bed::{Bed, Placement, Tally};
+use callpatch_probes::experiments::live_sites::{LiveSites, Placement, Tally};
 use callpatch_probes::patch::maps::read_maps;
 use callpatch_probes::patch::Protocol;
 
@@ -19,7 +19,7 @@ fn assert_no_wx(when: &str) {
 fn dual_mapped_patching_keeps_every_mapping_w_xor_x() {
     assert_no_wx("at start");
     for protocol in Protocol::SAFE {
-        let bed = Bed::new(protocol, 64, Placement::Spread, ArenaMode::DualMap).unwrap();
+        let bed = LiveSites::new(protocol, 64, Placement::Spread, ArenaMode::DualMap).unwrap();
         let w = bed.writer(WriteMethod::Alias).unwrap();
         // The bed's code is executable through one view and writable through another, never both.
         let maps = read_maps().unwrap();

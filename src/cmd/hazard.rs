@@ -96,7 +96,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let row = match (run.signal, run.rows.first()) {
             (None, Some(r)) if run.code == Some(0) => HazardRow {
                 machine_id: machine_id.clone(),
-                writer: writer.name().into(),
+                writer,
                 patches: r.patches,
                 torn: r.torn,
                 torn_per_million: Some(if r.patches == 0 { 0.0 } else { r.torn as f64 * 1e6 / r.patches as f64 }),
@@ -106,7 +106,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             },
             (Some(_), _) => HazardRow {
                 machine_id: machine_id.clone(),
-                writer: writer.name().into(),
+                writer,
                 patches: 0,
                 torn: 0,
                 torn_per_million: Some(0.0),
@@ -131,7 +131,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let path = args.out.join("hazard.csv");
     write_csv(&path, &rows).with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
-    if let Some(bad) = rows.iter().find(|r| r.writer == "bp" && (r.torn > 0 || r.crashed)) {
+    if let Some(bad) = rows.iter().find(|r| r.writer == HazardWriter::Bp && (r.torn > 0 || r.crashed)) {
         anyhow::bail!("bp tore {} calls (crashed: {}): the protocol is broken", bad.torn, bad.crashed);
     }
     Ok(())

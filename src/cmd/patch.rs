@@ -7,10 +7,11 @@ use anyhow::Context;
 use callpatch_analysis::report::machine::Identity;
 use callpatch_analysis::report::rows::{write_csv, PatchRow};
 use callpatch_probes::code::WriteMethod;
-use callpatch_probes::experiments::bed::{arena_mode_for, Bed, Placement};
 use callpatch_probes::experiments::latency::{measure_protocol, measure_sync, LatencyPoint};
+use callpatch_probes::experiments::live_sites::{arena_mode_for, LiveSites, Placement};
 use callpatch_probes::measure::pin::{allowed_cores, pin_current_thread};
 use callpatch_probes::patch::{membarrier_ready, Protocol};
+use callpatch_vocab::PatchSubject;
 
 use super::granule::GranuleArg;
 
@@ -94,7 +95,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     header();
     for &callers in &callers_set {
         // The sync alone, with the same number of threads running code of this process.
-        let bed = Bed::new(Protocol::Bp, 64, Placement::Spread, mode)?;
+        let bed = LiveSites::new(Protocol::Bp, 64, Placement::Spread, mode)?;
         let sync = measure_sync(&bed, callers, if args.quick { 200 } else { 2000 })?;
         line(&sync);
         points.push(sync);
@@ -121,14 +122,14 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let sync_ns = |callers: usize| {
         points
             .iter()
-            .find(|p| p.protocol == "membarrier" && p.callers == callers)
+            .find(|p| p.protocol == PatchSubject::Membarrier && p.callers == callers)
             .map_or(f64::NAN, |p| p.latency_ns_median)
     };
     let rows: Vec<PatchRow> = points
         .iter()
         .map(|p| PatchRow {
             machine_id: machine_id.clone(),
-            protocol: p.protocol.clone(),
+            protocol: p.protocol,
             batch: p.batch as u64,
             syncs: p.syncs,
             latency_ns_min: p.latency_ns_min,
@@ -150,14 +151,16 @@ pub fn main(args: Args) -> anyhow::Result<()> {
 /// The two numbers a design discussion needs from patch.csv: how much batching gains, and how close a
 /// single-site patch comes to its limit of three syncs.
 fn summary(points: &[LatencyPoint], callers_set: &[usize]) {
-    let find = |proto: &str, batch: usize, callers: usize| {
+    let find = |proto: PatchSubject, batch: usize, callers: usize| {
         points
             .iter()
             .find(|p| p.protocol == proto && p.batch == batch && p.callers == callers)
             .map(|p| p.latency_ns_median)
     };
     for &c in callers_set {
-        let (Some(sync), Some(one)) = (find("membarrier", 1, c), find("bp", 1, c)) else { continue };
+        let (Some(sync), Some(one)) = (find(PatchSubject::Membarrier, 1, c), find(Protocol::Bp.into(), 1, c)) else {
+            continue;
+        };
         println!(
             "callers={c}: membarrier {:.2} µs; bp single-site rate {:.0}/s vs limit 1/(3×sync) {:.0}/s: ratio {:.2}",
             sync / 1e3,
@@ -165,7 +168,7 @@ fn summary(points: &[LatencyPoint], callers_set: &[usize]) {
             1e9 / (3.0 * sync),
             3.0 * sync / one
         );
-        if let Some(k) = find("bp", 1000, c) {
+        if let Some(k) = find(Protocol::Bp.into(), 1000, c) {
             println!("callers={c}: bp batch of 1000 vs 1000 single patches: {:.0}× faster", 1000.0 * one / k);
         }
     }

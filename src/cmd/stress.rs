@@ -9,7 +9,7 @@ use anyhow::Context;
 use callpatch_analysis::report::machine::Identity;
 use callpatch_analysis::report::rows::{write_csv, StressRow};
 use callpatch_probes::code::WriteMethod;
-use callpatch_probes::experiments::bed::arena_mode_for;
+use callpatch_probes::experiments::live_sites::arena_mode_for;
 use callpatch_probes::experiments::stress::{self, Limit, StressConfig};
 use callpatch_probes::patch::{membarrier_ready, Protocol};
 use serde::{Deserialize, Serialize};
@@ -110,7 +110,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 println!("{protocol}: CRASHED (signal {sig})");
                 StressRow {
                     machine_id: machine_id.clone(),
-                    protocol: protocol.name().into(),
+                    protocol,
                     callers: args.callers as u32,
                     seconds: 0.0,
                     patches: 0,
@@ -233,7 +233,7 @@ fn report_child(rows: &[ChildRow], machine_id: &str, protocol: Protocol, callers
     );
     Ok(StressRow {
         machine_id: machine_id.into(),
-        protocol: protocol.name().into(),
+        protocol,
         callers: callers as u32,
         seconds,
         patches,

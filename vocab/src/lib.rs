@@ -37,5 +37,5 @@ pub mod scenario;
 pub use crossing::CACHE_LINE;
 pub use flavor::Flavor;
 pub use kind::SiteKind;
-pub use protocol::{Granule, Protocol};
+pub use protocol::{Granule, HazardWriter, NaiveStore, PatchSubject, Protocol};
 pub use scenario::{Order, RowScenario, Scenario};

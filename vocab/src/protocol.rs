@@ -134,6 +134,122 @@ impl FromStr for Protocol {
 
 crate::names::by_name!(Protocol);
 
+/// What a `patch.csv` row timed: a batch of one protocol, or one membarrier alone (the sync floor
+/// measured in the same run, with as many callers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PatchSubject {
+    /// A batch patched with this protocol.
+    Protocol(Protocol),
+    /// One `membarrier(PRIVATE_EXPEDITED_SYNC_CORE)`.
+    Membarrier,
+}
+
+impl PatchSubject {
+    /// The `protocol` column: the protocol's name, or [`Protocol::SYNC_ROW`].
+    pub const fn name(self) -> &'static str {
+        match self {
+            PatchSubject::Protocol(p) => p.name(),
+            PatchSubject::Membarrier => Protocol::SYNC_ROW,
+        }
+    }
+
+    /// The protocol, for a batch row.
+    pub const fn protocol(self) -> Option<Protocol> {
+        match self {
+            PatchSubject::Protocol(p) => Some(p),
+            PatchSubject::Membarrier => None,
+        }
+    }
+}
+
+impl From<Protocol> for PatchSubject {
+    fn from(p: Protocol) -> Self {
+        PatchSubject::Protocol(p)
+    }
+}
+
+impl fmt::Display for PatchSubject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PatchSubject {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == Protocol::SYNC_ROW {
+            return Ok(PatchSubject::Membarrier);
+        }
+        s.parse().map(PatchSubject::Protocol).map_err(|e| format!("{e}, or {}", Protocol::SYNC_ROW))
+    }
+}
+
+crate::names::by_name!(PatchSubject);
+
+/// How a naive writer stores a site's rel32 (the hazard experiment's torn writers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NaiveStore {
+    /// One byte at a time, in address order (what a `memcpy` of a few bytes may do).
+    Bytewise,
+    /// One 4-byte `mov` of the whole rel32, even across a cache line (then it is two stores).
+    Split,
+}
+
+impl NaiveStore {
+    /// Both writers.
+    pub const ALL: [NaiveStore; 2] = [NaiveStore::Bytewise, NaiveStore::Split];
+
+    /// Name used on the command line and in CSV rows.
+    pub const fn name(self) -> &'static str {
+        match self {
+            NaiveStore::Bytewise => "naive-bytewise",
+            NaiveStore::Split => "naive-split4",
+        }
+    }
+}
+
+/// Who rewrites the line-crossing site of the hazard experiment: a naive writer, or bp (which must
+/// never tear). The `writer` column of `hazard.csv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HazardWriter {
+    /// No protocol.
+    Naive(NaiveStore),
+    /// The int3 protocol.
+    Bp,
+}
+
+impl HazardWriter {
+    /// Every writer, in report order.
+    pub const ALL: [HazardWriter; 3] =
+        [HazardWriter::Naive(NaiveStore::Bytewise), HazardWriter::Naive(NaiveStore::Split), HazardWriter::Bp];
+
+    /// Name on the command line and in `hazard.csv`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            HazardWriter::Naive(s) => s.name(),
+            HazardWriter::Bp => Protocol::Bp.name(),
+        }
+    }
+}
+
+impl fmt::Display for HazardWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HazardWriter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        HazardWriter::ALL
+            .into_iter()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| format!("unknown hazard writer `{s}` (expected naive-bytewise, naive-split4 or bp)"))
+    }
+}
+
+crate::names::by_name!(HazardWriter);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,9 @@
 //! concatenated and plotted side by side. Writing and reading the files (the `csv` crate) is
 //! `callpatch_analysis::report::rows`; this module is only what a row holds.
 //!
-//! A column that holds a name of the vocabulary has its type ([`Flavor`], [`SiteKind`]) and is written
-//! as the same text; reading a file with a name this build does not know is an error that quotes it.
-//! The `protocol` columns stay text: `patch.csv` also has `membarrier` rows ([`Protocol::SYNC_ROW`]).
+//! A column that holds a name of the vocabulary has its type ([`Flavor`], [`SiteKind`], [`Protocol`],
+//! [`PatchSubject`] for `patch.csv`, whose `membarrier` rows time one sync) and is written as the same
+//! text; reading a file with a name this build does not know is an error that quotes it.
 //!
 //! Numbers that may be unavailable (a counter this machine lacks) are `String` columns holding either
 //! the number or `unavailable (reason)`; never a silent 0.
@@ -104,8 +104,8 @@ impl CallsRow {
 pub struct PatchRow {
     /// The machine (see [`MachineRow`]).
     pub machine_id: String,
-    /// A protocol name ([`crate::Protocol::name`]) or `membarrier` ([`crate::Protocol::SYNC_ROW`]).
-    pub protocol: String,
+    /// A protocol, or `membarrier` for the cost of one sync ([`crate::PatchSubject`]).
+    pub protocol: crate::PatchSubject,
     /// Sites per batch.
     pub batch: u64,
     /// membarrier(SYNC_CORE) calls per batch.
@@ -146,8 +146,8 @@ fn unknown_ns() -> f64 {
 pub struct StressRow {
     /// The machine (see [`MachineRow`]).
     pub machine_id: String,
-    /// The protocol name ([`crate::Protocol::name`]).
-    pub protocol: String,
+    /// The protocol.
+    pub protocol: crate::Protocol,
     /// Caller threads.
     pub callers: u32,
     /// How long the patcher ran.
@@ -182,7 +182,7 @@ pub struct HazardRow {
     /// The machine (see [`MachineRow`]).
     pub machine_id: String,
     /// `naive-bytewise`, `naive-split4` or `bp`.
-    pub writer: String,
+    pub writer: crate::HazardWriter,
     /// Rewrites done.
     pub patches: u64,
     /// Calls that executed a torn rel32 (a mix of old and new bytes).

@@ -3,10 +3,10 @@
 pub use callpatch_vocab::rows::SiteRow;
 
 use super::crossing::Crossings;
-use super::decode::Site;
+use super::decode::DecodedSite;
 
 /// The row of `site`.
-pub fn site_row(binary: &str, site: &Site, symbol: String, detail: String) -> SiteRow {
+pub fn site_row(binary: &str, site: &DecodedSite, symbol: String, detail: String) -> SiteRow {
     let c = Crossings::of(site.addr, u64::from(site.len));
     SiteRow {
         binary: binary.to_string(),

@@ -20,7 +20,7 @@ use super::targets::{Special, Targets};
 
 /// One call site: the instruction at `addr`, `len` bytes long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Site {
+pub struct DecodedSite {
     pub addr: u64,
     /// The section that holds the site (what `addr` is relative to in a relocatable object).
     pub section: u32,
@@ -40,7 +40,7 @@ pub struct Chunk<'data> {
 #[derive(Clone, Debug, Default)]
 pub struct Decoded {
     /// Sites in section order, then address order.
-    pub sites: Vec<Site>,
+    pub sites: Vec<DecodedSite>,
     /// Instructions decoded (valid ones).
     pub instructions: u64,
     /// Bytes of the code sections.
@@ -129,7 +129,7 @@ pub fn decode(elf: &Elf<'_>, symbols: &Symbols<'_>, targets: &Targets) -> Decode
 }
 
 struct ChunkOut {
-    sites: Vec<Site>,
+    sites: Vec<DecodedSite>,
     instructions: u64,
     e8_calls: u64,
 }
@@ -163,7 +163,7 @@ fn decode_chunk(chunk: &Chunk<'_>, targets: &Targets) -> ChunkOut {
         if bytes[pos] == 0xe8 {
             out.e8_calls += 1;
         }
-        out.sites.push(Site { addr: insn.ip(), section: section.index.0 as u32, len: insn.len() as u8, kind });
+        out.sites.push(DecodedSite { addr: insn.ip(), section: section.index.0 as u32, len: insn.len() as u8, kind });
     }
     out
 }

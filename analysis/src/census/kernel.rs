@@ -21,7 +21,7 @@ pub use callpatch_vocab::rows::StaticCallKeyRow;
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic};
 
 use super::crossing::{fallback_line, fallback_word};
-use super::decode::Site;
+use super::decode::DecodedSite;
 use super::elf::Elf;
 use super::kinds::SiteKind;
 use super::symbols::{SymbolSource, Symbols};
@@ -64,7 +64,7 @@ pub struct KernelTables {
     pub static_calls: Vec<StaticCallEntry>,
     /// The entries of every table found, decoded (`kind` = the table's kind), in table order; entries
     /// that could not be decoded are left out (counted in [`TableSummary::unreadable`]).
-    pub sites: Vec<Site>,
+    pub sites: Vec<DecodedSite>,
     /// Per key, sorted by site count (most first).
     pub keys: Vec<StaticCallKeyRow>,
     /// One line per absent table or problem.
@@ -156,7 +156,7 @@ pub fn read_tables(elf: &Elf<'_>, symbols: &Symbols<'_>, binary: &str) -> Kernel
                 None => summary.unreadable += 1,
             }
             if let Some((section, ref i)) = insn {
-                out.sites.push(Site { addr: site, section, len: i.len() as u8, kind });
+                out.sites.push(DecodedSite { addr: site, section, len: i.len() as u8, kind });
             }
             if kind == SiteKind::StaticCallSite {
                 let key_field = at.wrapping_add(4).wrapping_add_signed(i64::from(s32(&e[4..8])));

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use by_site::SiteRow;
-pub use decode::{Decoded, Site};
+pub use decode::{Decoded, DecodedSite};
 pub use error::CensusError;
 pub use kernel::{KernelTables, StaticCallKeyRow};
 pub use kinds::SiteKind;

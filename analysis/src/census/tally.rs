@@ -3,7 +3,7 @@
 use crate::report::rows::{CensusOffsetRow, CensusRow};
 
 use super::crossing::Crossings;
-use super::decode::Site;
+use super::decode::DecodedSite;
 use super::kinds::SiteKind;
 
 /// The counts of one kind of site in one binary.
@@ -40,7 +40,7 @@ impl KindTally {
     }
 
     /// Counts one site.
-    pub fn add(&mut self, site: &Site) {
+    pub fn add(&mut self, site: &DecodedSite) {
         let c = Crossings::of(site.addr, u64::from(site.len));
         self.count += 1;
         self.cross64_rel32 += u64::from(c.rel32_64);
@@ -83,7 +83,7 @@ impl KindTally {
 }
 
 /// One tally per kind in `kinds` (in that order) over `sites`; sites of other kinds are ignored.
-pub fn tally<'a>(sites: impl IntoIterator<Item = &'a Site>, kinds: &[SiteKind]) -> Vec<KindTally> {
+pub fn tally<'a>(sites: impl IntoIterator<Item = &'a DecodedSite>, kinds: &[SiteKind]) -> Vec<KindTally> {
     let mut out: Vec<KindTally> = kinds.iter().map(|&k| KindTally::new(k)).collect();
     for site in sites {
         if let Some(t) = out.iter_mut().find(|t| t.kind == site.kind) {

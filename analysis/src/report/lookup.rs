@@ -60,15 +60,11 @@ impl Run {
         self.calls.iter().find(|r| r.flavor == flavor && r.scenario() == scenario)
     }
 
-    /// The protocols measured in `patch.csv` (the membarrier row excluded), in [`PROTOCOL_ORDER`].
-    pub fn protocols(&self) -> Vec<String> {
-        let mut v: Vec<String> = Vec::new();
-        for r in &self.patch {
-            if r.protocol != SYNC_PROTOCOL && !v.contains(&r.protocol) {
-                v.push(r.protocol.clone());
-            }
-        }
-        sort_by_order(&mut v, &PROTOCOL_ORDER);
+    /// The protocols measured in `patch.csv` (the membarrier rows excluded), in table order.
+    pub fn protocols(&self) -> Vec<Protocol> {
+        let mut v: Vec<Protocol> = self.patch.iter().filter_map(|r| r.protocol.protocol()).collect();
+        v.sort_unstable();
+        v.dedup();
         v
     }
 

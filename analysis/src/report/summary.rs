@@ -225,10 +225,10 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
     }
     let _ = writeln!(s, "{header}\n{rule}");
     for protocol in &protocols {
-        let mut rows: Vec<_> = run.patch.iter().filter(|r| &r.protocol == protocol).collect();
+        let mut rows: Vec<_> = run.patch.iter().filter(|r| r.protocol.protocol() == Some(*protocol)).collect();
         rows.sort_by_key(|r| (r.callers, r.method.clone(), r.batch));
         for r in rows {
-            let mut line = format!("| {} | {} | {} |", cell(&r.protocol), r.batch, r.callers);
+            let mut line = format!("| {} | {} | {} |", cell(r.protocol.name()), r.batch, r.callers);
             if many_methods {
                 let _ = write!(line, " {} |", cell(&r.method));
             }
@@ -261,7 +261,7 @@ fn patch(s: &mut String, run: &Run, d: &Dataset) {
     s.push('\n');
     for callers in run.caller_counts() {
         for protocol in &protocols {
-            let rows = run.patch_rows(protocol, callers);
+            let rows = run.patch_rows(protocol.name(), callers);
             let (Some(one), Some(big)) = (rows.iter().find(|r| r.batch == 1), rows.iter().max_by_key(|r| r.batch))
             else {
                 continue;
@@ -309,14 +309,14 @@ fn stress(s: &mut String, run: &Run, d: &Dataset) {
     for r in &run.stress {
         let ok = r.misdirected == 0 && !r.crashed && r.lost.unwrap_or(0) == 0;
         if !ok {
-            failed.push(r.protocol.clone());
+            failed.push(r.protocol);
         }
         calls += r.calls;
         patches += r.patches;
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} |{} {} |{} {} | {} |",
-            cell(&r.protocol),
+            cell(r.protocol.name()),
             r.callers,
             sig3(r.seconds),
             r.patches,
@@ -340,7 +340,11 @@ fn stress(s: &mut String, run: &Run, d: &Dataset) {
              lost, no crash.\n"
         );
     } else {
-        let _ = writeln!(s, "\n**Verdict: FAIL** — calls went wrong under: {}.\n", failed.join(", "));
+        let _ = writeln!(
+            s,
+            "\n**Verdict: FAIL** — calls went wrong under: {}.\n",
+            failed.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+        );
     }
 }
 
@@ -354,7 +358,7 @@ fn hazard(s: &mut String, run: &Run, d: &Dataset) {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} |",
-            cell(&r.writer),
+            cell(r.writer.name()),
             r.patches,
             r.torn,
             r.per_million().map_or("–".into(), sig3)

@@ -18,5 +18,5 @@ pub use callpatch_patcher::{Arena, ArenaMode, CACHE_LINE};
 pub use callpatch_patcher::{TextWriter, WriteMethod};
 pub use emit::EmitError;
 pub use flavor::{Flavor, FlavorSite, SiteForm};
-pub use probe::{EmitOptions, Probe, Site, Symbol, Target};
+pub use probe::{EmitOptions, Probe, ProbeSite, Symbol, Target};
 pub use scenario::{Order, Scenario, ScenarioSequence};

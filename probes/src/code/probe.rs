@@ -57,7 +57,7 @@ pub const MAX_UNROLL: usize = 4096;
 
 /// One emitted call site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Site {
+pub struct ProbeSite {
     /// Address of the site's first byte.
     pub addr: usize,
     /// Its length in bytes.
@@ -98,7 +98,7 @@ pub struct Probe {
     entries: [usize; 2],
     /// Calls per iteration of the Single and Double loops.
     calls: [usize; 2],
-    sites: Vec<Site>,
+    sites: Vec<ProbeSite>,
     targets: Vec<Target>,
     thunk: Option<usize>,
     trampoline: Option<usize>,
@@ -172,7 +172,7 @@ impl Probe {
 
 /// `trap` sites: the SIGTRAP handler emulates `call to` at each, for as long as the probe lives (its
 /// `Drop` forgets them).
-fn emulate_trap_sites(sites: &[Site]) -> Result<(), EmitError> {
+fn emulate_trap_sites(sites: &[ProbeSite]) -> Result<(), EmitError> {
     for s in sites {
         if let SiteForm::TrapCall { to } = s.form {
             // SAFETY: `s.addr` is a site this probe emitted (its `cc` + rel32) in its own arena, and the
@@ -218,7 +218,7 @@ struct Layout<'a> {
     slot: Option<usize>,
     thunk: Option<usize>,
     trampoline: Option<usize>,
-    sites: Vec<Site>,
+    sites: Vec<ProbeSite>,
     symbols: Vec<Symbol>,
 }
 
@@ -374,7 +374,7 @@ impl<'a> Layout<'a> {
             };
             let form = self.flavor.site_form(&to);
             let (addr, len) = self.e.site(&lead, form, line_offset)?;
-            self.sites.push(Site { addr, len, form });
+            self.sites.push(ProbeSite { addr, len, form });
         }
         Ok(())
     }
@@ -531,7 +531,7 @@ impl Probe {
     }
 
     /// Every call site of both loops (for `sites-N`, the N shared sites), in address order.
-    pub fn sites(&self) -> &[Site] {
+    pub fn sites(&self) -> &[ProbeSite] {
         &self.sites
     }
 

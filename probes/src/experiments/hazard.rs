@@ -16,46 +16,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::bed::{emit_tail, emit_target, run_loop, Tally, TARGETS};
 use super::catch::CatchZone;
+use super::live_sites::{emit_tail, emit_target, run_loop, Tally, TARGETS};
 use crate::code::insn::REL32_LEN;
 use crate::code::{decode, encode, Arena, ArenaMode, Insn, TextWriter, CACHE_LINE};
-use callpatch_patcher::naive::{store_rel32, NaiveStore};
+use callpatch_patcher::naive::store_rel32;
 use callpatch_patcher::{forget_sites, patch_batch, trap_count, PatchError, Protocol, SitePatch};
 use callpatch_vocab::crossing::rel32_crosses;
 
-/// Who rewrites the site.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HazardWriter {
-    /// No protocol.
-    Naive(NaiveStore),
-    /// The int3 protocol (must never tear).
-    Bp,
-}
-
-impl HazardWriter {
-    /// Every writer, in report order.
-    pub const ALL: [HazardWriter; 3] =
-        [HazardWriter::Naive(NaiveStore::Bytewise), HazardWriter::Naive(NaiveStore::Split), HazardWriter::Bp];
-
-    /// Name on the command line and in `hazard.csv`.
-    pub fn name(self) -> &'static str {
-        match self {
-            HazardWriter::Naive(s) => s.name(),
-            HazardWriter::Bp => "bp",
-        }
-    }
-}
-
-impl std::str::FromStr for HazardWriter {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        HazardWriter::ALL
-            .into_iter()
-            .find(|w| w.name() == s)
-            .ok_or_else(|| format!("unknown hazard writer `{s}` (expected naive-bytewise, naive-split4 or bp)"))
-    }
-}
+pub use callpatch_vocab::HazardWriter;
 
 /// Where the site's rel32 starts in its line: bytes 62, 63 | 64, 65.
 pub const SITE_LINE_OFFSET: usize = 61;

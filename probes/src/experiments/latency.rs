@@ -4,20 +4,21 @@
 //!
 //! Each point times `patch_batch` from call to return (validation, writes, syncs, read-back) with
 //! `Instant` (the vDSO clock: batches take microseconds to milliseconds, far above its resolution),
-//! flipping the first N sites of a [`Bed`] between its two targets, after two warm-up batches.
+//! flipping the first N sites of a [`LiveSites`] between its two targets, after two warm-up batches.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::bed::{Bed, Placement, Tally};
+use super::live_sites::{LiveSites, Placement, Tally};
 use crate::code::{ArenaMode, WriteMethod};
 use callpatch_patcher::{late_trap_count, sync_cores, PatchError, Protocol};
+use callpatch_vocab::PatchSubject;
 
 /// One measured point.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LatencyPoint {
-    /// Protocol name, or `membarrier` for the sync alone.
-    pub protocol: String,
+    /// The protocol, or `membarrier` for the sync alone.
+    pub protocol: PatchSubject,
     /// Sites per batch (1 for `membarrier`).
     pub batch: usize,
     /// Caller threads running the sites meanwhile.
@@ -73,7 +74,7 @@ impl Running<'_> {
 /// are pinned to the allowed CPUs other than the one the calling thread runs on (when there are any),
 /// so that they really run alongside the patcher and each sync has to interrupt them; `f` gets their
 /// heartbeats to time only while they run ([`Running::wait`]).
-pub fn with_callers<R>(bed: &Bed, callers: usize, f: impl FnOnce(&Running) -> R) -> Result<R, PatchError> {
+pub fn with_callers<R>(bed: &LiveSites, callers: usize, f: impl FnOnce(&Running) -> R) -> Result<R, PatchError> {
     let me = crate::measure::pin::current_cpu();
     let others: Vec<usize> = crate::measure::pin::allowed_cores()
         .map(|c| c.iter().copied().filter(|&c| c as i64 != me).collect())
@@ -121,7 +122,7 @@ pub fn with_callers<R>(bed: &Bed, callers: usize, f: impl FnOnce(&Running) -> R)
 }
 
 /// The cost of one sync, `repeats` times, with `callers` threads running `bed` meanwhile.
-pub fn measure_sync(bed: &Bed, callers: usize, repeats: usize) -> Result<LatencyPoint, PatchError> {
+pub fn measure_sync(bed: &LiveSites, callers: usize, repeats: usize) -> Result<LatencyPoint, PatchError> {
     let ns = with_callers(bed, callers, |running| {
         (0..repeats)
             .map(|_| {
@@ -133,7 +134,7 @@ pub fn measure_sync(bed: &Bed, callers: usize, repeats: usize) -> Result<Latency
     })??;
     let (min, median) = min_median(ns);
     Ok(LatencyPoint {
-        protocol: "membarrier".into(),
+        protocol: PatchSubject::Membarrier,
         batch: 1,
         callers,
         syncs: 1,
@@ -160,7 +161,7 @@ pub fn measure_protocol(
 ) -> Result<Vec<LatencyPoint>, PatchError> {
     let io = PatchError::Build;
     let most = batches.iter().copied().max().unwrap_or(1);
-    let bed = Bed::new(protocol, most, Placement::Spread, mode).map_err(io)?;
+    let bed = LiveSites::new(protocol, most, Placement::Spread, mode).map_err(io)?;
     let writer = bed.writer(method).map_err(io)?;
     with_callers(&bed, callers, |running| {
         let mut points = Vec::new();
@@ -184,7 +185,7 @@ pub fn measure_protocol(
             }
             let (min, median) = min_median(ns);
             let point = LatencyPoint {
-                protocol: protocol.name().into(),
+                protocol: protocol.into(),
                 batch: n,
                 callers,
                 syncs,

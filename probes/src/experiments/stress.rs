@@ -1,4 +1,4 @@
-//! The stress experiment: caller threads run a [`Bed`]'s sites in tight loops while the patcher flips
+//! The stress experiment: caller threads run a [`LiveSites`]'s sites in tight loops while the patcher flips
 //! every site between the two targets, batch after batch. Each caller counts its own calls per target,
 //! so at the end the accounting is exact per thread: `arrived == iterations × sites` (none lost) and
 //! `misdirected == 0` (none went anywhere else).
@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::bed::{Bed, Placement, Tally};
+use super::live_sites::{LiveSites, Placement, Tally};
 use crate::code::{ArenaMode, WriteMethod};
 use callpatch_patcher::{late_trap_count, trap_count, PatchError, Protocol};
 
@@ -26,7 +26,7 @@ pub struct StressConfig {
     pub protocol: Protocol,
     /// Caller threads.
     pub callers: usize,
-    /// Sites in the bed; every batch patches all of them.
+    /// Sites in the live sites; every batch patches all of them.
     pub sites: usize,
     /// How long to run.
     pub limit: Limit,
@@ -125,7 +125,7 @@ pub fn run(cfg: &StressConfig) -> Result<StressOutcome, PatchError> {
         });
     }
     let io = PatchError::Build;
-    let bed = Bed::new(cfg.protocol, cfg.sites, Placement::Spread, cfg.mode).map_err(io)?;
+    let bed = LiveSites::new(cfg.protocol, cfg.sites, Placement::Spread, cfg.mode).map_err(io)?;
     let writer = bed.writer(cfg.method).map_err(io)?;
     let forward = bed.retarget(cfg.sites, 0, 1);
     let back = bed.retarget(cfg.sites, 1, 0);

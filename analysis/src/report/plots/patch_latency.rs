@@ -39,7 +39,9 @@ pub fn lines(run: &Run) -> Vec<Line> {
                 let mut points: Vec<(u64, f64, f64)> = run
                     .patch
                     .iter()
-                    .filter(|r| &r.protocol == protocol && r.callers == c && r.method.as_str() == method)
+                    .filter(|r| {
+                        r.protocol.protocol() == Some(*protocol) && r.callers == c && r.method.as_str() == method
+                    })
                     .filter(|r| r.batch > 0 && r.latency_ns_median > 0.0)
                     .map(|r| (r.batch, r.latency_ns_median, r.latency_ns_min))
                     .collect();
@@ -47,7 +49,7 @@ pub fn lines(run: &Run) -> Vec<Line> {
                     continue;
                 }
                 points.sort_by_key(|p| p.0);
-                let mut label = protocol.clone();
+                let mut label = protocol.to_string();
                 if all_callers.len() > 1 {
                     label += &format!(", {c} caller{}", if c == 1 { "" } else { "s" });
                 }
@@ -56,7 +58,7 @@ pub fn lines(run: &Run) -> Vec<Line> {
                 }
                 out.push(Line {
                     label,
-                    protocol: protocol.clone(),
+                    protocol: protocol.to_string(),
                     color: pi + mi * protocols.len(),
                     quiet: Some(&c) == all_callers.first(),
                     points,

@@ -1,4 +1,4 @@
-//! A bed of live call sites for the experiments (stress, patch latency, tests, benches): a generated
+//! Live call sites for the experiments (stress, patch latency, tests, benches): a generated
 //! caller that runs N patchable sites in a loop, and targets that count every call per thread.
 //!
 //! Layout in one arena (unwritten bytes are `int3`):
@@ -23,10 +23,10 @@ use callpatch_patcher::{
     forget_sites, patch_batch_stepped, site_insn, BatchReport, Granule, PatchError, Protocol, SitePatch, Step,
 };
 
-/// Targets per bed (the patcher flips sites between them).
+/// Targets per set of live sites (the patcher flips sites between them).
 pub const TARGETS: usize = 2;
 
-/// One caller thread's counters; the bed's generated code writes them through `rdi`.
+/// One caller thread's counters; the live sites' generated code writes them through `rdi`.
 #[repr(C, align(64))]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -74,15 +74,15 @@ impl Placement {
     }
 }
 
-/// A batch of changes to one bed's own sites: made only by [`Bed::retarget`] (by construction) or
-/// [`Bed::batch`] (checked), so patching it through [`Bed::patch`] is safe.
+/// A batch of changes to one set of live sites' own sites: made only by [`LiveSites::retarget`] (by construction) or
+/// [`LiveSites::batch`] (checked), so patching it through [`LiveSites::patch`] is safe.
 #[derive(Debug)]
-pub struct BedBatch<'a> {
-    bed: &'a Bed,
+pub struct LiveBatch<'a> {
+    bed: &'a LiveSites,
     sites: Vec<SitePatch>,
 }
 
-impl std::ops::Deref for BedBatch<'_> {
+impl std::ops::Deref for LiveBatch<'_> {
     type Target = [SitePatch];
     fn deref(&self) -> &[SitePatch] {
         &self.sites
@@ -91,7 +91,7 @@ impl std::ops::Deref for BedBatch<'_> {
 
 /// A generated caller with its sites, targets and catch zone.
 #[derive(Debug)]
-pub struct Bed {
+pub struct LiveSites {
     // Declared before `arena` so the zone is unregistered before the memory goes.
     _zone: CatchZone,
     arena: Arena,
@@ -148,10 +148,10 @@ pub(crate) unsafe fn run_loop(entry: usize, tally: &mut Tally, iterations: u64) 
     f(tally, iterations);
 }
 
-impl Bed {
+impl LiveSites {
     /// Builds `sites` sites for `protocol` in a fresh arena mapped in `mode`, all calling target 0.
-    pub fn new(protocol: Protocol, sites: usize, placement: Placement, mode: ArenaMode) -> io::Result<Bed> {
-        assert!(sites > 0, "a bed needs at least one site");
+    pub fn new(protocol: Protocol, sites: usize, placement: Placement, mode: ArenaMode) -> io::Result<LiveSites> {
+        assert!(sites > 0, "live sites need at least one site");
         let form = site_insn(protocol, 0);
         let aligned = matches!(protocol, Protocol::Aligned { .. });
         let per_site = CACHE_LINE + form.len() + 5 + if aligned { 8 } else { 0 };
@@ -182,13 +182,13 @@ impl Bed {
         }
         emit_tail(&mut arena, tail, addrs[0])?;
         arena.seal()?;
-        // SAFETY: only this bed's caller loop runs the arena, keeping `rdi` at its counter block (with
+        // SAFETY: only these live sites' caller loop runs the arena, keeping `rdi` at its counter block (with
         // the tally at MISDIRECTED_OFFSET) and entering every target by a `call`; the zone is dropped
         // before the arena (field order).
         let zone =
             unsafe { CatchZone::register(arena.base(), arena.len(), MISDIRECTED_OFFSET) }.map_err(io::Error::other)?;
         let entry = addrs[0];
-        Ok(Bed { _zone: zone, arena, protocol, sites: addrs, trampolines, targets, entry })
+        Ok(LiveSites { _zone: zone, arena, protocol, sites: addrs, trampolines, targets, entry })
     }
 
     /// The arena holding everything.
@@ -216,46 +216,46 @@ impl Bed {
         self.targets
     }
 
-    /// A writer for this bed's arena with `method`, opened.
+    /// A writer for these live sites' arena with `method`, opened.
     pub fn writer(&self, method: WriteMethod) -> io::Result<TextWriter> {
         TextWriter::with_method(&self.arena, method)?.open()
     }
 
     /// The batch that moves the first `n` sites from target `from` to target `to`.
-    pub fn retarget(&self, n: usize, from: usize, to: usize) -> BedBatch<'_> {
+    pub fn retarget(&self, n: usize, from: usize, to: usize) -> LiveBatch<'_> {
         let form = |k: usize| site_insn(self.protocol, self.targets[k]);
         let sites = self.sites[..n].iter().map(|&addr| SitePatch { addr, old: form(from), new: form(to) }).collect();
-        BedBatch { bed: self, sites }
+        LiveBatch { bed: self, sites }
     }
 
-    /// A batch of any changes to this bed's sites and trampolines (for tests of validation), or
-    /// `UnknownSite` when an address is not one of them or a new target is not one of the bed's.
-    pub fn batch(&self, sites: Vec<SitePatch>) -> Result<BedBatch<'_>, PatchError> {
+    /// A batch of any changes to these live sites' sites and trampolines (for tests of validation), or
+    /// `UnknownSite` when an address is not one of them or a new target is not one of the live sites'.
+    pub fn batch(&self, sites: Vec<SitePatch>) -> Result<LiveBatch<'_>, PatchError> {
         for p in &sites {
             let ours = self.sites.contains(&p.addr) || self.trampolines.contains(&p.addr);
             if !ours || p.new.target().is_some_and(|t| !self.targets.contains(&t)) {
                 return Err(PatchError::UnknownSite { addr: p.addr });
             }
         }
-        Ok(BedBatch { bed: self, sites })
+        Ok(LiveBatch { bed: self, sites })
     }
 
-    /// Patches `batch` with `protocol`: the safe way to patch a bed (the patcher validates the bytes).
-    pub fn patch(&self, writer: &TextWriter, protocol: Protocol, batch: &BedBatch) -> Result<BatchReport, PatchError> {
+    /// Patches `batch` with `protocol`: the safe way to patch a set of live sites (the patcher validates the bytes).
+    pub fn patch(&self, writer: &TextWriter, protocol: Protocol, batch: &LiveBatch) -> Result<BatchReport, PatchError> {
         self.patch_stepped(writer, protocol, batch, &mut |_| {})
     }
 
-    /// [`Bed::patch`] with an observer after each synced step (see `patch_batch_stepped`).
+    /// [`LiveSites::patch`] with an observer after each synced step (see `patch_batch_stepped`).
     pub fn patch_stepped(
         &self,
         writer: &TextWriter,
         protocol: Protocol,
-        batch: &BedBatch,
+        batch: &LiveBatch,
         on_step: &mut dyn FnMut(Step),
     ) -> Result<BatchReport, PatchError> {
         assert!(std::ptr::eq(batch.bed, self), "a batch is patched through the bed that made it");
-        // SAFETY: a `BedBatch` holds only this bed's sites (calls) and trampolines (jmps), retargeted to
-        // its counting targets, which the bed's callers enter by a call (`retarget`, `batch`).
+        // SAFETY: a `LiveBatch` holds only these live sites' sites (calls) and trampolines (jmps), retargeted to
+        // its counting targets, which the live sites' callers enter by a call (`retarget`, `batch`).
         unsafe { patch_batch_stepped(writer, protocol, &batch.sites, on_step) }
     }
 
@@ -273,7 +273,7 @@ impl Bed {
     }
 }
 
-impl Drop for Bed {
+impl Drop for LiveSites {
     fn drop(&mut self) {
         // SAFETY: the arena is about to be unmapped and `&mut self` means no caller runs it: its
         // addresses are no longer sites.
