@@ -43,6 +43,16 @@ fn call(id: &str, flavor: &str, scenario: &str, param: &str, min: f64, median: f
         instructions: "unavailable (ENOENT)".into(),
         branch_misses: "unavailable (ENOENT)".into(),
         timer: "tsc-ref-cycles".into(),
+        baseline: None,
+        ratio_median: None,
+        ratio_lo: None,
+        ratio_hi: None,
+        samples: None,
+        discarded: None,
+        noisy: None,
+        note: None,
+        core_hz_est: None,
+        core_cycles_median: None,
     }
 }
 

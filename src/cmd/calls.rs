@@ -206,6 +206,16 @@ fn row(machine_id: &str, flavor: Flavor, scenario: Scenario, knobs: &Knobs, pc: 
         instructions: pc.instructions.to_string(),
         branch_misses: pc.branch_misses.to_string(),
         timer: pc.timer.clone(),
+        baseline: None,
+        ratio_median: None,
+        ratio_lo: None,
+        ratio_hi: None,
+        samples: None,
+        discarded: None,
+        noisy: None,
+        note: None,
+        core_hz_est: None,
+        core_cycles_median: None,
     }
 }
 

@@ -89,6 +89,39 @@ pub struct CallsRow {
     pub branch_misses: String,
     /// The unit of the cycle columns (`tsc-ref-cycles`).
     pub timer: String,
+    // Appended by the paired measurement (absent in older files: `None`, and an empty cell when the
+    // row could not be paired).
+    /// The baseline this row was measured in alternation with: `direct` in the same scenario, or
+    /// `direct mono` where the scenario has no direct row (flavor and scenario, CLI spelling).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub baseline: Option<String>,
+    /// Median over block pairs of (this flavor's cost / the baseline's cost in the same block).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub ratio_median: Option<f64>,
+    /// Lower end of the 95% interval on `ratio_median` (see `results/README.md` for the method).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub ratio_lo: Option<f64>,
+    /// Upper end of the 95% interval on `ratio_median`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub ratio_hi: Option<f64>,
+    /// Block-pair samples kept.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub samples: Option<u32>,
+    /// Samples thrown out as disturbed (context switch, migration, TSC gap; see `results/README.md`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub discarded: Option<u32>,
+    /// True when the interval is wider than ±5% of the median, or too many samples were discarded.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub noisy: Option<bool>,
+    /// Why the row is noisy or could not be measured; empty otherwise.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub note: Option<String>,
+    /// The core clock estimated in the same run from a dependent chain of known latency, Hz.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub core_hz_est: Option<f64>,
+    /// `cycles_median` in estimated core cycles (`cycles_median × core_hz_est / tsc_hz`): an estimate.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub core_cycles_median: Option<f64>,
 }
 
 impl CallsRow {
@@ -133,6 +166,12 @@ pub struct PatchRow {
     /// Traps whose handler ran after their batch had finished.
     #[cfg_attr(feature = "serde", serde(default))]
     pub late_traps: Option<u64>,
+    /// Lower end of the 95% interval on `latency_ns_median`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub latency_ns_lo: Option<f64>,
+    /// Upper end of the 95% interval on `latency_ns_median`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub latency_ns_hi: Option<f64>,
 }
 
 #[cfg(feature = "serde")]

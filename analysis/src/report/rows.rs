@@ -63,6 +63,16 @@ mod tests {
             instructions: "unavailable (ENOENT)".into(),
             branch_misses: "unavailable (ENOENT)".into(),
             timer: "tsc-ref-cycles".into(),
+            baseline: None,
+            ratio_median: None,
+            ratio_lo: None,
+            ratio_hi: None,
+            samples: None,
+            discarded: None,
+            noisy: None,
+            note: None,
+            core_hz_est: None,
+            core_cycles_median: None,
         };
         write_csv(&path, std::slice::from_ref(&row)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

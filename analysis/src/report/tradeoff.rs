@@ -309,6 +309,16 @@ mod tests {
                 instructions: String::new(),
                 branch_misses: String::new(),
                 timer: "tsc-ref-cycles".into(),
+                baseline: None,
+                ratio_median: None,
+                ratio_lo: None,
+                ratio_hi: None,
+                samples: None,
+                discarded: None,
+                noisy: None,
+                note: None,
+                core_hz_est: None,
+                core_cycles_median: None,
             })
             .collect();
         write_csv(&dir.path().join("calls.csv"), &rows).unwrap();
