@@ -128,7 +128,7 @@ macro_rules! static_call {
 /// ```
 /// A call with the wrong arguments:
 /// ```compile_fail,E0308
-/// # use callpatch_static_call;
+/// # use callpatch_static_call::{static_call, static_call_update};
 /// fn f(x: u64) -> u64 { x }
 /// static_call! { static K: fn(u64) -> u64 = f; }
 /// static_call!(K(1, 2));
