@@ -49,12 +49,21 @@ pub const fn fallback_word(addr: u64, len: u64) -> bool {
 /// Every crossing of one site, as the census columns need them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Crossings {
+    /// The rel32 (last four bytes) touches two 64-byte lines: no single store retargets the site.
     pub rel32_64: bool,
+    /// The whole instruction touches two 64-byte lines.
     pub insn_64: bool,
+    /// The whole instruction touches two 32-byte blocks (the JCC-erratum granule).
     pub insn_32: bool,
+    /// The whole instruction touches two 16-byte blocks (legacy fetch blocks).
     pub insn_16: bool,
+    /// The whole instruction touches two aligned 8-byte words.
     pub insn_8: bool,
+    /// The aligned-only policy leaves the site on its trampoline under the line rule
+    /// ([`fallback_line()`]; the same sites as `rel32_64`).
     pub fallback_line: bool,
+    /// The aligned-only policy leaves the site on its trampoline under the strict word rule
+    /// ([`fallback_word()`]: the rel32 is not inside one aligned 8-byte word).
     pub fallback_word: bool,
 }
 

@@ -21,18 +21,25 @@ use super::targets::{Special, Targets};
 /// One call site: the instruction at `addr`, `len` bytes long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodedSite {
+    /// Address of the instruction's first byte: a virtual address in a linked image, a section
+    /// offset in a relocatable object.
     pub addr: u64,
     /// The section that holds the site (what `addr` is relative to in a relocatable object).
     pub section: u32,
+    /// Length of the whole instruction in bytes, prefixes included (5 for `call rel32`).
     pub len: u8,
+    /// What the instruction is: the `kind` column of `census.csv`.
     pub kind: SiteKind,
 }
 
 /// A range of one code section that is decoded from its first byte: section offsets `[start, end)`.
 #[derive(Clone, Copy, Debug)]
 pub struct Chunk<'data> {
+    /// The code section the range lies in.
     pub section: CodeSection<'data>,
+    /// Section offset of the first byte: 0 or the address of the symbol that starts the range.
     pub start: usize,
+    /// Section offset one past the last byte: the next symbol's address or the section's end.
     pub end: usize,
 }
 

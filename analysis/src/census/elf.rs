@@ -95,15 +95,19 @@ fn hex(digest: &[u8]) -> String {
 /// An executable section with file contents: what gets decoded.
 #[derive(Clone, Copy, Debug)]
 pub struct CodeSection<'data> {
+    /// The section's index in the section header table (what symbols and relocations refer to).
     pub index: SectionIndex,
+    /// The section's name, `?` when it cannot be read.
     pub name: &'data str,
     /// Address of the first byte (the section offset base, 0, in a relocatable object).
     pub address: u64,
+    /// The section's contents, borrowed from the file.
     pub data: &'data [u8],
 }
 
 /// A parsed, validated x86-64 ELF64 file borrowing the bytes it was parsed from.
 pub struct Elf<'data> {
+    /// `object`'s view of the file: section headers, symbol tables and relocations.
     pub file: ElfFile64<'data, Endianness>,
     /// A relocatable object (`.o`, `ET_REL`): every section starts at address 0, so addresses are
     /// only meaningful within one section.

@@ -34,9 +34,14 @@ pub const STATIC_CALL_SITE_INIT: u64 = 2;
 /// One entry of the static call table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticCallEntry {
+    /// Address of the site: the entry's `addr` field resolved against the field's own address.
     pub site: u64,
+    /// Address of the `__SCK__<name>` key: the entry's `key` field resolved, flag bits cleared.
     pub key: u64,
+    /// [`STATIC_CALL_SITE_TAIL`] is set: the site is a tail call, patched as a `jmp`.
     pub tail_flag: bool,
+    /// [`STATIC_CALL_SITE_INIT`] is set in the file's table (the kernel sets it at boot for sites
+    /// in init text).
     pub init_flag: bool,
     /// The instruction at the site, when it could be decoded.
     pub insn: Option<(Code, u8)>,
@@ -47,9 +52,12 @@ pub struct StaticCallEntry {
 /// One kernel table that was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableSummary {
+    /// The kind of site the table lists (its sites' `kind` in `census.csv`).
     pub kind: SiteKind,
     /// The start symbol it was found by.
     pub symbol: &'static str,
+    /// Entries read: the table's length in bytes over the entry size (8 for static calls and
+    /// mcount, 4 for the others).
     pub entries: u64,
     /// Entries whose address holds no decodable instruction in a code section.
     pub unreadable: u64,
@@ -60,7 +68,9 @@ pub struct TableSummary {
 /// Everything read from the kernel tables of one file.
 #[derive(Clone, Debug, Default)]
 pub struct KernelTables {
+    /// The tables found, in the order static calls, retpolines, returns, mcount.
     pub tables: Vec<TableSummary>,
+    /// Every entry of the static call table, in table order, decodable or not.
     pub static_calls: Vec<StaticCallEntry>,
     /// The entries of every table found, decoded (`kind` = the table's kind), in table order; entries
     /// that could not be decoded are left out (counted in [`TableSummary::unreadable`]).

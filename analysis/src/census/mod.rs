@@ -48,9 +48,14 @@ pub struct Census {
     pub binary: String,
     /// SHA-256 of the whole file, hex.
     pub sha256: String,
+    /// Size of the file in bytes.
     pub file_bytes: u64,
+    /// A relocatable object (`.o`, `ET_REL`): site addresses are section offsets, and the kernel
+    /// tables are not read.
     pub relocatable: bool,
+    /// The symbol table the decode restarted at: `.symtab`, `.dynsym` only, or none.
     pub symbols: SymbolSource,
+    /// Executable sections with contents (`SHF_EXECINSTR`, not `SHT_NOBITS`): the sections decoded.
     pub code_sections: usize,
     /// The decoded sites and decode statistics.
     pub decoded: Decoded,

@@ -29,8 +29,11 @@ pub enum SymType {
 /// One symbol of a code section.
 #[derive(Clone, Copy, Debug)]
 pub struct SymAt<'data> {
+    /// The symbol's value: its address (a section offset in a relocatable object).
     pub addr: u64,
+    /// The symbol's name, borrowed from the string table.
     pub name: &'data [u8],
+    /// Code, data or label: whether a range starting here is decoded.
     pub ty: SymType,
 }
 
@@ -59,15 +62,20 @@ impl SymbolSource {
 /// One named, defined symbol of any section.
 #[derive(Clone, Copy, Debug)]
 pub struct Defined<'data> {
+    /// The section the symbol is defined in (`st_shndx`, extended indices resolved).
     pub section: SectionIndex,
+    /// The symbol's value: its address (a section offset in a relocatable object).
     pub addr: u64,
+    /// The symbol's name, borrowed from the string table; never empty.
     pub name: &'data [u8],
+    /// Code, data or label.
     pub ty: SymType,
 }
 
 /// The symbols of the code sections, sorted by address, and named lookups over all symbols. Every
 /// name is looked up in the string table once, here.
 pub struct Symbols<'data> {
+    /// The table read: `.symtab` when it has symbols, else `.dynsym`, else none.
     pub source: SymbolSource,
     /// Every named, defined, non-section, non-file symbol, in table order.
     pub all: Vec<Defined<'data>>,

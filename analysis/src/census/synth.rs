@@ -11,8 +11,11 @@ use object::Endianness;
 /// A section of a [`Synth`] image.
 #[derive(Clone, Debug)]
 pub struct SynthSection {
+    /// The section's name (`.text`, `.data`, ...).
     pub name: String,
+    /// Virtual address of the first byte (`sh_addr`).
     pub addr: u64,
+    /// The contents, placed 64-byte aligned in the file.
     pub bytes: Vec<u8>,
     /// `SHF_EXECINSTR` (code) or writable data.
     pub exec: bool,
@@ -21,8 +24,11 @@ pub struct SynthSection {
 /// A symbol of a [`Synth`] image, defined in section `section` (an index into [`Synth::sections`]).
 #[derive(Clone, Debug)]
 pub struct SynthSymbol {
+    /// The symbol's name.
     pub name: String,
+    /// Index into [`Synth::sections`] of the defining section.
     pub section: usize,
+    /// The symbol's value: an address inside its section.
     pub addr: u64,
     /// `STT_FUNC`, `STT_OBJECT`, `STT_NOTYPE`, ...
     pub st_type: u8,
@@ -31,10 +37,13 @@ pub struct SynthSymbol {
 /// A linked x86-64 ELF image to write.
 #[derive(Clone, Debug)]
 pub struct Synth {
+    /// The sections, in section-header order (after the null section).
     pub sections: Vec<SynthSection>,
+    /// The symbols, all `STB_GLOBAL`; written only when `symtab` is set.
     pub symbols: Vec<SynthSymbol>,
     /// Write a `.symtab` (false: a stripped file).
     pub symtab: bool,
+    /// The header's `e_machine` (`EM_X86_64` by default; anything else is refused by the census).
     pub e_machine: u16,
     /// ELFCLASS64 (false: ELFCLASS32).
     pub is_64: bool,

@@ -9,14 +9,25 @@ use super::kinds::SiteKind;
 /// The counts of one kind of site in one binary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KindTally {
+    /// The kind counted.
     pub kind: SiteKind,
+    /// Sites of this kind.
     pub count: u64,
+    /// Sites whose rel32 (last four bytes) touches two 64-byte lines.
     pub cross64_rel32: u64,
+    /// Sites whose whole instruction touches two 64-byte lines.
     pub cross64_insn: u64,
+    /// Sites whose whole instruction touches two 32-byte blocks.
     pub cross32_insn: u64,
+    /// Sites whose whole instruction touches two 16-byte blocks.
     pub cross16_insn: u64,
+    /// Sites whose whole instruction touches two aligned 8-byte words.
     pub cross8_insn: u64,
+    /// Sites the aligned-only policy leaves on the trampoline under the line rule (the same sites
+    /// as `cross64_rel32`).
     pub fallback_line: u64,
+    /// Sites the aligned-only policy leaves on the trampoline under the strict word rule: the rel32
+    /// is not inside one aligned 8-byte word.
     pub fallback_word: u64,
     /// Sites by start address mod 64.
     pub offsets: [u64; 64],

@@ -21,16 +21,25 @@ use crate::report::rows::{CallsRow, CensusOffsetRow, CensusRow, HazardRow, Machi
 /// The CSV files callpatch writes, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CsvFile {
+    /// `machine.csv`: who produced the numbers, one row per machine.
     Machine,
+    /// `calls.csv`: cost of one call of a flavor in a scenario.
     Calls,
+    /// `patch.csv`: latency of patching a batch of sites with one protocol.
     Patch,
+    /// `stress.csv`: live-patching runs with concurrent callers, and their verdicts.
     Stress,
+    /// `hazard.csv`: torn executions of a line-crossing site rewritten while it runs.
     Hazard,
+    /// `census.csv`: call sites per kind per binary, and how many cross each boundary.
     Census,
+    /// `census_offsets.csv`: sites per kind per binary by start address mod 64.
     CensusOffsets,
 }
 
 impl CsvFile {
+    /// Every file a results folder is read for, in reading order (`census_static_calls.csv` and
+    /// `perf.csv` are not read for plots).
     pub const ALL: [CsvFile; 7] = [
         CsvFile::Machine,
         CsvFile::Calls,
@@ -60,11 +69,17 @@ impl CsvFile {
 pub struct Run {
     /// How plots and the summary name this run: the machine_id, plus the folder name when needed.
     pub label: String,
+    /// The `machine_id` column shared by every row of the run.
     pub machine_id: String,
+    /// The folder's `machine.csv` row for this machine, if it has one.
     pub machine: Option<MachineRow>,
+    /// The folder's `calls.csv` rows of this machine.
     pub calls: Vec<CallsRow>,
+    /// The folder's `patch.csv` rows of this machine.
     pub patch: Vec<PatchRow>,
+    /// The folder's `stress.csv` rows of this machine.
     pub stress: Vec<StressRow>,
+    /// The folder's `hazard.csv` rows of this machine.
     pub hazard: Vec<HazardRow>,
 }
 
@@ -73,9 +88,13 @@ pub struct Run {
 pub struct CensusBinary {
     /// Short display name: the file name, plus the sha256 prefix when two binaries share it.
     pub label: String,
+    /// The `binary` column: the path the census read.
     pub path: String,
+    /// The `sha256` column of `census.csv`; empty when only `census_offsets.csv` names the binary.
     pub sha256: String,
+    /// Its `census.csv` rows, one per kind.
     pub kinds: Vec<CensusRow>,
+    /// Its `census_offsets.csv` rows: 64 per kind.
     pub offsets: Vec<CensusOffsetRow>,
 }
 
@@ -86,7 +105,9 @@ pub struct Dataset {
     pub folders: Vec<PathBuf>,
     /// Which CSV files were found in at least one folder.
     pub found: BTreeSet<CsvFile>,
+    /// One run per machine per folder, machines in order of first appearance.
     pub runs: Vec<Run>,
+    /// Every censused binary, once per path and SHA-256, in order of first appearance.
     pub binaries: Vec<CensusBinary>,
 }
 

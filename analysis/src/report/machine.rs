@@ -72,10 +72,16 @@ fn read_trimmed(path: &str) -> Option<String> {
 /// The identity fields of the first processor in `/proc/cpuinfo`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuInfo {
+    /// `model name`, e.g. `Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz` (`unknown` when absent).
     pub model_name: String,
+    /// `cpu family` (0 when absent).
     pub family: u32,
+    /// `model`, the model number (0 when absent).
     pub model: u32,
+    /// `stepping` (0 when absent).
     pub stepping: u32,
+    /// `microcode`, the loaded revision as the kernel prints it, e.g. `0xd0003a5` (`unknown` when
+    /// absent).
     pub microcode: String,
 }
 
