@@ -63,24 +63,27 @@ mod tests {
             instructions: "unavailable (ENOENT)".into(),
             branch_misses: "unavailable (ENOENT)".into(),
             timer: "tsc-ref-cycles".into(),
-            baseline: None,
-            ratio_median: None,
-            ratio_lo: None,
-            ratio_hi: None,
-            samples: None,
-            discarded: None,
-            noisy: None,
-            note: None,
-            core_hz_est: None,
-            core_cycles_median: None,
+            baseline: Some("direct mono".into()),
+            ratio_median: Some(8.8),
+            ratio_lo: Some(8.7),
+            ratio_hi: Some(9.0),
+            samples: Some(21),
+            discarded: Some(2),
+            noisy: Some(false),
+            note: Some(String::new()),
+            core_hz_est: Some(3.7e9),
+            core_cycles_median: Some(44.1),
         };
         write_csv(&path, std::slice::from_ref(&row)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text.lines().next().unwrap(),
-            "machine_id,flavor,scenario,param,unroll,repeats,cycles_min,cycles_median,cycles_p90,ns_median,instructions,branch_misses,timer"
+            "machine_id,flavor,scenario,param,unroll,repeats,cycles_min,cycles_median,cycles_p90,ns_median,instructions,branch_misses,timer,\
+             baseline,ratio_median,ratio_lo,ratio_hi,samples,discarded,noisy,note,core_hz_est,core_cycles_median"
         );
-        assert_eq!(read_csv::<CallsRow>(&path).unwrap(), vec![row]);
+        let back = read_csv::<CallsRow>(&path).unwrap();
+        // An empty note reads back as no note.
+        assert_eq!(back, vec![CallsRow { note: None, ..row }]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
