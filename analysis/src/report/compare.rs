@@ -671,6 +671,9 @@ fn compared(
     }
 }
 
+/// How many keys found on one side only the report names; the rest are counted.
+const LISTED: usize = 12;
+
 /// Three or four significant digits, whatever the magnitude.
 fn num(x: f64) -> String {
     let a = x.abs();
@@ -829,7 +832,10 @@ impl Comparison {
         }
         for (label, keys) in [("Only in BASE", &self.only_base), ("Only in NEW", &self.only_new)] {
             if !keys.is_empty() {
-                let names: Vec<String> = keys.iter().map(|k| format!("{} {k}", k.kind())).collect();
+                let mut names: Vec<String> = keys.iter().take(LISTED).map(|k| format!("{} {k}", k.kind())).collect();
+                if keys.len() > LISTED {
+                    names.push(format!("… ({} more)", keys.len() - LISTED));
+                }
                 let _ = writeln!(s, "{label} (not compared, {}): {}.\n", keys.len(), names.join("; "));
             }
         }
