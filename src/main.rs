@@ -27,6 +27,8 @@ enum Command {
     Census(cmd::census::Args),
     /// Rebuild plots and summary.md from CSV files of one or many machines.
     Plot(cmd::plot::Args),
+    /// Compare two result folders: the change per flavor × scenario and protocol × batch, with a verdict.
+    Compare(cmd::compare::Args),
     /// Run a probe under a perf-event counter group.
     Perf(cmd::perf::Args),
     /// The main job: measure this machine end to end into results/.
@@ -59,6 +61,7 @@ fn main() {
         Command::Hazard(a) => cmd::hazard::main(a),
         Command::Census(a) => cmd::census::main(a),
         Command::Plot(a) => cmd::plot::main(a),
+        Command::Compare(a) => cmd::compare::main(a),
         Command::Perf(a) => cmd::perf::main(a),
         Command::Run(a) => cmd::run::main(a),
     };

@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod census;
 pub mod child;
+pub mod compare;
 pub mod granule;
 pub mod hazard;
 pub mod patch;

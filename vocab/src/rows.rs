@@ -378,3 +378,65 @@ pub struct PerfRow {
     /// Timed U/2U pairs.
     pub repeats: u32,
 }
+
+/// `compare.csv` (`callpatch compare BASE NEW --out DIR`): one measurement present in both result
+/// folders, the change from BASE to NEW with its 95% interval, and the verdict. `calls` rows are keyed
+/// by flavor, scenario and param; `patch` rows by protocol, batch, callers and method (the columns of
+/// the other kind are empty). Lower is better for every quantity compared, so `faster` means NEW is
+/// lower. How the interval, the p-value and the verdict are computed: `results/README.md`.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct CompareRow {
+    /// `calls` or `patch`: the file the two rows come from.
+    pub kind: String,
+    /// The BASE folder's machine (see [`MachineRow`]).
+    pub base_machine_id: String,
+    /// The NEW folder's machine.
+    pub new_machine_id: String,
+    /// The flavor (`calls`) or the protocol, or `membarrier` (`patch`).
+    pub subject: String,
+    /// As in `calls.csv`; empty for `patch`.
+    pub scenario: String,
+    /// As in `calls.csv`; empty for `patch` and for mono.
+    pub param: String,
+    /// Sites per batch (`patch`); empty for `calls`.
+    pub batch: Option<u64>,
+    /// Concurrent caller threads (`patch`); empty for `calls`.
+    pub callers: Option<u32>,
+    /// Text write method (`patch`); empty for `calls`.
+    pub method: String,
+    /// What was compared: `ratio` (`ratio_median` with `ratio_lo`/`ratio_hi`), `cycles` (the fallback
+    /// for files without ratios: `cycles_median`, spread from `cycles_min`/`cycles_p90`), `latency_ns`
+    /// (`latency_ns_median` with `latency_ns_lo`/`latency_ns_hi`) or `latency_ns_spread` (the fallback:
+    /// spread from `latency_ns_min`).
+    pub quantity: String,
+    /// BASE's value.
+    pub base: f64,
+    /// Lower end of BASE's interval.
+    pub base_lo: f64,
+    /// Upper end of BASE's interval.
+    pub base_hi: f64,
+    /// NEW's value.
+    pub new: f64,
+    /// Lower end of NEW's interval.
+    pub new_lo: f64,
+    /// Upper end of NEW's interval.
+    pub new_hi: f64,
+    /// NEW / BASE − 1, in percent.
+    pub change_pct: f64,
+    /// Lower end of the 95% interval on `change_pct`.
+    pub change_lo_pct: f64,
+    /// Upper end of the 95% interval on `change_pct`.
+    pub change_hi_pct: f64,
+    /// Two-sided p-value of "no change".
+    pub p_value: f64,
+    /// The Benjamini–Hochberg adjusted p-value over all rows compared (a row is a discovery at q = 0.05
+    /// when this is ≤ 0.05).
+    pub q_value: f64,
+    /// `faster`, `slower` or `no change`.
+    pub verdict: String,
+    /// True when either side's row was flagged noisy.
+    pub noisy: bool,
+    /// Why the verdict is what it is when that is not plain (below the threshold, noisy, a fallback).
+    pub note: String,
+}

@@ -1,8 +1,10 @@
 //! Results: the CSV row types (one per output file), loading results of one or many machines, the
 //! plots and `summary.md`.
 //!
-//! Entry point for commands: [`render_all`] (`callpatch plot`, and `callpatch run` after measuring).
+//! Entry points for commands: [`render_all`] (`callpatch plot`, and `callpatch run` after measuring),
+//! [`compare::compare`] (`callpatch compare`).
 
+pub mod compare;
 pub mod dataset;
 pub mod error;
 pub mod font;
