@@ -12,10 +12,13 @@
 //!   alternating between pairs (AB BA AB …). In a block pair a run is dropped when it was switched out,
 //!   migrated, or took longer than `gap_factor` × the fastest run of the same loop in the pair (a TSC
 //!   gap: interrupts, or a hypervisor's steal, which the guest cannot otherwise see at µs scale). A
-//!   block's estimate is (median clean t(2U) − median clean t(U)) / (U × iterations).
+//!   block's estimate is (fastest clean t(2U) − fastest clean t(U)) / (U × iterations): disturbances
+//!   only ever add time, and on a loaded guest about a third of 0.3 ms runs carry a ~20 µs hole that
+//!   no switch count shows, so the median of three runs would still pick one up a good share of the
+//!   time while the fastest of three almost never does.
 //! - A **sample** is the ratio of the two block estimates of one block pair. It is *discarded* when
-//!   either block kept fewer than a majority of clean runs of a loop, or an estimate is not positive
-//!   (the loop did not scale with the unroll: what used to abort a whole run as "non-monotonic").
+//!   a loop of either block has no clean run, or an estimate is not positive (the loop did not
+//!   scale with the unroll: what used to abort a whole run as "non-monotonic").
 //! - The row's ratio is the median of the samples with its 95% interval from order statistics
 //!   ([`super::interval`]); the per-call cycles (min, median, p90) are order statistics of the same
 //!   samples' flavor estimates, so min ≤ median ≤ p90 by construction.
@@ -198,11 +201,12 @@ pub fn judge_pair(
     Ok((f, b))
 }
 
-/// A block's estimate over its clean runs; the first reason if a loop kept too few.
+/// A block's estimate from each loop's fastest clean run; the first reason if a loop kept none.
 fn block_estimate(block: &Block, knobs: &PairedKnobs, dropped: &mut Counts) -> Result<f64, Disturbance> {
-    let mut medians = [0.0; 2];
+    let mut fastest_clean = [0.0; 2];
     for (slot, runs) in [&block.single, &block.double].into_iter().enumerate() {
-        let fastest = runs.iter().map(|r| r.ticks).min().unwrap_or(0) as f64;
+        // The gap rule compares with the fastest run the kernel did not interrupt.
+        let fastest = runs.iter().filter(|r| r.mark.clean()).map(|r| r.ticks).min().unwrap_or(0) as f64;
         let mut clean = Vec::with_capacity(runs.len());
         let mut first_reason = None;
         for r in runs {
@@ -223,13 +227,15 @@ fn block_estimate(block: &Block, knobs: &PairedKnobs, dropped: &mut Counts) -> R
                 None => clean.push(r.ticks as f64),
             }
         }
-        // A majority of the runs must be clean for their median to be a clean median.
-        if clean.is_empty() || clean.len() * 2 <= runs.len() {
+        // Disturbances only ever add time, so the fastest clean run of each loop is its least
+        // disturbed one (on a loaded guest a third of the runs carry a ~20 µs hole: a median of
+        // three would still catch one of them a good share of the time).
+        if clean.is_empty() {
             return Err(first_reason.unwrap_or(Disturbance::Gap));
         }
-        medians[slot] = stats::median(&clean).expect("non-empty");
+        fastest_clean[slot] = clean.iter().copied().fold(f64::INFINITY, f64::min);
     }
-    Ok((medians[1] - medians[0]) / block.calls)
+    Ok((fastest_clean[1] - fastest_clean[0]) / block.calls)
 }
 
 /// Times one block of `side` (see the module doc).
@@ -422,7 +428,7 @@ mod tests {
 
     #[test]
     fn a_clean_pair_gives_the_subtraction_of_the_medians() {
-        let f = block(&[1000, 1010, 990], &[3000, 3020, 2980], 100.0); // 20 per call
+        let f = block(&[1000, 1010, 990], &[3000, 3020, 2990], 100.0); // (2990 - 990) / 100 = 20 per call
         let b = block(&[1000, 1000, 1000], &[2000, 2000, 2000], 100.0); // 10 per call
         let mut dropped = Counts::default();
         assert_eq!(judge_pair(&f, &b, &K, &mut dropped), Ok((20.0, 10.0)));
@@ -431,9 +437,9 @@ mod tests {
 
     #[test]
     fn disturbed_runs_are_dropped_and_a_minority_is_tolerated() {
-        // One U run preempted (a switch, and 10x longer), one 2U run hit by a gap without a switch
-        // (a hypervisor's steal): both dropped, the estimate is that of the clean runs.
-        let mut f = block(&[1000, 10_000, 1000], &[3000, 3000, 4600], 100.0);
+        // One U run preempted (a switch; it even looks fast: the count, not the time, drops it), one
+        // 2U run hit by a gap without a switch (a hypervisor's steal): both dropped.
+        let mut f = block(&[1000, 500, 1000], &[3000, 3000, 4600], 100.0);
         f.single[1].mark.switches = 1;
         let b = block(&[1000, 1000, 1000], &[2000, 2000, 2000], 100.0);
         let mut dropped = Counts::default();
@@ -442,15 +448,16 @@ mod tests {
     }
 
     #[test]
-    fn a_majority_of_disturbed_runs_discards_the_sample_with_its_reason() {
+    fn a_loop_without_a_clean_run_discards_the_sample_with_its_reason() {
         let mut f = block(&[1000, 1000, 1000], &[3000, 3000, 3000], 100.0);
         f.double[0].mark.migrated = true;
         f.double[2].mark.migrated = true;
         let b = block(&[1000, 1000, 1000], &[2000, 2000, 2000], 100.0);
+        let mut dropped = Counts::default();
+        assert_eq!(judge_pair(&f, &b, &K, &mut dropped), Ok((20.0, 10.0)), "one clean run is enough");
+        assert_eq!(dropped.migration, 2);
+        f.double[1].mark.switches = 3;
         assert_eq!(judge_pair(&f, &b, &K, &mut Counts::default()), Err(Disturbance::Migration));
-        // Two of three runs far beyond the fastest: a gap.
-        let g = block(&[1000, 1000, 1000], &[2000, 9000, 9000], 100.0);
-        assert_eq!(judge_pair(&g, &b, &K, &mut Counts::default()), Err(Disturbance::Gap));
     }
 
     #[test]
