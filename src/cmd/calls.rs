@@ -429,7 +429,7 @@ pub fn table(rows: &[CallsRow]) -> String {
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(c, (s, w))| if c < 3 || c >= 7 { format!("{s:<w$}") } else { format!("{s:>w$}") })
+            .map(|(c, (s, w))| if !(3..7).contains(&c) { format!("{s:<w$}") } else { format!("{s:>w$}") })
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');

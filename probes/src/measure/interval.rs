@@ -39,7 +39,9 @@ impl Interval {
 
     /// True when the interval reaches further than `tolerance` (relative) from the median on either side.
     pub fn wider_than(&self, tolerance: f64) -> bool {
-        !(self.relative_half_width() <= tolerance)
+        // NaN (a zero median) counts as wide.
+        let w = self.relative_half_width();
+        w.is_nan() || w > tolerance
     }
 }
 
