@@ -78,7 +78,9 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text.lines().next().unwrap(),
-            "machine_id,flavor,scenario,param,unroll,repeats,cycles_min,cycles_median,cycles_p90,ns_median,instructions,branch_misses,timer"
+            "machine_id,flavor,scenario,param,unroll,repeats,cycles_min,cycles_median,cycles_p90,ns_median,instructions,\
+             branch_misses,timer,baseline,ratio_median,ratio_lo,ratio_hi,samples,discarded,noisy,note,core_hz_est,\
+             core_cycles_median"
         );
         assert_eq!(read_csv::<CallsRow>(&path).unwrap(), vec![row]);
         std::fs::remove_dir_all(&dir).unwrap();
