@@ -43,6 +43,11 @@ fn patch_writes_rows_for_every_point_with_and_without_callers() {
         };
         assert_eq!(r.syncs, syncs, "{r:?}");
         assert!(r.latency_ns_min > 0.0 && r.latency_ns_min <= r.latency_ns_median, "{r:?}");
+        // The interval on the median (every point has at least 6 repeats) and the trap accounting,
+        // both by construction.
+        let (lo, hi) = (r.latency_ns_lo.expect("interval"), r.latency_ns_hi.expect("interval"));
+        assert!(lo <= r.latency_ns_median && r.latency_ns_median <= hi, "{r:?}");
+        assert!(r.late_traps.expect("counted") <= r.traps, "{r:?}");
         assert!(r.sync_ns > 0.0 && r.method == "alias");
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -140,8 +140,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             sync_ns: sync_ns(p.callers),
             fallback: Some(p.fallbacks as u64),
             late_traps: Some(p.late_traps),
-            latency_ns_lo: None,
-            latency_ns_hi: None,
+            latency_ns_lo: p.latency_ns_lo,
+            latency_ns_hi: p.latency_ns_hi,
         })
         .collect();
     let path = args.out.join("patch.csv");

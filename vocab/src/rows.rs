@@ -75,13 +75,18 @@ pub struct CallsRow {
     pub unroll: u32,
     /// Timed U/2U pairs.
     pub repeats: u32,
-    /// (fastest 2U run − fastest U run) per call.
+    /// Smallest block estimate of one call's cost (an empty cell, NaN here, when the pair could not be
+    /// measured: `note` says why).
+    #[cfg_attr(feature = "serde", serde(with = "blank_if_unmeasured"))]
     pub cycles_min: f64,
-    /// Median of the paired per-call estimates.
+    /// Median of the block estimates (empty/NaN when unmeasured).
+    #[cfg_attr(feature = "serde", serde(with = "blank_if_unmeasured"))]
     pub cycles_median: f64,
-    /// 90th percentile of the paired per-call estimates.
+    /// 90th percentile of the block estimates (empty/NaN when unmeasured).
+    #[cfg_attr(feature = "serde", serde(with = "blank_if_unmeasured"))]
     pub cycles_p90: f64,
     /// `cycles_median` in ns.
+    #[cfg_attr(feature = "serde", serde(with = "blank_if_unmeasured"))]
     pub ns_median: f64,
     /// Instructions per call, or `unavailable (REASON)`.
     pub instructions: String,
@@ -172,6 +177,25 @@ pub struct PatchRow {
     /// Upper end of the 95% interval on `latency_ns_median`.
     #[cfg_attr(feature = "serde", serde(default))]
     pub latency_ns_hi: Option<f64>,
+}
+
+/// A cost that may not have been measured: NaN in memory, an empty cell in the file (never the text
+/// `NaN`, which a spreadsheet or a plot would take for a number); an empty cell reads back as NaN.
+#[cfg(feature = "serde")]
+mod blank_if_unmeasured {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_some(v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 #[cfg(feature = "serde")]

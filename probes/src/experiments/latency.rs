@@ -5,13 +5,23 @@
 //! Each point times `patch_batch` from call to return (validation, writes, syncs, read-back) with
 //! `Instant` (the vDSO clock: batches take microseconds to milliseconds, far above its resolution),
 //! flipping the first N sites of a [`LiveSites`] between its two targets, after two warm-up batches.
+//!
+//! The median comes with its 95% interval from order statistics over the repeats
+//! ([`crate::measure::interval`]). Traps and late traps are both counted over one window, from the
+//! first timed repeat to a point where every caller has run on since the last one (so every handler
+//! that began in the window has finished and counted itself): a late trap is one of those traps, so
+//! `late_traps ≤ traps` holds by construction. (They used to be counted over two different windows:
+//! traps as each batch's own count, which misses the late ones by definition, and late traps over
+//! the whole loop.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::live_sites::{LiveSites, Placement, Tally};
 use crate::code::{ArenaMode, WriteMethod};
-use callpatch_patcher::{late_trap_count, sync_cores, PatchError, Protocol};
+use crate::measure::interval::{self, Interval};
+use crate::measure::stats;
+use callpatch_patcher::{late_trap_count, sync_cores, trap_count, PatchError, Protocol};
 use callpatch_vocab::PatchSubject;
 
 /// One measured point.
@@ -29,9 +39,14 @@ pub struct LatencyPoint {
     pub latency_ns_min: f64,
     /// Median repeat, ns.
     pub latency_ns_median: f64,
-    /// Traps emulated during the timed repeats (all of them together).
+    /// Lower end of the 95% interval on the median (`None` below 6 repeats).
+    pub latency_ns_lo: Option<f64>,
+    /// Upper end of the 95% interval on the median.
+    pub latency_ns_hi: Option<f64>,
+    /// Traps the handler emulated from the first timed repeat until every caller had run on after
+    /// the last one (see the module doc).
     pub traps: u64,
-    /// Of those, late ones.
+    /// Of those, late ones (handled after their batch had ended): never more than `traps`.
     pub late_traps: u64,
     /// Aligned: sites patched through their trampoline, per batch.
     pub fallbacks: usize,
@@ -39,16 +54,17 @@ pub struct LatencyPoint {
     pub repeats: usize,
 }
 
-/// Median and minimum of a sample, ns.
-fn min_median(mut ns: Vec<f64>) -> (f64, f64) {
-    ns.sort_by(f64::total_cmp);
-    (ns[0], ns[ns.len() / 2])
+/// Minimum, median and the median's 95% interval (order statistics) of a sample, ns.
+fn spread(ns: &[f64]) -> (f64, f64, Option<Interval>) {
+    let s = stats::summarize(ns).expect("at least one repeat");
+    (s.min, s.median, interval::median_interval(ns))
 }
 
 /// Repeats for a batch of `n` sites: many for small batches, fewer for large ones; `scale` < 1 for
-/// quick runs. Always even, so the sites end where they started.
+/// quick runs. Always even, so the sites end where they started, and at least 6, the fewest with an
+/// interval on the median.
 pub fn repeats_for(n: usize, scale: f64) -> usize {
-    let r = ((100_000.0 / n as f64).clamp(8.0, 1000.0) * scale).max(4.0) as usize;
+    let r = ((100_000.0 / n as f64).clamp(8.0, 1000.0) * scale).max(interval::MIN_SAMPLES as f64) as usize;
     r + r % 2
 }
 
@@ -132,7 +148,7 @@ pub fn measure_sync(bed: &LiveSites, callers: usize, repeats: usize) -> Result<L
             })
             .collect::<Result<Vec<_>, _>>()
     })??;
-    let (min, median) = min_median(ns);
+    let (min, median, ci) = spread(&ns);
     Ok(LatencyPoint {
         protocol: PatchSubject::Membarrier,
         batch: 1,
@@ -140,6 +156,8 @@ pub fn measure_sync(bed: &LiveSites, callers: usize, repeats: usize) -> Result<L
         syncs: 1,
         latency_ns_min: min,
         latency_ns_median: median,
+        latency_ns_lo: ci.map(|i| i.lo),
+        latency_ns_hi: ci.map(|i| i.hi),
         traps: 0,
         late_traps: 0,
         fallbacks: 0,
@@ -171,19 +189,26 @@ pub fn measure_protocol(
                 bed.patch(&writer, protocol, batch)?; // warm-up: slots, caches, code ranges
             }
             let repeats = repeats_for(n, scale);
-            let late = late_trap_count();
-            let (mut ns, mut traps, mut syncs, mut fallbacks) = (Vec::with_capacity(repeats), 0, 0, 0);
+            // The window opens once every caller has run since the warm-up batches (their late traps
+            // are done) and closes once every caller has run since the last timed batch.
+            running.wait();
+            let (traps0, late0) = (trap_count(), late_trap_count());
+            let (mut ns, mut syncs, mut fallbacks) = (Vec::with_capacity(repeats), 0, 0);
             for r in 0..repeats {
                 let batch = if r % 2 == 0 { &forward } else { &back };
                 running.wait();
                 let t = Instant::now();
                 let report = bed.patch(&writer, protocol, batch)?;
                 ns.push(t.elapsed().as_nanos() as f64);
-                traps += report.traps;
                 syncs = report.syncs;
                 fallbacks = report.fallbacks;
             }
-            let (min, median) = min_median(ns);
+            running.wait();
+            // Every handler that began in the window has returned by now (each caller ran on), so
+            // both counts are complete and every late trap is in the total.
+            let late_traps = late_trap_count() - late0;
+            let traps = trap_count() - traps0;
+            let (min, median, ci) = spread(&ns);
             let point = LatencyPoint {
                 protocol: protocol.into(),
                 batch: n,
@@ -191,8 +216,10 @@ pub fn measure_protocol(
                 syncs,
                 latency_ns_min: min,
                 latency_ns_median: median,
+                latency_ns_lo: ci.map(|i| i.lo),
+                latency_ns_hi: ci.map(|i| i.hi),
                 traps,
-                late_traps: late_trap_count() - late,
+                late_traps,
                 fallbacks,
                 repeats,
             };

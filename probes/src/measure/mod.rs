@@ -26,13 +26,22 @@
 //!
 //! Every knob (U, iterations, R, warm-up) is one plain struct, [`Knobs`], written into each CSV row.
 //!
+//! `callpatch calls` builds on this with [`paired`]: each flavor is timed in short blocks alternating
+//! with its baseline, runs disturbed by a context switch, a migration or a TSC gap are dropped
+//! ([`disturb`]), and the ratio comes with a 95% interval from order statistics ([`interval`]). The
+//! core clock is estimated in the same run from a dependent `add` chain ([`core_clock`]).
+//!
 //! For outside tools: [`session`] measures a probe under any perf event group (`callpatch perf`), and
 //! [`perf_map`] announces generated code in `/tmp/perf-<pid>.map` so `perf report` can name it.
 
+pub mod core_clock;
 pub mod counters;
+pub mod disturb;
 pub mod error;
 pub mod harness;
+pub mod interval;
 pub mod knobs;
+pub mod paired;
 pub mod perf_map;
 pub mod pin;
 pub mod session;
@@ -42,7 +51,9 @@ pub mod tsc;
 pub use counters::{hardware_counters_status, CounterError, CounterGroup, EventSpec, Reading};
 pub use error::MeasureError;
 pub use harness::{measure, per_call, Counted, Measured, PerCall, Unroll};
+pub use interval::Interval;
 pub use knobs::Knobs;
+pub use paired::{measure_paired, Paired, PairedKnobs, Side};
 pub use perf_map::{parse_perf_map, perf_map_path, write_own_perf_map, write_perf_map, MapEntry, PerfMapError};
 pub use pin::{allowed_cores, pin_current_thread};
 pub use session::{counter_session, Figure, Session};
