@@ -51,7 +51,8 @@ pub fn render<P: Plot>(plot: &P, out: &Path) -> Result<Vec<PathBuf>, ReportError
     // The bitmap encoder picks the format from the extension, hence `.tmp.png` rather than `.png.tmp`.
     let png = out.join(format!("{stem}.png"));
     let png_tmp = out.join(format!("{stem}.tmp.png"));
-    draw_into(plot, BitMapBackend::new(&png_tmp, size), &png_tmp)?;
+    // Text through font::Glyphs: plotters' own bitmap text drops each glyph's side bearing.
+    draw_into(plot, font::Glyphs(BitMapBackend::new(&png_tmp, size)), &png_tmp)?;
     std::fs::rename(&png_tmp, &png).map_err(|e| ReportError::io(&png, e))?;
     Ok(vec![svg, png])
 }
