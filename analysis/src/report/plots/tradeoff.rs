@@ -108,7 +108,7 @@ fn draw_panel<DB: DrawingBackend>(
     let mut labels = Vec::new();
     if let Some(inline) = t.mechanism("inline/bp") {
         for other in BASELINES {
-            let Some(Outcome::Above { ratio, n }) = t.break_even("inline/bp", other) else { continue };
+            let Some(Outcome::Above { ratio, n, .. }) = t.break_even("inline/bp", other) else { continue };
             if ratio < xlo || ratio > xhi {
                 continue;
             }
