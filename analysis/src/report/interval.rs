@@ -41,7 +41,7 @@ impl Interval {
     }
 
     /// `self + other`.
-    pub fn add(self, other: Interval) -> Interval {
+    pub fn plus(self, other: Interval) -> Interval {
         Interval {
             lo: self.lo + other.lo,
             mid: self.mid + other.mid,
@@ -51,7 +51,7 @@ impl Interval {
     }
 
     /// `self − other`: the lowest is self's lowest minus other's highest.
-    pub fn sub(self, other: Interval) -> Interval {
+    pub fn minus(self, other: Interval) -> Interval {
         Interval {
             lo: self.lo - other.hi,
             mid: self.mid - other.mid,
@@ -61,7 +61,7 @@ impl Interval {
     }
 
     /// `self ÷ other` when `other` lies wholly above 0 (else `None`: the quotient is unbounded).
-    pub fn div(self, other: Interval) -> Option<Interval> {
+    pub fn over(self, other: Interval) -> Option<Interval> {
         if other.lo <= 0.0 || !other.lo.is_finite() {
             return None;
         }
@@ -109,7 +109,7 @@ pub enum Order {
 
 /// Compares `a` with `b` (see [`Order`]).
 pub fn compare(a: Interval, b: Interval) -> Order {
-    let d = b.sub(a);
+    let d = b.minus(a);
     if !d.known {
         return Order::Unknown { below: d.mid > 0.0 };
     }
@@ -140,18 +140,18 @@ mod tests {
 
     #[test]
     fn difference_takes_the_far_bounds() {
-        let d = iv(9.0, 10.0, 11.0).sub(iv(1.0, 2.0, 4.0));
+        let d = iv(9.0, 10.0, 11.0).minus(iv(1.0, 2.0, 4.0));
         assert_eq!((d.lo, d.mid, d.hi), (5.0, 8.0, 10.0));
         assert!(!d.contains_zero());
-        assert!(iv(1.0, 2.0, 3.0).sub(iv(1.5, 2.5, 3.5)).contains_zero());
+        assert!(iv(1.0, 2.0, 3.0).minus(iv(1.5, 2.5, 3.5)).contains_zero());
     }
 
     #[test]
     fn quotient_over_a_positive_interval_and_none_over_zero() {
-        let q = iv(100.0, 200.0, 300.0).div(iv(1.0, 2.0, 4.0)).unwrap();
+        let q = iv(100.0, 200.0, 300.0).over(iv(1.0, 2.0, 4.0)).unwrap();
         assert_eq!((q.lo, q.mid, q.hi), (25.0, 100.0, 300.0));
-        assert!(iv(1.0, 2.0, 3.0).div(iv(-1.0, 1.0, 2.0)).is_none());
-        assert!(iv(1.0, 2.0, 3.0).div(iv(0.0, 1.0, 2.0)).is_none());
+        assert!(iv(1.0, 2.0, 3.0).over(iv(-1.0, 1.0, 2.0)).is_none());
+        assert!(iv(1.0, 2.0, 3.0).over(iv(0.0, 1.0, 2.0)).is_none());
     }
 
     #[test]
@@ -159,8 +159,8 @@ mod tests {
         let s = iv(0.9, 1.0, 1.1).scale(10.0);
         assert!((s.lo - 9.0).abs() < 1e-12 && (s.hi - 11.0).abs() < 1e-12 && s.known);
         let p = Interval::point(3.0);
-        assert!(!p.add(s).known && !s.sub(p).known);
-        assert!(Interval::exact(3.0).sub(s).known);
+        assert!(!p.plus(s).known && !s.minus(p).known);
+        assert!(Interval::exact(3.0).minus(s).known);
     }
 
     #[test]

@@ -105,9 +105,7 @@ pub fn sig3(v: f64) -> String {
 /// A percentage or ratio to 2 significant figures (0.52, 3.1, 14, 120).
 pub fn sig2(v: f64) -> String {
     let a = v.abs();
-    if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
+    if a >= 10.0 {
         format!("{v:.0}")
     } else if a >= 1.0 {
         format!("{v:.1}")

@@ -406,7 +406,7 @@ fn headline(s: &mut String, run: &Run, model: Option<&Tradeoff>) {
                     .into(),
             };
             let joined = if meaning.starts_with("the") {
-                format!("{}: {meaning}", base.trim_end_matches('.'))
+                format!("{} — {meaning}", base.trim_end_matches('.'))
             } else {
                 format!("{base} {meaning}")
             };

@@ -110,8 +110,8 @@ pub const BASELINES: [&str; 3] = ["trampoline", "indirect", "retpoline"];
 
 /// The break-even of `a` against `b` (see the module doc).
 pub fn break_even(a: &Mechanism, b: &Mechanism) -> Outcome {
-    let dc = b.call.sub(a.call);
-    let du = a.update.sub(b.update);
+    let dc = b.call.minus(a.call);
+    let du = a.update.minus(b.update);
     if !dc.known {
         // An older run: the medians alone, and no claim that needs an interval.
         return match (dc.mid > 0.0, du.mid > 0.0) {
@@ -133,7 +133,7 @@ pub fn break_even(a: &Mechanism, b: &Mechanism) -> Outcome {
         return Outcome::Always;
     }
     let ratio = (du.mid / dc.mid).max(0.0);
-    let interval = du.div(dc).map(|r| (r.lo.max(0.0), r.hi));
+    let interval = du.over(dc).map(|r| (r.lo.max(0.0), r.hi));
     Outcome::Above { ratio, n: ratio.floor() as u64, interval }
 }
 
@@ -264,7 +264,7 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load
             name: "aligned-only",
             call_ns: f * ct.mid + (1.0 - f) * ci.mid,
             update_ns: u.0.mid,
-            call: ct.scale(f).add(ci.scale(1.0 - f)),
+            call: ct.scale(f).plus(ci.scale(1.0 - f)),
             update: note_latency(u),
             update_measured: true,
             source: format!(

@@ -115,7 +115,9 @@ fn contents(run: &Run) -> Contents {
     let scenarios = shown_scenarios(run);
     let mut bars = Vec::new();
     for (g, flavor) in flavors.iter().enumerate() {
-        let present: Vec<(usize, f64, Option<(f64, f64)>)> = scenarios
+        // (series, cost, interval) of each scenario measured for this flavor.
+        type Present = (usize, f64, Option<(f64, f64)>);
+        let present: Vec<Present> = scenarios
             .iter()
             .enumerate()
             .filter_map(|(s, scenario)| {
@@ -182,6 +184,8 @@ fn draw_panel<DB: DrawingBackend>(
     }
     if !any_interval {
         x_desc += "   ·   no interval in this run (older calls.csv): no whiskers";
+    } else if flavors.contains(&Flavor::Direct) {
+        x_desc += "   ·   direct: the baseline, no whisker";
     }
     let panel = Panel { area, flavors, scenarios, bars, slot, x_desc };
     if log {
