@@ -717,16 +717,18 @@ fn census(s: &mut String, d: &Dataset) {
         kinds.sort_by_key(|r| r.kind);
         for r in kinds {
             let pct = |v: u64| format!("{v} ({:.2}%)", 100.0 * v as f64 / r.count as f64);
+            // A kind without a rel32 (an indirect call) has nothing one store could patch.
+            let (has_rel32, _) = crate::report::plots::census::shape(r.kind);
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} |",
                 cell(&b.label),
                 cell(r.kind.name()),
                 r.count,
-                pct(r.cross64_rel32),
+                if has_rel32 { pct(r.cross64_rel32) } else { "– (no rel32)".into() },
                 pct(r.cross64_insn),
-                pct(r.fallback_line),
-                pct(r.fallback_word),
+                if has_rel32 { pct(r.fallback_line) } else { "–".into() },
+                if has_rel32 { pct(r.fallback_word) } else { "–".into() },
             );
         }
     }

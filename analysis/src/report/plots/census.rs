@@ -102,11 +102,11 @@ impl Plot for CensusPlot {
         let entries = [
             (Swatch::Fill(c_rel), "rel32 (last 4 bytes) crosses: one atomic store cannot patch it".to_string()),
             (Swatch::Fill(c_insn), "instruction crosses".to_string()),
-            (Swatch::Dashed(c_rel), format!("uniform theory 3/64 = {:.2}% (rel32)", THEORY_REL32_LINE * 100.0)),
+            (Swatch::Dashed(BLACK), format!("uniform theory 3/64 = {:.2}% (rel32)", THEORY_REL32_LINE * 100.0)),
             (
-                Swatch::Dashed(c_insn),
+                Swatch::Dashed(BLACK),
                 format!(
-                    "uniform theory 4/64 = {:.2}% (5-byte insn), 5/64 = {:.2}% (6-byte jcc)",
+                    "uniform theory 4/64 = {:.2}% (5-byte insn), 5/64 = {:.2}% (6-byte jcc): the mark on each bar",
                     THEORY_INSN5_LINE * 100.0,
                     theory(6, LINE) * 100.0
                 ),
@@ -157,11 +157,12 @@ impl Plot for CensusPlot {
         // instruction.
         for (i, r) in self.rows.iter().enumerate() {
             let marks = [
-                r.rel32.map(|_| (THEORY_REL32_LINE, rel_bar(i), c_rel)),
-                r.insn_len.map(|len| (theory(len, LINE), insn_bar(i), c_insn)),
+                r.rel32.map(|_| (THEORY_REL32_LINE, rel_bar(i))),
+                r.insn_len.map(|len| (theory(len, LINE), insn_bar(i))),
             ];
-            for (frac, (y0, y1), c) in marks.into_iter().flatten() {
-                let s = ShapeStyle::from(&c).stroke_width(3);
+            // Black, so the mark shows over its own bar as well as past its end.
+            for (frac, (y0, y1)) in marks.into_iter().flatten() {
+                let s = ShapeStyle::from(&BLACK).stroke_width(3);
                 let x = frac * 100.0;
                 chart.draw_series(DashedLineSeries::new(vec![(x, y0 - 0.06), (x, y1 + 0.06)], 5, 3, s))?;
             }
