@@ -267,11 +267,14 @@ fn full_results_give_every_plot_in_svg_and_png_and_a_summary() {
     for expected in [
         "## Machine `synthetic-a`",
         "| CPU | Synthetic CPU synthetic-a (family 6, model 85, stepping 7, microcode 0x5003604) |",
-        "| flavor | mono | ratio | ns (mono) | random poly-4 | ratio |",
+        "| flavor | mono, TSC ticks | est. core cycles | ratio | ns (mono) | random poly-4, TSC ticks | est. core cycles | ratio |",
         // retpoline: mono median 36 (min 34.2), 18× direct's 2; random poly-4 40 (min 36), to direct mono.
-        "| retpoline | 36.0 (34.2) | 18.0× | 18.0 | 40.0 (36.0) | 20.0× |",
-        "| direct | 2.00 (1.90) | 1.00× | 1.00 | – | – |",
-        "| trap | 3000 (2850) | 1500× | 1500 | – | – |",
+        // Older schema: no core clock estimate, and ratios of medians say they have no interval.
+        "| retpoline | 36.0 (34.2) | – | 18.0× (no interval) | 18.0 | 40.0 (36.0) | – | 20.0× (no interval) |",
+        "| direct | 2.00 (1.90) | – | 1.00× (no interval) | 1.00 | – | – | – |",
+        "| trap | 3000 (2850) | – | 1500× (no interval) | 1500 | – | – | – |",
+        "the comparison of the two has not run",
+        "**This kernel's own indirect calls are retpolines** (spectre_v2: `Mitigation: Retpolines`)",
         "One membarrier(SYNC_CORE) costs 20.0 µs here",
         "| protocol | batch | callers | syncs | median | min | per site | traps | late traps | fell back | ÷ 3-sync floor |",
         "| bp | 1000 | 0 | 3 | 200 µs | 180 µs | 200 ns | 0 | 0 | 0 | 3.33 |",
@@ -287,14 +290,15 @@ fn full_results_give_every_plot_in_svg_and_png_and_a_summary() {
         // Break-evens, by hand: inline 1.0 ns/call + 66 µs/update (bp batch 10); trampoline 1.5 ns + 64 µs
         // (bp batch 1): (66000 − 64000) / (1.5 − 1.0) = 4000. Against indirect (1.5 ns, free updates):
         // 66000 / 0.5 = 132000. Against retpoline (18 ns): 66000 / 17 = 3882.35.
-        "- **inline/bp beats the trampoline once a key with 10 sites is called more than 4000 times per update on this machine.**",
-        "- inline/bp beats an indirect call once a key with 10 sites is called more than 132000 times per update on this machine.",
-        "- inline/bp beats a retpoline once a key with 10 sites is called more than 3882 times per update on this machine.",
-        "| inline/bp | > 4000 | > 132000 | > 3882 |",
+        // The older schema has no intervals: the same numbers, saying so.
+        "- **inline/bp beats the trampoline once a key with 10 sites is called more than 4000 times per update on this machine — by the medians: no interval (older run).**",
+        "- inline/bp beats an indirect call once a key with 10 sites is called more than 132000 times per update on this machine — by the medians: no interval (older run).",
+        "- inline/bp beats a retpoline once a key with 10 sites is called more than 3882 times per update on this machine — by the medians: no interval (older run).",
+        "| inline/bp | > 4000 (no interval) | > 132000 (no interval) | > 3882 (no interval) |",
         // The same with the 1-caller rows (1.5× slower): inline 99 µs per update, the trampoline 96 µs:
         // (99000 − 96000) / 0.5 = 6000; and batching: 1000 × 96 µs / 300 µs = 320×.
         "#### The same with 1 caller thread running the sites during updates",
-        "- **inline/bp beats the trampoline once a key with 10 sites is called more than 6000 times per update on this machine.**",
+        "- **inline/bp beats the trampoline once a key with 10 sites is called more than 6000 times per update on this machine — by the medians: no interval (older run).**",
         "- `bp` (with 1 caller): one batch of 1000 sites takes 300 µs; 1000 single patches would take 96.0 ms — 320× faster batched.",
         "| retpoline | 18.0 ns | – (counted as 0) |",
         "A uniform start offset predicts 4.69% (3/64) of rel32 fields and 6.25% (4/64) of 5-byte calls",
@@ -428,6 +432,7 @@ fn malformed_csv_is_an_error_naming_the_file_and_record() {
     let dir = tmp.path().to_path_buf();
     write_csv(&dir.join("calls.csv"), &calls("m", 1.0)).unwrap();
     let mut text = read(&dir.join("calls.csv"));
+    // The paired columns (baseline .. core_cycles_median) empty, as a row that could not be paired.
     text.push_str("m,direct,mono,,64,11,fast,2.0,2.1,1.0,u,u,tsc-ref-cycles,,,,,,,,,,\n");
     std::fs::write(dir.join("calls.csv"), text).unwrap();
     let err = render_all(std::slice::from_ref(&dir), &dir).unwrap_err();
@@ -453,4 +458,91 @@ fn folders_without_results_are_errors() {
     let file = tmp.path().join("calls.csv");
     std::fs::write(&file, "x").unwrap();
     assert!(matches!(render_all(&[file], tmp.path()), Err(ReportError::NotAFolder { .. })));
+}
+
+/// `calls(id, 1.0)` as a paired run writes it: every row a ratio to direct in its scenario (else direct
+/// mono) with a ±5% interval (retpoline ±2%), 30 samples, and a core clock estimated at 3 GHz against
+/// the 2 GHz TSC. `trampoline_mono` replaces the trampoline's mono cost.
+fn paired_calls(id: &str, trampoline_mono: f64) -> Vec<CallsRow> {
+    let mut rows = calls(id, 1.0);
+    for r in rows.iter_mut().filter(|r| r.flavor.name() == "trampoline" && r.scenario == "mono") {
+        (r.cycles_min, r.cycles_median, r.ns_median) = (trampoline_mono * 0.95, trampoline_mono, trampoline_mono / 2.0);
+    }
+    let direct: Vec<(String, String, f64)> = rows
+        .iter()
+        .filter(|r| r.flavor.name() == "direct")
+        .map(|r| (r.scenario.clone(), r.param.clone(), r.cycles_median))
+        .collect();
+    for r in rows.iter_mut() {
+        r.core_hz_est = Some(3.0e9);
+        r.core_cycles_median = Some(r.cycles_median * 1.5);
+        r.samples = Some(30);
+        r.discarded = Some(1);
+        r.noisy = Some(false);
+        if r.flavor.name() == "direct" {
+            continue;
+        }
+        let same = direct.iter().find(|d| d.0 == r.scenario && d.1 == r.param);
+        let (base, name) = match same {
+            Some(d) => (d.2, "direct".to_string()),
+            None => (direct.iter().find(|d| d.0 == "mono").unwrap().2, "direct mono".to_string()),
+        };
+        let pm = if r.flavor.name() == "retpoline" { 0.02 } else { 0.05 };
+        let ratio = r.cycles_median / base;
+        r.baseline = Some(name);
+        r.ratio_median = Some(ratio);
+        r.ratio_lo = Some(ratio * (1.0 - pm));
+        r.ratio_hi = Some(ratio * (1.0 + pm));
+    }
+    rows
+}
+
+#[test]
+fn paired_runs_state_verdicts_with_intervals_and_lead_with_the_kernels_own_indirect_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("retpoline-box");
+    write_full(&a, "retpoline-box", 1.0);
+    // The trampoline's mono cost 2.1 ± 5% against inline's 2.0 ± 5%: the intervals overlap.
+    write_csv(&a.join("calls.csv"), &paired_calls("retpoline-box", 2.1)).unwrap();
+    render_all(std::slice::from_ref(&a), &a).unwrap();
+    let summary = read(&a.join("summary.md"));
+    for expected in [
+        "**This kernel's own indirect calls are retpolines** (spectre_v2: `Mitigation: Retpolines`), so the comparison \
+         that matters here is `retpoline` against an inline patched call.",
+        // Separated: retpoline 18 ns [17.64, 18.36] vs inline 1 ns [0.95, 1.05], update [59.4, 66] µs (min..median).
+        "inline/bp beats a retpoline once a key with 10 sites is called more than 3882 times per update on this \
+         machine (95% interval 3411–3979).",
+        // Overlapping: calls differ by [−0.0525, 0.1525] ns, at most 15% of the trampoline's 1.05.
+        "inline/bp and the trampoline: their calls are indistinguishable here (±15%)",
+        "| inline/bp | indistinguishable (±15%) |",
+        // TSC ticks beside estimated core cycles (× 3 GHz / 2 GHz), the ratio with its interval.
+        "| retpoline | 36.0 (34.2) | 54.0 | 18.0× [17.6, 18.4] | 18.0 |",
+        "from a dependent add chain at 3.000 GHz (TSC 2.000 GHz): an estimate",
+        "the comparison of the two has not run",
+        "patch.csv has no latency interval (latency_ns_lo, latency_ns_hi): update costs span min..median",
+    ] {
+        assert!(summary.contains(expected), "summary.md lacks {expected:?}\n---\n{summary}");
+    }
+    for never in ["never beats", "no interval (older run)"] {
+        assert!(!summary.contains(never), "a paired run says {never:?}\n---\n{summary}");
+    }
+
+    // An eIBRS kernel: its indirect calls are plain, so inline is compared with a plain indirect call.
+    let b = tmp.path().join("eibrs-box");
+    write_full(&b, "eibrs-box", 1.0);
+    write_csv(&b.join("calls.csv"), &paired_calls("eibrs-box", 3.0)).unwrap();
+    let mut m = machine("eibrs-box");
+    m.spectre_v2 =
+        "Mitigation: Enhanced / Automatic IBRS; IBPB: conditional; RSB filling; PBRSB-eIBRS: SW sequence".into();
+    write_csv(&b.join("machine.csv"), &[m]).unwrap();
+    render_all(std::slice::from_ref(&b), &b).unwrap();
+    let summary = read(&b.join("summary.md"));
+    let lead = summary.split("### Headline").nth(1).unwrap().split("###").next().unwrap();
+    assert!(lead.contains("**This kernel's own indirect calls are plain indirect calls"), "{lead}");
+    assert!(lead.contains("is `indirect` against an inline patched call"), "{lead}");
+    assert!(
+        lead.contains("inline/bp beats an indirect call once a key with 10 sites") && lead.contains("(95% interval "),
+        "{lead}"
+    );
+    assert!(!lead.contains("retpoline"), "{lead}");
 }

@@ -158,3 +158,83 @@ pub fn cycles_unit(timer: Option<&str>) -> String {
         None => "cycles (mixed timers)".into(),
     }
 }
+
+use crate::report::interval::Interval;
+
+impl Run {
+    /// True when any `calls.csv` row carries a ratio interval (a run with paired measurement).
+    pub fn paired(&self) -> bool {
+        self.calls.iter().any(|r| r.ratio_lo.is_some() && r.ratio_hi.is_some())
+    }
+
+    /// The row `row` was measured against: its `baseline` column (`flavor scenario`, CLI spelling),
+    /// else `direct` in the same scenario, else `direct mono`.
+    pub fn baseline_of(&self, row: &CallsRow) -> Option<&CallsRow> {
+        let named = row.baseline.as_deref().and_then(|b| {
+            let mut words = b.split_whitespace();
+            let flavor: Flavor = words.next()?.parse().ok()?;
+            let scenario = match words.next() {
+                Some(s) => RowScenario::Known(s.parse().ok()?),
+                None => row.scenario(),
+            };
+            self.call(flavor, scenario)
+        });
+        named
+            .or_else(|| self.call(Flavor::Direct, row.scenario()))
+            .or_else(|| self.call(Flavor::Direct, crate::report::scenario::Scenario::Mono))
+    }
+
+    /// Cost per call of `flavor` in `scenario`, TSC ticks, with its interval: `ratio × the baseline's
+    /// cycles` over `[ratio_lo, ratio_hi]` where the row was paired; the baseline itself exact in a
+    /// paired run (every other cost is a ratio to it); else the median with no interval.
+    pub fn cost(&self, flavor: Flavor, scenario: impl Into<RowScenario>) -> Option<Interval> {
+        let row = self.call(flavor, scenario)?;
+        let usable = |v: f64| v.is_finite() && v > 0.0;
+        if !usable(row.cycles_median) {
+            return None;
+        }
+        if let (Some(lo), Some(mid), Some(hi)) = (row.ratio_lo, row.ratio_median, row.ratio_hi) {
+            if let Some(base) = self.baseline_of(row).filter(|b| usable(b.cycles_median)) {
+                if !std::ptr::eq(base, row) {
+                    if let Some(r) = Interval::new(lo, mid, hi) {
+                        return Some(r.scale(base.cycles_median));
+                    }
+                }
+            }
+        }
+        let is_baseline = self
+            .calls
+            .iter()
+            .any(|r| r.ratio_lo.is_some() && self.baseline_of(r).is_some_and(|b| std::ptr::eq(b, row)));
+        Some(if is_baseline { Interval::exact(row.cycles_median) } else { Interval::point(row.cycles_median) })
+    }
+
+    /// [`Run::cost`] in ns (the row's own `ns_median / cycles_median`, i.e. the TSC rate).
+    pub fn cost_ns(&self, flavor: Flavor, scenario: impl Into<RowScenario>) -> Option<Interval> {
+        let scenario = scenario.into();
+        let row = self.call(flavor, scenario.clone())?;
+        let per_tick = row.ns_median / row.cycles_median;
+        (per_tick.is_finite() && per_tick > 0.0).then_some(())?;
+        Some(self.cost(flavor, scenario)?.scale(per_tick))
+    }
+
+    /// Estimated core cycles for `ticks` TSC ticks of `row`: its `core_cycles_median` scaled, else
+    /// `core_hz_est / tsc_hz` of the run; `None` without an estimate of the core clock.
+    pub fn core_cycles(&self, row: &CallsRow, ticks: f64) -> Option<f64> {
+        let per_tick = match (row.core_cycles_median, row.core_hz_est, self.machine.as_ref().map(|m| m.tsc_hz)) {
+            (Some(c), _, _) if row.cycles_median > 0.0 => c / row.cycles_median,
+            (_, Some(hz), Some(tsc)) if tsc > 0.0 => hz / tsc,
+            _ => return None,
+        };
+        let v = ticks * per_tick;
+        (v.is_finite() && v > 0.0).then_some(v)
+    }
+
+    /// The core clock estimated in this run, Hz (the median of the rows' `core_hz_est`).
+    pub fn core_hz_est(&self) -> Option<f64> {
+        let mut v: Vec<f64> =
+            self.calls.iter().filter_map(|r| r.core_hz_est).filter(|v| v.is_finite() && *v > 0.0).collect();
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| v[v.len() / 2])
+    }
+}

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod dataset;
 pub mod error;
 pub mod font;
+pub mod interval;
 pub mod lookup;
 pub mod machine;
 pub mod plots;

@@ -96,7 +96,7 @@ pub fn render_all_with(dirs: &[PathBuf], out: &Path, opts: &RenderOptions) -> Re
         why(&data, CsvFile::Patch, "no protocol rows"),
     )?;
     w.plot(
-        TradeoffPlot::new(data.runs.iter().zip(models.iter().map(|v| &v[0])).collect()),
+        TradeoffPlot::new(data.runs.iter().zip(&models).flat_map(|(r, v)| v.iter().map(move |t| (r, t))).collect()),
         "tradeoff",
         "The trade-off: cost per call with updates paid for",
         if data.has(CsvFile::Calls) && data.has(CsvFile::Patch) {

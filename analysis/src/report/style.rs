@@ -102,6 +102,18 @@ pub fn sig3(v: f64) -> String {
     }
 }
 
+/// A percentage or ratio to 2 significant figures (0.52, 3.1, 14, 120).
+pub fn sig2(v: f64) -> String {
+    let a = v.abs();
+    if a >= 10.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 /// A duration in ns as a readable string: 850 ns, 12.3 µs, 4.56 ms, 1.20 s.
 pub fn duration_ns(ns: f64) -> String {
     let a = ns.abs();

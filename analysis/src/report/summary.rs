@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 use crate::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE, THEORY_REL32_WORD};
 use crate::report::dataset::{CsvFile, Dataset, Run};
 use crate::report::error::ReportError;
+use crate::report::interval::{compare, Interval, Order as IvOrder};
 use crate::report::lookup::{cycles_unit, Load};
 use crate::report::plots::census::rows as census_rows;
+use crate::report::rows::CallsRow;
 use crate::report::scenario::{Order, Scenario};
-use crate::report::style::{duration_ns, sig3};
-use crate::report::tradeoff::{sentence, Outcome, Tradeoff, BASELINES, PATCHED};
+use crate::report::style::{duration_ns, sig2, sig3};
+use crate::report::tradeoff::{sentence, Outcome, Tradeoff, BASELINES, NO_INTERVAL, PATCHED};
 use callpatch_vocab::Flavor;
 
 /// A plot written next to the summary.
@@ -60,6 +62,7 @@ pub fn markdown(input: &SummaryInput) -> String {
     for (i, run) in d.runs.iter().enumerate() {
         let _ = writeln!(s, "## Machine `{}`\n", run.label);
         machine(&mut s, run);
+        headline(&mut s, run, input.models.get(i).and_then(|v| v.first()));
         calls(&mut s, run, d);
         patch(&mut s, run, d);
         stress(&mut s, run, d);
@@ -134,44 +137,292 @@ fn machine(s: &mut String, run: &Run) {
 
 const RANDOM4: Scenario = Scenario::Poly { k: 4, order: Order::Random };
 
+/// `v` with its interval, `18.0 [17.8, 18.3]`, or `18.0 (no interval)`.
+fn with_interval(iv: Interval, suffix: &str) -> String {
+    if iv.known && iv.hi > iv.lo {
+        format!("{}{suffix} [{}, {}]", sig3(iv.mid), sig3(iv.lo), sig3(iv.hi))
+    } else if iv.known {
+        format!("{}{suffix}", sig3(iv.mid))
+    } else {
+        format!("{}{suffix} (no interval)", sig3(iv.mid))
+    }
+}
+
+/// The ratio of `row` to its baseline with its interval: the paired columns where measured, else the
+/// ratio of medians, which has no interval.
+fn ratio_of(run: &Run, row: &CallsRow) -> Option<Interval> {
+    if let (Some(lo), Some(mid), Some(hi)) = (row.ratio_lo, row.ratio_median, row.ratio_hi) {
+        if let Some(iv) = Interval::new(lo, mid, hi) {
+            return Some(iv);
+        }
+    }
+    let base = run.baseline_of(row)?.cycles_median;
+    let is_base = run.baseline_of(row).is_some_and(|b| std::ptr::eq(b, row));
+    (base > 0.0 && row.cycles_median.is_finite()).then(|| {
+        let r = row.cycles_median / base;
+        if is_base && run.paired() {
+            Interval::exact(r)
+        } else {
+            Interval::point(r)
+        }
+    })
+}
+
 fn calls(s: &mut String, run: &Run, d: &Dataset) {
     let _ = writeln!(s, "### Cycles per call\n");
     if run.calls.is_empty() {
         return missing(s, d, CsvFile::Calls, "call costs");
     }
     let unit = cycles_unit(run.timer());
-    let direct_mono = run.call(Flavor::Direct, Scenario::Mono).map(|r| r.cycles_median);
-    let direct_poly = run.call(Flavor::Direct, RANDOM4).map(|r| r.cycles_median);
-    let poly_base = direct_poly.or(direct_mono);
+    let direct_poly = run.call(Flavor::Direct, RANDOM4).is_some();
+    let paired = run.paired();
     let _ = writeln!(
         s,
-        "{unit} per call, median over the repeats (min in brackets); ratio = median ÷ direct call's median{}.\n",
-        if direct_poly.is_some() || direct_mono.is_none() {
+        "{unit} (TSC ticks) per call, median (min in brackets), beside the same in estimated core cycles. Ratio = \
+         this flavor's cost ÷ a direct call's{}{}.\n",
+        if direct_poly || run.call(Flavor::Direct, Scenario::Mono).is_none() {
             " in the same scenario".to_string()
         } else {
-            " (the poly-4 ratios are to the direct call's mono median: direct has no poly row)".to_string()
+            " (the poly-4 ratios are to the direct call's mono cost: direct has no poly row)".to_string()
+        },
+        if paired {
+            ", measured in alternation with it: the median of the paired samples with its 95% interval in brackets; \
+             `noisy` marks a row whose interval is wider than ±5% or that lost many samples"
+        } else {
+            ": a ratio of medians — no interval (older run), so no row is stated as k× another"
         }
     );
-    let _ =
-        writeln!(s, "| flavor | mono | ratio | ns (mono) | random poly-4 | ratio |\n|---|---:|---:|---:|---:|---:|");
-    let ratio =
-        |v: f64, base: Option<f64>| base.filter(|b| *b > 0.0).map_or("–".into(), |b| format!("{}×", sig3(v / b)));
+    let core = run.core_hz_est();
+    match (core, run.machine.as_ref()) {
+        (Some(hz), Some(m)) => {
+            let _ = writeln!(
+                s,
+                "Estimated core cycles = TSC ticks × core clock ÷ TSC rate, with the core clock estimated in this run from \
+                 a dependent add chain at {:.3} GHz (TSC {:.3} GHz): an estimate, which assumes the calls ran at the \
+                 clock the chain ran at.",
+                hz / 1e9,
+                m.tsc_hz / 1e9
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                s,
+                "Estimated core cycles: – here, because this run did not estimate the core clock (`core_hz_est` is \
+                 empty or absent in `calls.csv`)."
+            );
+        }
+    }
+    let pmu = run.machine.as_ref().is_some_and(|m| m.counters.starts_with("available"));
+    let _ = writeln!(
+        s,
+        "{}\n",
+        if pmu {
+            "A PMU is available on this machine, but `calls.csv` carries no measured core cycles: the comparison of \
+             measured and estimated core cycles has not run."
+        } else {
+            "No PMU here (see hardware counters above): measured core cycles could not replace the estimate, and the \
+             comparison of the two has not run."
+        }
+    );
+    let _ = writeln!(
+        s,
+        "| flavor | mono, TSC ticks | est. core cycles | ratio | ns (mono) | random poly-4, TSC ticks | est. core cycles | \
+         ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for flavor in run.flavors() {
         let mono = run.call(flavor, Scenario::Mono);
         let poly = run.call(flavor, RANDOM4);
         if mono.is_none() && poly.is_none() {
             continue;
         }
-        let show = |r: Option<&crate::report::rows::CallsRow>, base: Option<f64>| match r {
-            Some(r) => (format!("{} ({})", sig3(r.cycles_median), sig3(r.cycles_min)), ratio(r.cycles_median, base)),
-            None => ("–".into(), "–".into()),
+        let show = |r: Option<&CallsRow>| match r {
+            Some(r) => {
+                let core = run.core_cycles(r, r.cycles_median).map_or("–".into(), sig3);
+                let mut ratio = ratio_of(run, r).map_or("–".into(), |iv| with_interval(iv, "×"));
+                if r.noisy == Some(true) {
+                    ratio += " noisy";
+                }
+                (format!("{} ({})", sig3(r.cycles_median), sig3(r.cycles_min)), core, ratio)
+            }
+            None => ("–".into(), "–".into(), "–".into()),
         };
-        let (m, mr) = show(mono, direct_mono);
-        let (p, pr) = show(poly, poly_base);
+        let (m, mc, mr) = show(mono);
+        let (p, pc, pr) = show(poly);
         let ns = mono.map_or("–".into(), |r| sig3(r.ns_median));
-        let _ = writeln!(s, "| {} | {m} | {mr} | {ns} | {p} | {pr} |", cell(flavor.name()));
+        let _ = writeln!(s, "| {} | {m} | {mc} | {mr} | {ns} | {p} | {pc} | {pr} |", cell(flavor.name()));
     }
     s.push('\n');
+    let notes: Vec<&CallsRow> = run
+        .calls
+        .iter()
+        .filter(|r| r.noisy == Some(true) || r.note.as_deref().is_some_and(|n| !n.is_empty()))
+        .collect();
+    if !notes.is_empty() {
+        let _ = writeln!(s, "Rows the measurement flagged:\n");
+        for r in notes {
+            let _ = writeln!(
+                s,
+                "- `{}` {}: {}{}",
+                r.flavor,
+                r.scenario(),
+                if r.noisy == Some(true) { "noisy" } else { "note" },
+                r.note.as_deref().filter(|n| !n.is_empty()).map_or(String::new(), |n| format!(" — {}", cell(n)))
+            );
+        }
+        s.push('\n');
+    }
+}
+
+/// The flavor of this kernel's own indirect calls, from the first clause of its spectre_v2 line, and
+/// how to say it.
+pub fn kernel_indirect(spectre_v2: &str) -> Option<(Flavor, &'static str)> {
+    let first = spectre_v2.split(';').next().unwrap_or("");
+    if first.contains("LFENCE") {
+        Some((Flavor::Lfence, "`lfence; call *%reg` (the kernel's retpoline,lfence)"))
+    } else if first.contains("Retpoline") {
+        Some((Flavor::Retpoline, "retpolines"))
+    } else if first.contains("IBRS") {
+        Some((Flavor::Indirect, "plain indirect calls, their prediction restricted by (enhanced) IBRS in hardware"))
+    } else if first.contains("Vulnerable") || first.contains("Not affected") {
+        Some((Flavor::Indirect, "plain indirect calls, unmitigated"))
+    } else {
+        None
+    }
+}
+
+/// "`a` costs ... `b`": a comparison of two costs (TSC ticks) stated only as far as their intervals
+/// separate them.
+fn compare_costs(a_name: &str, a: Interval, b_name: &str, b: Interval) -> String {
+    let ticks = |iv: Interval| {
+        if iv.known && iv.hi > iv.lo {
+            format!("{} [{}, {}]", sig3(iv.mid), sig3(iv.lo), sig3(iv.hi))
+        } else {
+            sig3(iv.mid)
+        }
+    };
+    match compare(a, b) {
+        IvOrder::Indistinguishable { pm } => format!(
+            "{a_name} and {b_name} cost the same here: indistinguishable (±{}%), {} vs {} ticks.",
+            sig2(pm),
+            ticks(a),
+            ticks(b)
+        ),
+        IvOrder::Below => format!("{a_name} costs less than {b_name}: {} vs {} ticks.", ticks(a), ticks(b)),
+        IvOrder::Above => format!("{a_name} costs more than {b_name}: {} vs {} ticks.", ticks(a), ticks(b)),
+        IvOrder::Unknown { .. } => format!(
+            "{a_name} costs {} ticks and {b_name} {} by the medians ({}×) — {NO_INTERVAL}.",
+            sig3(a.mid),
+            sig3(b.mid),
+            sig3(a.mid / b.mid)
+        ),
+    }
+}
+
+/// The lead of a machine's section: the comparison this kernel's own indirect calls face, then what
+/// is specific to this CPU, each stated as far as the intervals allow.
+fn headline(s: &mut String, run: &Run, model: Option<&Tradeoff>) {
+    let Some(m) = &run.machine else { return };
+    let _ = writeln!(s, "### Headline\n");
+    let direct = run.cost(Flavor::Direct, Scenario::Mono);
+    let inline = run.cost(Flavor::Inline, Scenario::Mono);
+    match kernel_indirect(&m.spectre_v2) {
+        Some((flavor, how)) => {
+            let mut line = format!(
+                "**This kernel's own indirect calls are {how}** (spectre_v2: `{}`), so the comparison that matters here \
+                 is `{flavor}` against an inline patched call.",
+                cell(m.spectre_v2.split(';').next().unwrap_or("").trim())
+            );
+            if let (Some(x), Some(i)) = (run.cost(flavor, Scenario::Mono), inline) {
+                let _ =
+                    write!(line, " {}", compare_costs(&format!("A `{flavor}` call (mono)"), x, "an `inline` call", i));
+            }
+            if let (Some(x), Some(dir)) = (run.call(flavor, Scenario::Mono), direct) {
+                if let Some(r) = ratio_of(run, x) {
+                    let _ = write!(
+                        line,
+                        " Against a direct call ({} ticks) it costs {}.",
+                        sig3(dir.mid),
+                        if r.known {
+                            with_interval(r, "×")
+                        } else {
+                            format!("{}× by the medians — {NO_INTERVAL}", sig3(r.mid))
+                        }
+                    );
+                }
+            }
+            let mech = match flavor {
+                Flavor::Retpoline => Some("retpoline"),
+                Flavor::Indirect => Some("indirect"),
+                _ => None,
+            };
+            if let Some(b) =
+                mech.and_then(|o| model?.break_evens.iter().find(|b| b.fast == "inline/bp" && b.other == o))
+            {
+                let _ = write!(line, " {}", sentence(b, model.map_or(0, |t| t.sites)));
+            }
+            let _ = writeln!(s, "{line}\n");
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "This kernel's spectre_v2 line (`{}`) does not say how its indirect calls are made, so no comparison \
+                 leads; see the tables below.\n",
+                cell(&m.spectre_v2)
+            );
+        }
+    }
+    // What this CPU does, from its own rows.
+    let mut specific = Vec::new();
+    if let (Some(i), Some(dir)) = (run.cost(Flavor::Indirect, Scenario::Mono), direct) {
+        specific.push(compare_costs("A predicted indirect call (mono, one target)", i, "a direct call", dir));
+    }
+    let ks: Vec<usize> = [4, 2, 16]
+        .into_iter()
+        .filter(|&k| {
+            run.call(Flavor::Indirect, Scenario::Poly { k, order: Order::RoundRobin }).is_some()
+                && run.call(Flavor::Indirect, Scenario::Poly { k, order: Order::Random }).is_some()
+        })
+        .collect();
+    if let Some(&k) = ks.first() {
+        let rr = run.cost(Flavor::Indirect, Scenario::Poly { k, order: Order::RoundRobin });
+        let rnd = run.cost(Flavor::Indirect, Scenario::Poly { k, order: Order::Random });
+        if let (Some(rr), Some(rnd)) = (rr, rnd) {
+            let base = compare_costs(
+                &format!("An indirect call rotating round-robin over {k} targets"),
+                rr,
+                "the same targets in random order",
+                rnd,
+            );
+            let meaning = match compare(rr, rnd) {
+                IvOrder::Below => "the predictor learns the rotation.".to_string(),
+                IvOrder::Above | IvOrder::Indistinguishable { .. } => {
+                    "the predictor does not learn the rotation.".to_string()
+                }
+                IvOrder::Unknown { below: true } => {
+                    "The rotation is cheaper by the medians, as when a predictor learns it; no interval says so.".into()
+                }
+                IvOrder::Unknown { below: false } => "The rotation is not cheaper by the medians, as when a predictor \
+                     does not learn it; no interval says so."
+                    .into(),
+            };
+            let joined = if meaning.starts_with("the") {
+                format!("{} — {meaning}", base.trim_end_matches('.'))
+            } else {
+                format!("{base} {meaning}")
+            };
+            specific.push(joined);
+        }
+    }
+    if let (Some(t), Some(i)) = (run.cost(Flavor::Trampoline, Scenario::Mono), inline) {
+        specific.push(compare_costs("A call through the trampoline (mono)", t, "an inline patched call", i));
+    }
+    if !specific.is_empty() {
+        let _ = writeln!(s, "What this CPU does, from its own rows:\n");
+        for line in specific {
+            let _ = writeln!(s, "- {line}");
+        }
+        s.push('\n');
+    }
 }
 
 fn patch(s: &mut String, run: &Run, d: &Dataset) {
@@ -417,12 +668,7 @@ fn tradeoff(s: &mut String, t: &Tradeoff) {
             }
             let mut line = format!("| {fast} |");
             for other in BASELINES {
-                let v = match t.break_even(fast, other) {
-                    Some(Outcome::Above { n, .. }) => format!("> {n}"),
-                    Some(Outcome::Always) => "always".into(),
-                    Some(Outcome::Never) => "never".into(),
-                    None => "–".into(),
-                };
+                let v = crate::report::tradeoff::cell(t.break_even(fast, other));
                 let _ = write!(line, " {v} |");
             }
             let _ = writeln!(s, "{line}");
@@ -471,16 +717,18 @@ fn census(s: &mut String, d: &Dataset) {
         kinds.sort_by_key(|r| r.kind);
         for r in kinds {
             let pct = |v: u64| format!("{v} ({:.2}%)", 100.0 * v as f64 / r.count as f64);
+            // A kind without a rel32 (an indirect call) has nothing one store could patch.
+            let (has_rel32, _) = crate::report::plots::census::shape(r.kind);
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {} | {} |",
                 cell(&b.label),
                 cell(r.kind.name()),
                 r.count,
-                pct(r.cross64_rel32),
+                if has_rel32 { pct(r.cross64_rel32) } else { "– (no rel32)".into() },
                 pct(r.cross64_insn),
-                pct(r.fallback_line),
-                pct(r.fallback_word),
+                if has_rel32 { pct(r.fallback_line) } else { "–".into() },
+                if has_rel32 { pct(r.fallback_word) } else { "–".into() },
             );
         }
     }

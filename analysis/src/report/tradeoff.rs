@@ -20,8 +20,15 @@
 //!   sites, else census `call rel32` sites, else the `fallback` column of `patch.csv`.
 //!
 //! A mechanism whose inputs are missing is left out with a note; no number is ever made up.
+//!
+//! Verdicts come from intervals ([`crate::report::interval`]): a call cost is `ratio × direct's cost`
+//! over `[ratio_lo, ratio_hi]` (paired runs), an update cost `[latency_ns_lo, latency_ns_hi]` (else
+//! min..median, noted). R* gets the interval of `(update(a) − update(b)) / (call(b) − call(a))`; where
+//! the call difference's interval holds 0 the two are "indistinguishable here". A run without ratio
+//! intervals (older `calls.csv`) keeps its medians but its verdicts say they have no interval.
 
 use crate::report::dataset::{CensusBinary, Run};
+use crate::report::interval::Interval;
 use crate::report::lookup::Load;
 use crate::report::scenario::Scenario;
 use callpatch_vocab::{Flavor, Granule, Protocol};
@@ -33,10 +40,14 @@ pub const DEFAULT_SITES: u64 = 10;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mechanism {
     pub name: &'static str,
-    /// ns per call.
+    /// ns per call (the middle of `call`).
     pub call_ns: f64,
     /// ns per update of a key with S sites (0 when not measured, see `update_measured`).
     pub update_ns: f64,
+    /// ns per call with its interval (no interval in older runs).
+    pub call: Interval,
+    /// ns per update with its interval (exactly 0 when not measured).
+    pub update: Interval,
     /// False for pointer-based mechanisms, whose update (one store) is not measured and counted as free.
     pub update_measured: bool,
     /// Where the two numbers come from, for the summary.
@@ -53,12 +64,18 @@ impl Mechanism {
 /// When the mechanism with cheaper calls wins against the other.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Outcome {
-    /// Wins once calls per update exceed `ratio`; `n` = ⌊ratio⌋, so "called more than n times".
-    Above { ratio: f64, n: u64 },
-    /// Cheaper calls and no dearer updates: wins at any ratio.
+    /// Wins once calls per update exceed `ratio`; `n` = ⌊ratio⌋, so "called more than n times";
+    /// `interval`: R*'s 95% interval (its lower end clamped at 0), `None` in an older run.
+    Above { ratio: f64, n: u64, interval: Option<(f64, f64)> },
+    /// Cheaper calls and no dearer updates, both established by intervals: wins at any ratio.
     Always,
-    /// Calls are not cheaper: never wins.
+    /// Dearer calls, established by intervals: never wins.
     Never,
+    /// The call costs' difference holds 0: they differ by at most `pm` percent of `other`'s.
+    Indistinguishable { pm: f64 },
+    /// An older run without intervals, and by the medians the calls are not cheaper
+    /// (`cheaper_updates`: and by the medians no dearer updates, when they are): no verdict.
+    Unresolved { cheaper_calls: bool },
 }
 
 /// The break-even of `fast` (the patched mechanism) against `other`.
@@ -93,15 +110,46 @@ pub const BASELINES: [&str; 3] = ["trampoline", "indirect", "retpoline"];
 
 /// The break-even of `a` against `b` (see the module doc).
 pub fn break_even(a: &Mechanism, b: &Mechanism) -> Outcome {
-    let dc = b.call_ns - a.call_ns;
-    let du = a.update_ns - b.update_ns;
-    if dc <= 0.0 {
-        Outcome::Never
-    } else if du <= 0.0 {
-        Outcome::Always
-    } else {
-        let ratio = du / dc;
-        Outcome::Above { ratio, n: ratio.floor() as u64 }
+    let dc = b.call.minus(a.call);
+    let du = a.update.minus(b.update);
+    if !dc.known {
+        // An older run: the medians alone, and no claim that needs an interval.
+        return match (dc.mid > 0.0, du.mid > 0.0) {
+            (true, true) => {
+                let ratio = du.mid / dc.mid;
+                Outcome::Above { ratio, n: ratio.floor() as u64, interval: None }
+            }
+            (true, false) => Outcome::Unresolved { cheaper_calls: true },
+            (false, _) => Outcome::Unresolved { cheaper_calls: false },
+        };
+    }
+    if dc.contains_zero() {
+        return Outcome::Indistinguishable { pm: dc.reach_pct(b.call.mid) };
+    }
+    if dc.hi < 0.0 {
+        return Outcome::Never;
+    }
+    if du.hi <= 0.0 {
+        return Outcome::Always;
+    }
+    let ratio = (du.mid / dc.mid).max(0.0);
+    let interval = du.over(dc).map(|r| (r.lo.max(0.0), r.hi));
+    Outcome::Above { ratio, n: ratio.floor() as u64, interval }
+}
+
+/// A patch row's latency in ns with its interval: `[latency_ns_lo, latency_ns_hi]`, else min..median
+/// (`false`: no interval column, the spread of the repeats stands in for it).
+pub fn latency(r: &crate::report::rows::PatchRow) -> (Interval, bool) {
+    match (r.latency_ns_lo, r.latency_ns_hi) {
+        (Some(lo), Some(hi)) => match Interval::new(lo, r.latency_ns_median, hi) {
+            Some(iv) => (iv, true),
+            None => (Interval::exact(r.latency_ns_median), false),
+        },
+        _ => {
+            let lo = r.latency_ns_min.min(r.latency_ns_median);
+            let iv = Interval::new(lo, r.latency_ns_median, r.latency_ns_median);
+            (iv.unwrap_or(Interval::exact(r.latency_ns_median)), false)
+        }
     }
 }
 
@@ -147,9 +195,15 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load
     t.sites = sites;
     // A cost that is not a positive finite number (NaN, 0) is treated as not measured.
     let usable = |v: f64| v.is_finite() && v > 0.0;
-    let call = |flavor: Flavor| run.call(flavor, Scenario::Mono).map(|r| r.ns_median).filter(|v| usable(*v));
+    let call = |flavor: Flavor| run.cost_ns(flavor, Scenario::Mono).filter(|v| usable(v.mid));
     let update = |protocol: Protocol, batch: u64| {
-        run.patch_at(protocol.name(), batch, callers).map(|r| r.latency_ns_median).filter(|v| usable(*v))
+        let r = run.patch_at(protocol.name(), batch, callers).filter(|r| usable(r.latency_ns_median))?;
+        Some(latency(r))
+    };
+    let mut min_median = false;
+    let mut note_latency = |(iv, measured): (Interval, bool)| {
+        min_median |= !measured;
+        iv
     };
     let missing = |t: &mut Tradeoff, name: &str, what: String| t.notes.push(format!("{name} left out: {what}."));
 
@@ -157,8 +211,10 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load
         match call(flavor) {
             Some(c) => t.mechanisms.push(Mechanism {
                 name,
-                call_ns: c,
+                call_ns: c.mid,
                 update_ns: 0.0,
+                call: c,
+                update: Interval::exact(0.0),
                 update_measured: false,
                 source: format!("call: `{flavor}` mono; update: one pointer store, not measured, counted as free"),
             }),
@@ -169,8 +225,10 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load
     match (tramp_call, update(Protocol::Bp, 1)) {
         (Some(c), Some(u)) => t.mechanisms.push(Mechanism {
             name: "trampoline",
-            call_ns: c,
-            update_ns: u,
+            call_ns: c.mid,
+            update_ns: u.0.mid,
+            call: c,
+            update: note_latency(u),
             update_measured: true,
             source: "call: `trampoline` mono; update: `bp` batch 1 (the trampoline's jmp)".into(),
         }),
@@ -184,8 +242,10 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load
         match (call(flavor), update(protocol, sites)) {
             (Some(c), Some(u)) => t.mechanisms.push(Mechanism {
                 name,
-                call_ns: c,
-                update_ns: u,
+                call_ns: c.mid,
+                update_ns: u.0.mid,
+                call: c,
+                update: note_latency(u),
                 update_measured: true,
                 source: format!("call: `{flavor}` mono; update: `{protocol}` batch {sites}"),
             }),
@@ -202,8 +262,10 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load
     match (inline_call, tramp_call, update(Protocol::Aligned { granule: Granule::Line }, sites), fallback) {
         (Some(ci), Some(ct), Some(u), Some((f, from))) => t.mechanisms.push(Mechanism {
             name: "aligned-only",
-            call_ns: f * ct + (1.0 - f) * ci,
-            update_ns: u,
+            call_ns: f * ct.mid + (1.0 - f) * ci.mid,
+            update_ns: u.0.mid,
+            call: ct.scale(f).plus(ci.scale(1.0 - f)),
+            update: note_latency(u),
             update_measured: true,
             source: format!(
                 "call: {:.2}% of sites on `trampoline`, the rest `inline` ({from}); update: `aligned` batch {sites}",
@@ -223,6 +285,13 @@ pub fn model(run: &Run, binaries: &[CensusBinary], wanted_sites: u64, load: Load
         ),
     }
 
+    if min_median {
+        t.notes.push(
+            "patch.csv has no latency interval (latency_ns_lo, latency_ns_hi): update costs span min..median of the \
+             repeats instead."
+                .into(),
+        );
+    }
     for fast in PATCHED {
         for other in BASELINES {
             let a = t.mechanisms.iter().find(|m| m.name == fast);
@@ -247,23 +316,71 @@ impl Tradeoff {
     }
 }
 
-/// The sentence the summary states for a break-even.
-pub fn sentence(b: &BreakEven, sites: u64) -> String {
-    let other = match b.other {
+/// How the summary names a mechanism as the object of a comparison.
+pub fn object(name: &str) -> &str {
+    match name {
         "trampoline" => "the trampoline",
         "indirect" => "an indirect call",
         "retpoline" => "a retpoline",
         o => o,
-    };
+    }
+}
+
+/// Said of a verdict computed from medians alone.
+pub const NO_INTERVAL: &str = "no interval (older run)";
+
+/// The sentence the summary states for a break-even.
+pub fn sentence(b: &BreakEven, sites: u64) -> String {
+    let other = object(b.other);
     match b.outcome {
-        Outcome::Above { n, .. } => format!(
-            "{} beats {other} once a key with {sites} sites is called more than {n} times per update on this machine.",
+        Outcome::Above { n, interval: Some((lo, hi)), .. } => format!(
+            "{} beats {other} once a key with {sites} sites is called more than {n} times per update on this machine \
+             (95% interval {}–{}).",
+            b.fast,
+            lo.floor() as u64,
+            if hi.is_finite() { format!("{}", hi.ceil() as u64) } else { "∞".into() }
+        ),
+        Outcome::Above { n, interval: None, .. } => format!(
+            "{} beats {other} once a key with {sites} sites is called more than {n} times per update on this machine \
+             — by the medians: {NO_INTERVAL}.",
             b.fast
         ),
         Outcome::Always => format!("{} beats {other} at any number of calls per update on this machine.", b.fast),
         Outcome::Never => {
-            format!("{} never beats {other} on this machine: its calls are not cheaper.", b.fast)
+            format!("{} never beats {other} on this machine: its calls are dearer, beyond their intervals.", b.fast)
         }
+        Outcome::Indistinguishable { pm } => format!(
+            "{} and {other}: their calls are indistinguishable here (±{}%), so no number of calls per update \
+             separates them; only the update costs differ.",
+            b.fast,
+            crate::report::style::sig2(pm)
+        ),
+        Outcome::Unresolved { cheaper_calls: false } => {
+            format!("{}'s calls are not cheaper than {other}'s by the medians — {NO_INTERVAL}, so no verdict.", b.fast)
+        }
+        Outcome::Unresolved { cheaper_calls: true } => format!(
+            "{} has cheaper calls and no dearer updates than {other} by the medians — {NO_INTERVAL}: no verdict.",
+            b.fast
+        ),
+    }
+}
+
+/// The table cell for a break-even.
+pub fn cell(o: Option<Outcome>) -> String {
+    match o {
+        Some(Outcome::Above { n, interval: Some((lo, hi)), .. }) => {
+            format!(
+                "> {n} [{}, {}]",
+                lo.floor() as u64,
+                if hi.is_finite() { format!("{}", hi.ceil() as u64) } else { "∞".into() }
+            )
+        }
+        Some(Outcome::Above { n, interval: None, .. }) => format!("> {n} (no interval)"),
+        Some(Outcome::Always) => "always".into(),
+        Some(Outcome::Never) => "never".into(),
+        Some(Outcome::Indistinguishable { pm }) => format!("indistinguishable (±{}%)", crate::report::style::sig2(pm)),
+        Some(Outcome::Unresolved { .. }) => "no verdict (no interval)".into(),
+        None => "–".into(),
     }
 }
 
@@ -272,14 +389,54 @@ mod tests {
     use super::*;
 
     fn m(name: &'static str, call_ns: f64, update_ns: f64) -> Mechanism {
-        Mechanism { name, call_ns, update_ns, update_measured: true, source: String::new() }
+        Mechanism {
+            name,
+            call_ns,
+            update_ns,
+            call: Interval::point(call_ns),
+            update: Interval::point(update_ns),
+            update_measured: true,
+            source: String::new(),
+        }
+    }
+
+    /// A mechanism whose call cost has the interval `call` and whose update is `update`, measured.
+    fn mi(name: &'static str, call: (f64, f64, f64), update: (f64, f64, f64)) -> Mechanism {
+        let call = Interval::new(call.0, call.1, call.2).unwrap();
+        let update = Interval::new(update.0, update.1, update.2).unwrap();
+        Mechanism {
+            name,
+            call_ns: call.mid,
+            update_ns: update.mid,
+            call,
+            update,
+            update_measured: true,
+            source: String::new(),
+        }
+    }
+
+    #[test]
+    fn break_even_with_intervals() {
+        // Calls 1.0 ± 0.05 vs 1.5 ± 0.05: difference [0.4, 0.6]; updates 66 µs ± 1 vs 64 µs ± 1: [0, 4000].
+        let inline = mi("inline/bp", (0.95, 1.0, 1.05), (65_000.0, 66_000.0, 67_000.0));
+        let tramp = mi("trampoline", (1.45, 1.5, 1.55), (63_000.0, 64_000.0, 65_000.0));
+        let Outcome::Above { ratio, n, interval: Some((lo, hi)) } = break_even(&inline, &tramp) else { panic!() };
+        assert_eq!((ratio, n), (4000.0, 4000));
+        assert!(lo == 0.0 && (hi - 10_000.0).abs() < 1e-6, "{lo} {hi}");
+        // Overlapping calls: indistinguishable, however different the updates.
+        let close = mi("trampoline", (0.98, 1.02, 1.08), (1_000.0, 2_000.0, 3_000.0));
+        let Outcome::Indistinguishable { pm } = break_even(&inline, &close) else { panic!() };
+        assert!((pm - 0.13 / 1.02 * 100.0).abs() < 1e-9, "{pm}");
+        assert_eq!(break_even(&tramp, &inline), Outcome::Never);
+        let free = mi("indirect", (1.45, 1.5, 1.55), (0.0, 0.0, 0.0));
+        assert_eq!(break_even(&mi("x", (0.9, 1.0, 1.1), (0.0, 0.0, 0.0)), &free), Outcome::Always);
     }
 
     #[test]
     fn break_even_is_the_crossing_of_the_two_cost_lines() {
         let inline = m("inline/bp", 0.5, 150_000.0);
         let tramp = m("trampoline", 0.75, 120_000.0);
-        let Outcome::Above { ratio, n } = break_even(&inline, &tramp) else { panic!() };
+        let Outcome::Above { ratio, n, interval: None } = break_even(&inline, &tramp) else { panic!() };
         assert_eq!(ratio, 120_000.0);
         assert_eq!(n, 120_000);
         assert_eq!(inline.cost_per_call(ratio), tramp.cost_per_call(ratio));
@@ -344,7 +501,10 @@ mod tests {
         assert!(t.notes.iter().any(|n| n.starts_with("S = 8:")), "{:?}", t.notes);
         assert_eq!(t.mechanism("inline/bp").unwrap().update_ns, 66_000.0);
         assert!(t.mechanism("indirect").is_none(), "NaN cost is not a measurement");
-        assert_eq!(t.break_even("inline/bp", "trampoline"), Some(Outcome::Above { ratio: 4000.0, n: 4000 }));
+        assert_eq!(
+            t.break_even("inline/bp", "trampoline"),
+            Some(Outcome::Above { ratio: 4000.0, n: 4000, interval: None })
+        );
         assert!(t.notes.iter().any(|n| n.starts_with("aligned-only left out")), "{:?}", t.notes);
     }
 
@@ -352,8 +512,9 @@ mod tests {
     fn fractional_break_even_floors() {
         let a = m("inline/bp", 1.0, 1000.0);
         let b = m("indirect", 4.0, 0.0);
-        assert_eq!(break_even(&a, &b), Outcome::Above { ratio: 1000.0 / 3.0, n: 333 });
-        assert_eq!(break_even(&b, &a), Outcome::Never);
-        assert_eq!(break_even(&m("x", 1.0, 0.0), &b), Outcome::Always);
+        assert_eq!(break_even(&a, &b), Outcome::Above { ratio: 1000.0 / 3.0, n: 333, interval: None });
+        // Without intervals no "never" and no "always": the medians alone decide nothing.
+        assert_eq!(break_even(&b, &a), Outcome::Unresolved { cheaper_calls: false });
+        assert_eq!(break_even(&m("x", 1.0, 0.0), &b), Outcome::Unresolved { cheaper_calls: true });
     }
 }

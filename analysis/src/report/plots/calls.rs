@@ -1,6 +1,10 @@
-//! Cycles per call by flavor (groups) and scenario (bars): the median as the bar, a whisker down to the
-//! minimum. Scenarios shown: mono, poly-4 in each order measured, and the largest sites-N — the
-//! questions "what does a call cost", "what if the target moves", "what if the code is big".
+//! Cycles per call by flavor (groups) and scenario (bars): the cost as the bar, the 95% interval as the
+//! whisker (a paired run: ratio interval × the baseline's cycles; an older run has no interval and no
+//! whisker, and says so). Scenarios shown: mono, poly-4 in each order measured, and the largest
+//! sites-N — the questions "what does a call cost", "what if the target moves", "what if the code is
+//! big". A group has bars only for the scenarios measured, side by side (no empty slot that reads as
+//! 0). `trap`, a kernel round trip three decades above the rest, is not drawn: its cost is written
+//! under the axis, so the 3–30-tick range stays readable on a linear axis.
 
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
@@ -74,14 +78,15 @@ impl Plot for CallsPlot<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError> {
         let areas = panels(
             root,
-            "Cost of one call, by flavor and scenario (bar: median; whisker: down to min, if min > 0)",
+            "Cost of one call, by flavor and scenario (bar: median; whisker: 95% interval)",
             self.runs.len(),
         )?;
         let contents: Vec<Contents> = self.runs.iter().map(|r| contents(r)).collect();
         // One y axis for all panels, so machines compare at a glance.
         let all = contents.iter().flat_map(|c| c.bars.iter());
-        let lo = all.clone().map(|b| b.min.unwrap_or(b.median)).fold(f64::INFINITY, f64::min);
-        let hi = all.map(|b| b.median).fold(0.0, f64::max);
+        let lo = all.clone().map(|b| b.err.map_or(b.median, |e| e.0)).fold(f64::INFINITY, f64::min);
+        let hi = all.map(|b| b.err.map_or(b.median, |e| e.1)).fold(0.0, f64::max);
+        let (lo, hi) = if lo.is_finite() && hi > 0.0 { (lo.min(hi), hi) } else { (1.0, 10.0) };
         let log = match self.scale {
             Scale::Log => true,
             Scale::Linear => false,
@@ -99,32 +104,50 @@ struct Contents {
     flavors: Vec<Flavor>,
     scenarios: Vec<RowScenario>,
     bars: Vec<Bar>,
+    /// The `trap` flavor's mono cost (ticks, ns), written under the axis instead of drawn.
+    trap: Option<(f64, f64)>,
+    /// Some bar has an interval; none has in an older run.
+    any_interval: bool,
 }
 
 fn contents(run: &Run) -> Contents {
-    let flavors = run.flavors();
+    let flavors: Vec<Flavor> = run.flavors().into_iter().filter(|f| *f != Flavor::Trap).collect();
     let scenarios = shown_scenarios(run);
     let mut bars = Vec::new();
     for (g, flavor) in flavors.iter().enumerate() {
-        for (s, scenario) in scenarios.iter().enumerate() {
-            if let Some(r) = run.call(*flavor, scenario.clone()) {
-                // A minimum that is not a positive cycle count (noise in the U/2U difference can make it
-                // negative) gets no whisker; the median bar is still drawn.
-                if r.cycles_median > 0.0 && r.cycles_median.is_finite() {
-                    let min = (r.cycles_min > 0.0 && r.cycles_min <= r.cycles_median).then_some(r.cycles_min);
-                    bars.push(Bar { group: g, series: s, min, median: r.cycles_median });
-                }
-            }
+        // (series, cost, interval) of each scenario measured for this flavor.
+        type Present = (usize, f64, Option<(f64, f64)>);
+        let present: Vec<Present> = scenarios
+            .iter()
+            .enumerate()
+            .filter_map(|(s, scenario)| {
+                let iv = run.cost(*flavor, scenario.clone())?;
+                let ok = |v: f64| v.is_finite() && v > 0.0;
+                let err = (iv.known && iv.hi > iv.lo && ok(iv.lo) && ok(iv.hi)).then_some((iv.lo, iv.hi));
+                ok(iv.mid).then_some((s, iv.mid, err))
+            })
+            .collect();
+        let of = present.len();
+        for (slot, (series, median, err)) in present.into_iter().enumerate() {
+            bars.push(Bar { group: g, series, slot, of, err, median });
         }
     }
-    Contents { flavors, scenarios, bars }
+    let trap = run
+        .call(Flavor::Trap, Scenario::Mono)
+        .filter(|r| r.cycles_median > 0.0)
+        .map(|r| (r.cycles_median, r.ns_median));
+    let any_interval = bars.iter().any(|b| b.err.is_some());
+    Contents { flavors, scenarios, bars, trap, any_interval }
 }
 
 struct Bar {
     group: usize,
     series: usize,
-    /// `None` when the row's minimum is not a usable cycle count.
-    min: Option<f64>,
+    /// Position among the group's bars, and how many the group has.
+    slot: usize,
+    of: usize,
+    /// The 95% interval, `None` when the row has none.
+    err: Option<(f64, f64)>,
     median: f64,
 }
 
@@ -135,7 +158,7 @@ fn draw_panel<DB: DrawingBackend>(
     log: bool,
     (lo, hi): (f64, f64),
 ) -> Result<(), DrawError> {
-    let Contents { flavors, scenarios, bars } = c;
+    let Contents { flavors, scenarios, bars, trap, any_interval } = c;
     if bars.is_empty() {
         return note(area, &format!("{}: no positive cycle counts in calls.csv", run.label));
     }
@@ -151,7 +174,20 @@ fn draw_panel<DB: DrawingBackend>(
         .margin_right(24)
         .x_label_area_size(64)
         .y_label_area_size(84);
-    let panel = Panel { area, flavors, scenarios, bars, slot };
+    let mut x_desc = "call flavor".to_string();
+    if let Some((ticks, ns)) = trap {
+        x_desc += &format!(
+            "   ·   trap, not drawn: {} ticks ({}) per call, a kernel round trip",
+            style::sig3(*ticks),
+            style::duration_ns(*ns)
+        );
+    }
+    if !any_interval {
+        x_desc += "   ·   no interval in this run (older calls.csv): no whiskers";
+    } else if flavors.contains(&Flavor::Direct) {
+        x_desc += "   ·   direct: the baseline, no whisker";
+    }
+    let panel = Panel { area, flavors, scenarios, bars, slot, x_desc };
     if log {
         let (ylo, yhi) = style::decades(lo * 0.8, hi * 1.3);
         let mut chart = builder.build_cartesian_2d(x_range, (ylo..yhi).log_scale())?;
@@ -168,11 +204,13 @@ struct Panel<'p, DB: DrawingBackend> {
     scenarios: &'p [RowScenario],
     bars: &'p [Bar],
     slot: f64,
+    x_desc: String,
 }
 
 impl<DB: DrawingBackend> Panel<'_, DB> {
+    /// A group's bars side by side, centred on the group: as many as it has, each a slot wide.
     fn bar_x(&self, b: &Bar) -> (f64, f64) {
-        let x0 = b.group as f64 - 0.4 + b.series as f64 * self.slot;
+        let x0 = b.group as f64 - b.of as f64 * self.slot / 2.0 + b.slot as f64 * self.slot;
         (x0 + self.slot * 0.06, x0 + self.slot * 0.94)
     }
 
@@ -195,7 +233,7 @@ impl<DB: DrawingBackend> Panel<'_, DB> {
             .disable_x_mesh()
             .x_labels(0)
             .y_desc(y_desc)
-            .x_desc("call flavor")
+            .x_desc(self.x_desc.as_str())
             .axis_desc_style(style::text(style::AXIS_DESC_PX))
             .label_style(style::text(style::TICK_PX))
             .y_label_formatter(&|v| compact(*v))
@@ -212,14 +250,14 @@ impl<DB: DrawingBackend> Panel<'_, DB> {
         }
         let ink = ShapeStyle::from(&BLACK).stroke_width(2);
         for b in self.bars {
-            let Some(min) = b.min else { continue };
+            let Some((lo, hi)) = b.err else { continue };
             let (x0, x1) = self.bar_x(b);
             let xm = (x0 + x1) / 2.0;
             let cap = (x1 - x0) * 0.25;
             chart.draw_series([
-                PathElement::new(vec![(xm, min), (xm, b.median)], ink),
-                PathElement::new(vec![(xm - cap, min), (xm + cap, min)], ink),
-                PathElement::new(vec![(xm - cap, b.median), (xm + cap, b.median)], ink),
+                PathElement::new(vec![(xm, lo), (xm, hi)], ink),
+                PathElement::new(vec![(xm - cap, lo), (xm + cap, lo)], ink),
+                PathElement::new(vec![(xm - cap, hi), (xm + cap, hi)], ink),
             ])?;
         }
         label_groups(self.area, chart, self.flavors, floor)?;
@@ -229,7 +267,8 @@ impl<DB: DrawingBackend> Panel<'_, DB> {
             .iter()
             .flat_map(|b| {
                 let (x0, x1) = self.bar_x(b);
-                [x0, (x0 + x1) / 2.0, x1].map(|x| vec![(x, floor), (x, b.median)])
+                let top = b.err.map_or(b.median, |e| e.1);
+                [x0, (x0 + x1) / 2.0, x1].map(|x| vec![(x, floor), (x, top)])
             })
             .collect();
         legend(chart, &labels, &outlines)

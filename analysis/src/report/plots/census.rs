@@ -1,7 +1,8 @@
 //! Fraction of call sites that cross a 64-byte line, per binary and kind: the rel32 field alone (what
-//! decides whether one atomic store can patch the site; for every kind the census counts the last 4
-//! bytes) and the whole instruction, against the 3/64 and 4/64 a uniform start offset predicts for a
-//! 5-byte call.
+//! decides whether one atomic store can patch the site; drawn only for kinds that have one) and the
+//! whole instruction, each against what a uniform start offset predicts for that kind: 3/64 for a
+//! rel32, (n − 1)/64 for an n-byte instruction (a 5-byte call 4/64, a 6-byte jcc 5/64); a kind whose
+//! length varies (an indirect call, a thunk call that may be a jcc) gets no instruction theory mark.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -9,7 +10,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::legend::{self, Swatch};
 use super::{DrawError, Plot};
-use crate::census::crossing::{THEORY_INSN5_LINE, THEORY_REL32_LINE};
+use crate::census::crossing::{theory, LINE, THEORY_INSN5_LINE, THEORY_REL32_LINE};
 use crate::census::SiteKind;
 use crate::report::dataset::CensusBinary;
 use crate::report::style::{self, color};
@@ -18,9 +19,29 @@ use crate::report::style::{self, color};
 pub struct Row {
     pub label: String,
     pub count: u64,
-    /// Fraction whose last 4 bytes (the rel32 of a direct call or jump) cross, as the census counts it.
-    pub rel32: f64,
+    /// Fraction whose rel32 crosses; `None` for a kind without a rel32 (the census then counts the last
+    /// four bytes, which only says where the instruction ends).
+    pub rel32: Option<f64>,
     pub insn: f64,
+    /// The instruction length of every site of the kind, when it has one.
+    pub insn_len: Option<u64>,
+}
+
+/// Whether a kind's sites carry a rel32, and their instruction length when all share one.
+pub fn shape(kind: SiteKind) -> (bool, Option<u64>) {
+    match kind {
+        SiteKind::CallRel32
+        | SiteKind::JmpRel32
+        | SiteKind::FentryCall
+        | SiteKind::StaticCallSite
+        | SiteKind::ReturnSite
+        | SiteKind::McountSite => (true, Some(5)),
+        SiteKind::JccRel32 => (true, Some(6)),
+        // call/jmp rel32 (5 bytes) or jcc rel32 (6) to a thunk.
+        SiteKind::ThunkCall | SiteKind::RetpolineSite => (true, None),
+        // ff /2: 2 bytes through a register, up to 7 through memory.
+        SiteKind::CallIndirect => (false, None),
+    }
 }
 
 /// Every (binary, kind) with sites, binaries in census order, kinds in [`SiteKind::ALL`] order.
@@ -35,11 +56,13 @@ pub fn rows(binaries: &[CensusBinary]) -> Vec<Row> {
             let count: u64 = rs.iter().map(|r| r.count).sum();
             let rel: u64 = rs.iter().map(|r| r.cross64_rel32).sum();
             let insn: u64 = rs.iter().map(|r| r.cross64_insn).sum();
+            let (has_rel32, insn_len) = shape(kind);
             out.push(Row {
                 label: format!("{} · {}", b.label, kind.name().replace('_', " ")),
                 count,
-                rel32: rel as f64 / count as f64,
+                rel32: has_rel32.then_some(rel as f64 / count as f64),
                 insn: insn as f64 / count as f64,
+                insn_len,
             });
         }
     }
@@ -79,8 +102,15 @@ impl Plot for CensusPlot {
         let entries = [
             (Swatch::Fill(c_rel), "rel32 (last 4 bytes) crosses: one atomic store cannot patch it".to_string()),
             (Swatch::Fill(c_insn), "instruction crosses".to_string()),
-            (Swatch::Dashed(c_rel), format!("uniform theory 3/64 = {:.2}%", THEORY_REL32_LINE * 100.0)),
-            (Swatch::Dashed(c_insn), format!("uniform theory 4/64 = {:.2}%", THEORY_INSN5_LINE * 100.0)),
+            (Swatch::Dashed(BLACK), format!("uniform theory 3/64 = {:.2}% (rel32)", THEORY_REL32_LINE * 100.0)),
+            (
+                Swatch::Dashed(BLACK),
+                format!(
+                    "uniform theory 4/64 = {:.2}% (5-byte insn), 5/64 = {:.2}% (6-byte jcc): the mark on each bar",
+                    THEORY_INSN5_LINE * 100.0,
+                    theory(6, LINE) * 100.0
+                ),
+            ),
         ];
         let strip_h = legend::height(&body, &entries, style::WIDTH - 40)?;
         let (strip, area) = body.split_vertically(strip_h);
@@ -92,7 +122,7 @@ impl Plot for CensusPlot {
         for l in &labels {
             label_w = label_w.max(area.estimate_text_size(l, &tick)?.0);
         }
-        let widest = self.rows.iter().map(|r| r.insn.max(r.rel32)).fold(THEORY_INSN5_LINE, f64::max);
+        let widest = self.rows.iter().map(|r| r.insn.max(r.rel32.unwrap_or(0.0))).fold(theory(6, LINE), f64::max);
         let x_max = widest * 100.0 * 1.22;
         let mut chart = ChartBuilder::on(&area)
             .margin(14)
@@ -115,22 +145,27 @@ impl Plot for CensusPlot {
         let y = |i: usize| (n - 1 - i) as f64;
         let rel_bar = |i: usize| (y(i) + 0.04, y(i) + 0.36);
         let insn_bar = |i: usize| (y(i) - 0.36, y(i) - 0.04);
-        chart.draw_series(self.rows.iter().enumerate().map(|(i, r)| {
+        chart.draw_series(self.rows.iter().enumerate().filter_map(|(i, r)| {
             let (y0, y1) = rel_bar(i);
-            Rectangle::new([(0.0, y0), (r.rel32 * 100.0, y1)], c_rel.filled())
+            Some(Rectangle::new([(0.0, y0), (r.rel32? * 100.0, y1)], c_rel.filled()))
         }))?;
         chart.draw_series(self.rows.iter().enumerate().map(|(i, r)| {
             let (y0, y1) = insn_bar(i);
             Rectangle::new([(0.0, y0), (r.insn * 100.0, y1)], c_insn.filled())
         }))?;
-        for (frac, c) in [(THEORY_REL32_LINE, c_rel), (THEORY_INSN5_LINE, c_insn)] {
-            let s = ShapeStyle::from(&c).stroke_width(2);
-            chart.draw_series(DashedLineSeries::new(
-                vec![(frac * 100.0, -0.5), (frac * 100.0, n as f64 - 0.5)],
-                8,
-                6,
-                s,
-            ))?;
+        // Each bar's own theory, as a dashed mark across it: 3/64 for a rel32, (n − 1)/64 for an n-byte
+        // instruction.
+        for (i, r) in self.rows.iter().enumerate() {
+            let marks = [
+                r.rel32.map(|_| (THEORY_REL32_LINE, rel_bar(i))),
+                r.insn_len.map(|len| (theory(len, LINE), insn_bar(i))),
+            ];
+            // Black, so the mark shows over its own bar as well as past its end.
+            for (frac, (y0, y1)) in marks.into_iter().flatten() {
+                let s = ShapeStyle::from(&BLACK).stroke_width(3);
+                let x = frac * 100.0;
+                chart.draw_series(DashedLineSeries::new(vec![(x, y0 - 0.06), (x, y1 + 0.06)], 5, 3, s))?;
+            }
         }
         let base = area.get_base_pixel();
         let right = style::anchored(style::TICK_PX, HPos::Right, VPos::Center);
@@ -148,9 +183,16 @@ impl Plot for CensusPlot {
             area.draw_text(&text, &value, (x, y))?;
             Ok(())
         };
+        let none = style::anchored(style::TICK_PX - 1, HPos::Left, VPos::Center);
         for (i, r) in self.rows.iter().enumerate() {
             let (y0, y1) = rel_bar(i);
-            value_at(r.rel32, (y0 + y1) / 2.0)?;
+            match r.rel32 {
+                Some(f) => value_at(f, (y0 + y1) / 2.0)?,
+                None => {
+                    let (px, py) = chart.backend_coord(&(0.0, (y0 + y1) / 2.0));
+                    area.draw_text("no rel32", &none, (px - base.0 + 6, py - base.1))?;
+                }
+            }
             let (y0, y1) = insn_bar(i);
             value_at(r.insn, (y0 + y1) / 2.0)?;
         }

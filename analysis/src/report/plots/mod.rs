@@ -51,7 +51,8 @@ pub fn render<P: Plot>(plot: &P, out: &Path) -> Result<Vec<PathBuf>, ReportError
     // The bitmap encoder picks the format from the extension, hence `.tmp.png` rather than `.png.tmp`.
     let png = out.join(format!("{stem}.png"));
     let png_tmp = out.join(format!("{stem}.tmp.png"));
-    draw_into(plot, BitMapBackend::new(&png_tmp, size), &png_tmp)?;
+    // Text through font::Glyphs: plotters' own bitmap text drops each glyph's side bearing.
+    draw_into(plot, font::Glyphs(BitMapBackend::new(&png_tmp, size)), &png_tmp)?;
     std::fs::rename(&png_tmp, &png).map_err(|e| ReportError::io(&png, e))?;
     Ok(vec![svg, png])
 }
@@ -84,7 +85,7 @@ pub type Axes = ((f64, f64), (f64, f64));
 /// A chart with logarithmic x and y axes.
 pub type LogLogChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
 
-/// A log-log panel in the house style, its grid and axes drawn: `caption` above, a count on x
+/// A log-log panel in the house style, its grid and axes drawn: `caption` above (none when empty), a count on x
 /// (`x_desc`, compact ticks), a duration on y (`y_desc`, duration ticks). Shared by the patch latency
 /// and trade-off plots so both read the same way.
 pub fn log_log_panel<'a, DB: DrawingBackend>(
@@ -95,8 +96,11 @@ pub fn log_log_panel<'a, DB: DrawingBackend>(
     y_desc: &str,
 ) -> Result<LogLogChart<'a, DB>, DrawError> {
     use crate::report::style::{self, compact, duration_tick};
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, style::text(style::PANEL_TITLE_PX))
+    let mut builder = ChartBuilder::on(area);
+    if !caption.is_empty() {
+        builder.caption(caption, style::text(style::PANEL_TITLE_PX));
+    }
+    let mut chart = builder
         .margin(12)
         .margin_right(24)
         .x_label_area_size(56)

@@ -1,13 +1,17 @@
 //! Patch latency against batch size per protocol (log-log), with the floor the protocol's syncs set:
 //! `bp` and `cs-prefix` need 3 membarrier(SYNC_CORE) syncs per batch however large, so no batch can
-//! finish faster than 3 × the cost of one sync measured in the same run.
+//! finish faster than 3 × the cost of one sync measured in the same run. The floor is drawn for those
+//! two only (its label says so; the 1-sync aligned protocols are not bound by it). The legend is a
+//! strip above each panel, so the axis ends just above the data instead of leaving decades of room
+//! for a legend box.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::calls::panel_caption;
-use super::{legend, log_log_panel, panels, Axes, DrawError, Plot};
+use super::legend::{self, Swatch};
+use super::{log_log_panel, panels, Axes, DrawError, Plot};
 use crate::report::dataset::Run;
 use crate::report::lookup::SYNC_PROTOCOL;
 use crate::report::style::{self, color};
@@ -117,8 +121,9 @@ impl Plot for PatchLatencyPlot<'_> {
                 hi = hi.max(f);
             }
         }
-        // Headroom above the data: the legend (a row per line and floor) fits in the upper corner.
-        let (ylo, yhi) = style::decades(lo * 0.8, hi * 30.0);
+        // The legend is a strip above the panel: the axis needs no headroom beyond the data.
+        let (lo, hi) = if lo.is_finite() && hi > 0.0 { (lo.min(hi), hi) } else { (1.0, 10.0) };
+        let (ylo, yhi) = style::decades(lo * 0.8, hi * 1.5);
         let axes = ((0.8, b_max as f64 * 1.5), (ylo, yhi));
         for (run, area) in self.runs.iter().zip(&areas) {
             draw_panel(run, area, axes)?;
@@ -130,61 +135,51 @@ impl Plot for PatchLatencyPlot<'_> {
 fn draw_panel<DB: DrawingBackend>(run: &Run, area: &DrawingArea<DB, Shift>, axes: Axes) -> Result<(), DrawError> {
     let lines = lines(run);
     let ((xlo, xhi), _) = axes;
+    let floors = floors(run);
+    let floor_label = |callers: u32, f: f64| match callers {
+        0 => format!("3-sync floor: 3 × membarrier = {} (bp, cs-prefix; no callers)", style::duration_ns(f)),
+        c => format!(
+            "3-sync floor with {c} caller{}: 3 × membarrier = {} (bp, cs-prefix)",
+            if c == 1 { "" } else { "s" },
+            style::duration_ns(f)
+        ),
+    };
+    let mut entries: Vec<(Swatch, String)> = lines
+        .iter()
+        .map(|l| (if l.quiet { Swatch::Line(color(l.color)) } else { Swatch::Dashed(color(l.color)) }, l.label.clone()))
+        .collect();
+    entries.extend(floors.iter().map(|&(c, f)| (Swatch::Dashed(style::GREY), floor_label(c, f))));
+    let body = area.titled(&panel_caption(run), style::text(style::PANEL_TITLE_PX))?;
+    let (w, _) = body.dim_in_pixel();
+    let strip_h = legend::height(&body, &entries, w.saturating_sub(120))?;
+    let (strip, body) = body.split_vertically(strip_h);
+    legend::draw(&strip, &entries, 100)?;
+    let area = &body;
     let mut chart = log_log_panel(
         area,
-        panel_caption(run),
+        String::new(),
         axes,
         "sites patched in one batch (log scale)",
         "time per batch (log scale)",
     )?;
-    let mut labels: Vec<String> = lines.iter().map(|l| l.label.clone()).collect();
-    let mut drawn: Vec<Vec<(f64, f64)>> = Vec::new();
+
     for line in &lines {
         let c = color(line.color);
         let median: Vec<(f64, f64)> = line.points.iter().map(|p| (p.0 as f64, p.1)).collect();
-        drawn.push(median.clone());
-        drawn.push(line.points.iter().map(|p| (p.0 as f64, p.2)).collect());
         let s = ShapeStyle::from(&c).stroke_width(3);
         if line.quiet {
-            chart
-                .draw_series(LineSeries::new(median.clone(), s))?
-                .label(line.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], s));
+            chart.draw_series(LineSeries::new(median.clone(), s))?;
         } else {
-            chart.draw_series(DashedLineSeries::new(median.clone(), 10, 6, s))?.label(line.label.clone()).legend(
-                move |(x, y)| {
-                    EmptyElement::at((x, y))
-                        + PathElement::new(vec![(0, 0), (8, 0)], s)
-                        + PathElement::new(vec![(12, 0), (20, 0)], s)
-                },
-            );
+            chart.draw_series(DashedLineSeries::new(median.clone(), 10, 6, s))?;
         }
         chart.draw_series(median.iter().map(|&p| Circle::new(p, 5, c.filled())))?;
         chart.draw_series(line.points.iter().map(|p| Circle::new((p.0 as f64, p.2), 3, c.stroke_width(2))))?;
     }
-    let floors = floors(run);
-    for (i, &(callers, f)) in floors.iter().enumerate() {
+    for (i, &(_, f)) in floors.iter().enumerate() {
         // The quiet floor dashed, a floor with callers running dotted (short dashes).
         let grey = ShapeStyle::from(&style::GREY).stroke_width(2);
         let (dash, gap) = if i == 0 { (10, 6) } else { (3, 5) };
-        let label = match callers {
-            0 => format!("3-sync floor: 3 × membarrier = {} (bp, cs-prefix; no callers)", style::duration_ns(f)),
-            c => format!(
-                "3-sync floor with {c} caller{}: 3 × membarrier = {}",
-                if c == 1 { "" } else { "s" },
-                style::duration_ns(f)
-            ),
-        };
-        chart
-            .draw_series(DashedLineSeries::new(vec![(xlo, f), (xhi, f)], dash, gap, grey))?
-            .label(label.clone())
-            .legend(move |(x, y)| {
-                EmptyElement::at((x, y))
-                    + PathElement::new(vec![(0, 0), (dash, 0)], grey)
-                    + PathElement::new(vec![(dash + gap, 0), (20, 0)], grey)
-            });
-        labels.push(label);
-        drawn.push(vec![(xlo, f), (xhi, f)]);
+        chart.draw_series(DashedLineSeries::new(vec![(xlo, f), (xhi, f)], dash, gap, grey))?;
     }
     if floors.is_empty() {
         let (w, h) = chart.plotting_area().dim_in_pixel();
@@ -197,5 +192,5 @@ fn draw_panel<DB: DrawingBackend>(run: &Run, area: &DrawingArea<DB, Shift>, axes
             (base.0 - abs.0 + w as i32 - 10, base.1 - abs.1 + h as i32 - 10),
         )?;
     }
-    legend(&mut chart, &labels, &drawn)
+    Ok(())
 }

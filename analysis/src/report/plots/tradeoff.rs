@@ -1,6 +1,9 @@
 //! The trade-off itself: cost per call, updates amortised, against calls per update, for every mechanism
 //! whose inputs were measured (model and sources: [`crate::report::tradeoff`]). Where the inline line
-//! crosses another, inline starts to win; those break-even points are marked.
+//! crosses another, inline starts to win; those break-even points are marked, with a bar over their
+//! 95% interval where the run has one. Each line carries its own marker, staggered along x, so lines
+//! that coincide (inline/bp and cs-prefix often do) stay distinguishable. One panel per run and load:
+//! quiet updates, and updates with callers running where measured.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -15,6 +18,19 @@ use crate::report::tradeoff::{Outcome, Tradeoff, BASELINES};
 /// Drawing order (inline/bp last, on top: cs-prefix often lies right under it) and palette index.
 pub const MECHANISMS: [(&str, usize); 6] =
     [("retpoline", 0), ("indirect", 1), ("trampoline", 2), ("cs-prefix", 3), ("aligned-only", 5), ("inline/bp", 6)];
+
+/// The outline of the `i`-th mechanism's marker, in pixels around its point: octagon, triangle,
+/// square, ×, diamond, + (one polyline each, so every marker is the same element type).
+fn marker_shape(i: usize) -> Vec<(i32, i32)> {
+    match i % 6 {
+        0 => vec![(-2, -5), (2, -5), (5, -2), (5, 2), (2, 5), (-2, 5), (-5, 2), (-5, -2), (-2, -5)],
+        1 => vec![(0, -6), (6, 5), (-6, 5), (0, -6)],
+        2 => vec![(-5, -5), (5, -5), (5, 5), (-5, 5), (-5, -5)],
+        3 => vec![(-5, -5), (5, 5), (0, 0), (5, -5), (-5, 5)],
+        4 => vec![(0, -6), (6, 0), (0, 6), (-6, 0), (0, -6)],
+        _ => vec![(-6, 0), (6, 0), (0, 0), (0, -6), (0, 6)],
+    }
+}
 
 /// The trade-off plot over every run whose model has at least two mechanisms.
 pub struct TradeoffPlot<'a> {
@@ -74,7 +90,21 @@ fn draw_panel<DB: DrawingBackend>(
     let ((xlo, xhi), _) = axes;
     let mut chart = log_log_panel(
         area,
-        format!("{} — a key with S = {} sites", panel_caption(run), t.sites),
+        format!(
+            "{} — a key with S = {} sites, {}",
+            panel_caption(run),
+            t.sites,
+            match (t.load, t.callers) {
+                (Some(crate::report::lookup::Load::Busy), c) | (_, c @ 1..) => {
+                    format!(
+                        "updated while {c} caller{} run{}",
+                        if c == 1 { "" } else { "s" },
+                        if c == 1 { "s" } else { "" }
+                    )
+                }
+                _ => "updated with no caller running".to_string(),
+            }
+        ),
         axes,
         "calls per update, C / P (log scale)",
         "cost per call incl. updates, (C·call + P·update) / C (log)",
@@ -83,7 +113,7 @@ fn draw_panel<DB: DrawingBackend>(
     let xs: Vec<f64> = (0..=96).map(|i| xlo * (xhi / xlo).powf(f64::from(i) / 96.0)).collect();
     let mut legend_labels = Vec::new();
     let mut drawn = Vec::new();
-    for (name, palette) in MECHANISMS {
+    for (k, (name, palette)) in MECHANISMS.into_iter().enumerate() {
         let Some(m) = t.mechanism(name) else { continue };
         let c = color(palette);
         let update = if m.update_measured {
@@ -93,10 +123,24 @@ fn draw_panel<DB: DrawingBackend>(
         };
         let label = format!("{}: {} per call, {update}", m.name, style::duration_ns(m.call_ns));
         let curve: Vec<(f64, f64)> = xs.iter().map(|&x| (x, m.cost_per_call(x))).collect();
-        chart
-            .draw_series(LineSeries::new(curve.clone(), c.stroke_width(2)))?
-            .label(label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        chart.draw_series(LineSeries::new(curve.clone(), c.stroke_width(2)))?.label(label.clone()).legend(
+            move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (20, 0)], c.stroke_width(3))
+                    + PathElement::new(
+                        marker_shape(k).into_iter().map(|(a, b)| (a + 10, b)).collect::<Vec<_>>(),
+                        c.stroke_width(2),
+                    )
+            },
+        );
+        // Markers every 12 points, each mechanism's shifted by 2, so coinciding lines alternate.
+        chart.draw_series(
+            curve
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 12 == (2 * k) % 12)
+                .map(|(_, p)| EmptyElement::at(*p) + PathElement::new(marker_shape(k), c.stroke_width(2))),
+        )?;
         legend_labels.push(label);
         drawn.push(curve);
     }
@@ -108,16 +152,32 @@ fn draw_panel<DB: DrawingBackend>(
     let mut labels = Vec::new();
     if let Some(inline) = t.mechanism("inline/bp") {
         for other in BASELINES {
-            let Some(Outcome::Above { ratio, n }) = t.break_even("inline/bp", other) else { continue };
+            let Some(Outcome::Above { ratio, n, interval }) = t.break_even("inline/bp", other) else { continue };
             if ratio < xlo || ratio > xhi {
                 continue;
             }
             let y = inline.cost_per_call(ratio);
+            if let Some((lo, hi)) = interval {
+                // The break-even's 95% interval as a bar along x, capped, clipped to the axis.
+                let (lo, hi) = (lo.max(xlo), hi.min(xhi));
+                let ink = BLACK.stroke_width(2);
+                let caps = [lo, hi].map(|x| EmptyElement::at((x, y)) + PathElement::new(vec![(0, -6), (0, 6)], ink));
+                chart.draw_series([PathElement::new(vec![(lo, y), (hi, y)], ink)])?;
+                chart.draw_series(caps)?;
+                drawn.push(vec![(lo, y), (hi, y)]);
+            }
             chart.draw_series([Circle::new((ratio, y), 7, BLACK.stroke_width(3))])?;
             drawn.push(vec![(ratio, y)]);
             let (px, py) = chart.backend_coord(&(ratio, y));
             let (px, py) = (px - base.0, py - base.1);
-            let text = format!("inline/bp = {other} at {n} calls/update");
+            let text = match interval {
+                Some((lo, hi)) => format!(
+                    "inline/bp = {other} at {n} [{}–{}] calls/update",
+                    style::compact(lo.floor()),
+                    if hi.is_finite() { style::compact(hi.ceil()) } else { "∞".into() }
+                ),
+                None => format!("inline/bp = {other} at {n} calls/update (no interval)"),
+            };
             let (w, h) = area.estimate_text_size(&text, &font)?;
             let (w, h) = (w as i32, h as i32);
             let (lx, ly) = placed.place(px + 10, py - 10, w + 4, h + 4);
