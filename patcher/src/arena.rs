@@ -79,6 +79,20 @@ pub const MAX_ARENA: usize = 1 << 30;
 impl Arena {
     /// Maps `len` bytes (rounded up to pages) in `mode`, within ±1 GiB of this crate's code.
     pub fn new(len: usize, mode: ArenaMode) -> io::Result<Arena> {
+        Arena::map(len, mode, Placement::NearCode)
+    }
+
+    /// Maps `len` bytes in `mode` at the first free slot of a fixed sequence of addresses, the same in
+    /// every run of every program (not moved by ASLR), so that code emitted into it in the same order
+    /// lands at the same virtual addresses run after run: branch predictors index and tag by virtual
+    /// address, and a layout that moves between runs makes two runs measure two different layouts.
+    /// Code in such an arena must not reach this crate's code by rel32 (it may be far away). Falls
+    /// back to [`Arena::new`]'s placement when no slot is free.
+    pub fn new_fixed(len: usize, mode: ArenaMode) -> io::Result<Arena> {
+        Arena::map(len, mode, Placement::Fixed).or_else(|_| Arena::new(len, mode))
+    }
+
+    fn map(len: usize, mode: ArenaMode, placement: Placement) -> io::Result<Arena> {
         if len == 0 || len > MAX_ARENA {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -86,6 +100,10 @@ impl Arena {
             ));
         }
         let len = len.next_multiple_of(page_size());
+        let map_near = |near: usize, len: usize, prot: libc::c_int, fd: libc::c_int| match placement {
+            Placement::NearCode => map_near(near, len, prot, fd),
+            Placement::Fixed => map_fixed_slot(len, prot, fd),
+        };
         let near = Arena::new as fn(usize, ArenaMode) -> io::Result<Arena> as usize;
         let (exec, rw) = match mode {
             ArenaMode::Rwx => {
@@ -295,6 +313,43 @@ fn map_shared(len: usize, prot: libc::c_int, fd: libc::c_int) -> io::Result<*mut
         return Err(io::Error::last_os_error());
     }
     Ok(p.cast())
+}
+
+/// Where an arena is mapped.
+#[derive(Clone, Copy)]
+enum Placement {
+    /// Within ±1 GiB of this crate's code (rel32 reach to Rust functions).
+    NearCode,
+    /// At the first free slot of a fixed sequence (the same addresses in every run).
+    Fixed,
+}
+
+/// Maps `len` bytes at the first free slot of `FIXED_BASE + k × FIXED_SLOT` (with
+/// `MAP_FIXED_NOREPLACE`, which never replaces a mapping): an address ASLR does not choose. The base
+/// lies in the lower half of the 47-bit user space, far below where Linux places the stack, libraries
+/// and (by default) `mmap`.
+fn map_fixed_slot(len: usize, prot: libc::c_int, fd: libc::c_int) -> io::Result<*mut u8> {
+    const FIXED_BASE: usize = 0x1000_0000_0000;
+    const FIXED_SLOT: usize = 1 << 28;
+    let flags = if fd < 0 { libc::MAP_PRIVATE | libc::MAP_ANONYMOUS } else { libc::MAP_SHARED };
+    for k in 0..256 {
+        let hint = FIXED_BASE + k * FIXED_SLOT;
+        if len > FIXED_SLOT {
+            break;
+        }
+        // SAFETY: MAP_FIXED_NOREPLACE fails instead of replacing anything already mapped there.
+        let p = unsafe { libc::mmap(hint as *mut libc::c_void, len, prot, flags | libc::MAP_FIXED_NOREPLACE, fd, 0) };
+        if p == libc::MAP_FAILED {
+            continue;
+        }
+        if p as usize == hint {
+            return Ok(p.cast());
+        }
+        // Old kernels treat the flag as a plain hint and may map elsewhere: undo and go on.
+        // SAFETY: we just mapped this range ourselves.
+        unsafe { libc::munmap(p, len) };
+    }
+    Err(io::Error::new(io::ErrorKind::AddrNotAvailable, format!("no free fixed slot for {len} bytes")))
 }
 
 /// Maps `len` bytes within ±1 GiB of `near`, trying hints on both sides with `MAP_FIXED_NOREPLACE`

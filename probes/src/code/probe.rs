@@ -128,7 +128,8 @@ impl Probe {
             _ => 3 * options.unroll,
         };
         // One line per site, plus room for a selection load.
-        let mut arena = Arena::new((64 << 10) + emitted_calls * (CACHE_LINE + 16), options.mode)?;
+        // Fixed placement: the same virtual addresses in every run, so two runs time the same layout.
+        let mut arena = Arena::new_fixed((64 << 10) + emitted_calls * (CACHE_LINE + 16), options.mode)?;
         let selection = [0, 1].map(|b| scenario.sequence(calls[b]).unwrap_or_default());
 
         // Front to back: targets, what the flavor's sites go through, the two loops.
