@@ -117,6 +117,9 @@ pub unsafe fn patch_batch_stepped(
     let start = Instant::now();
     membarrier_ready()?;
     install_trap_handler()?;
+    if protocol.traps() && !sites.is_empty() {
+        crate::guard::check(crate::trap::handler_address())?;
+    }
     let mut guard = text_lock();
     let state = guard.as_mut().expect("initialised by text_lock");
     let traps = trap_count();

@@ -57,6 +57,7 @@ mod batch;
 mod bp;
 mod cs_prefix;
 mod error;
+pub mod guard;
 pub mod insn;
 pub mod maps;
 pub mod naive;

@@ -185,6 +185,11 @@ pub unsafe fn set_unclaimed_trap_hook(hook: UnclaimedTrapHook) -> Result<bool, P
     Ok(HOOK.compare_exchange(0, hook as usize, Ordering::AcqRel, Ordering::Acquire).is_ok())
 }
 
+/// The address of our handler, as `sigaction` reports it.
+pub(crate) fn handler_address() -> usize {
+    on_sigtrap as *const () as usize
+}
+
 /// Passes a foreign SIGTRAP to the disposition that was in place before ours.
 fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, code: libc::c_int) {
     let prev = PREV_HANDLER.load(Ordering::SeqCst);
