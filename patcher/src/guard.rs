@@ -62,6 +62,11 @@ impl std::fmt::Display for Fatal {
     }
 }
 
+/// The scan cache's lock (held across `fork`, see [`crate::fork`]).
+pub(crate) fn scan_lock() -> std::sync::MutexGuard<'static, Option<(Vec<u32>, Option<Fatal>)>> {
+    LAST_SCAN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How many scans could not read `/proc/self/task` (their thread checks were skipped).
 pub fn skipped_scans() -> u64 {
     SKIPPED.load(Ordering::Relaxed)
@@ -82,7 +87,7 @@ pub(crate) fn check(ours: usize) -> Result<(), PatchError> {
     if let Some(Some(fatal)) = thread_status(main).map(|s| fatal_in(main, &s)) {
         return Err(PatchError::TrapWouldBeFatal(fatal));
     }
-    let mut last = LAST_SCAN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut last = scan_lock();
     let found = match last.as_ref() {
         Some((seen, found)) if *seen == tids => found.clone(),
         _ => {

@@ -217,6 +217,11 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, c
     }
 }
 
+/// The lock that serialises installing and uninstalling (held across `fork`, see [`crate::fork`]).
+pub(crate) fn install_lock() -> std::sync::MutexGuard<'static, ()> {
+    INSTALL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Installs the SIGTRAP handler (idempotent), remembering the previous disposition for foreign traps.
 /// Every protocol calls this before its first write.
 pub fn install_trap_handler() -> Result<(), PatchError> {
