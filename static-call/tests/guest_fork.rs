@@ -38,8 +38,11 @@ fn a_hundred_children_forked_during_updates_all_update_and_exit() {
         s.spawn(|| {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let r =
-                    if n % 2 == 0 { static_call_update!(SCALE, triple) } else { static_call_update!(SCALE, double) };
+                let r = if n.is_multiple_of(2) {
+                    static_call_update!(SCALE, triple)
+                } else {
+                    static_call_update!(SCALE, double)
+                };
                 r.unwrap();
                 n += 1;
             }
