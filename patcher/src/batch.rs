@@ -61,13 +61,14 @@ pub enum Step {
     Finished,
 }
 
-struct TextState {
+pub(crate) struct TextState {
     code: CodeRanges,
 }
 
 static TEXT_MUTEX: Mutex<Option<TextState>> = Mutex::new(None);
 
-fn text_lock() -> MutexGuard<'static, Option<TextState>> {
+pub(crate) fn text_lock() -> MutexGuard<'static, Option<TextState>> {
+    crate::fork::hold_locks_across_fork();
     let mut g = TEXT_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
     g.get_or_insert_with(|| TextState { code: CodeRanges::default() });
     g
@@ -117,6 +118,9 @@ pub unsafe fn patch_batch_stepped(
     let start = Instant::now();
     membarrier_ready()?;
     install_trap_handler()?;
+    if protocol.traps() && !sites.is_empty() {
+        crate::guard::check(crate::trap::handler_address())?;
+    }
     let mut guard = text_lock();
     let state = guard.as_mut().expect("initialised by text_lock");
     let traps = trap_count();

@@ -83,6 +83,9 @@ pub enum PatchError {
     Miscount(String),
     /// Installing the SIGTRAP handler failed.
     Signal(std::io::Error),
+    /// A trap during this batch would kill the process or go astray (see [`crate::guard`]); nothing
+    /// was written.
+    TrapWouldBeFatal(crate::guard::Fatal),
 }
 
 impl fmt::Display for PatchError {
@@ -116,6 +119,9 @@ impl fmt::Display for PatchError {
             PatchError::Build(e) => write!(f, "building the experiment's code failed: {e}"),
             PatchError::Miscount(m) => write!(f, "call accounting is off: {m}"),
             PatchError::Signal(e) => write!(f, "installing the SIGTRAP handler failed: {e}"),
+            PatchError::TrapWouldBeFatal(why) => {
+                write!(f, "refused before writing: a thread meeting the int3 would not survive: {why}")
+            }
         }
     }
 }

@@ -29,6 +29,10 @@ fn membarrier(cmd: libc::c_int) -> Result<(), std::io::Error> {
 /// Registers this process for SYNC_CORE membarriers, once; later calls return the first answer.
 /// Errors name the kernel requirement (there is no silent, unsynchronised fallback).
 pub fn membarrier_ready() -> Result<(), PatchError> {
+    if CHILD_UNREGISTERED.load(Ordering::Relaxed) {
+        let reason = "this forked child could not register for SYNC_CORE membarriers".to_string();
+        return Err(PatchError::MembarrierUnavailable { reason });
+    }
     READY
         .get_or_init(|| {
             // SAFETY: MEMBARRIER_CMD_QUERY takes no pointers; it returns a bit mask of supported commands.
@@ -46,6 +50,20 @@ pub fn membarrier_ready() -> Result<(), PatchError> {
         .clone()
         .map_err(|reason| PatchError::MembarrierUnavailable { reason })
 }
+
+/// In a forked child: the registration for SYNC_CORE belongs to the parent's address space, so the
+/// child registers its own (when the parent had one). Async-signal-safe: one syscall.
+pub(crate) fn reregister_in_child() {
+    if matches!(READY.get(), Some(Ok(())))
+        && membarrier(libc::MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE).is_err()
+    {
+        // Refused from the child's next `membarrier_ready`, i.e. before any write of its next batch.
+        CHILD_UNREGISTERED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Set in a forked child whose SYNC_CORE registration failed.
+static CHILD_UNREGISTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// One sync: after it returns, every thread of this process executes only bytes stored before the
 /// call. Counted in [`sync_count`].

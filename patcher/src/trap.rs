@@ -185,6 +185,11 @@ pub unsafe fn set_unclaimed_trap_hook(hook: UnclaimedTrapHook) -> Result<bool, P
     Ok(HOOK.compare_exchange(0, hook as usize, Ordering::AcqRel, Ordering::Acquire).is_ok())
 }
 
+/// The address of our handler, as `sigaction` reports it.
+pub(crate) fn handler_address() -> usize {
+    on_sigtrap as *const () as usize
+}
+
 /// Passes a foreign SIGTRAP to the disposition that was in place before ours.
 fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, code: libc::c_int) {
     let prev = PREV_HANDLER.load(Ordering::SeqCst);
@@ -210,6 +215,11 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, c
         let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(prev) };
         f(sig);
     }
+}
+
+/// The lock that serialises installing and uninstalling (held across `fork`, see [`crate::fork`]).
+pub(crate) fn install_lock() -> std::sync::MutexGuard<'static, ()> {
+    INSTALL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Installs the SIGTRAP handler (idempotent), remembering the previous disposition for foreign traps.

@@ -99,7 +99,27 @@ static STATE: Mutex<State> = Mutex::new(State {
 /// Takes the static call lock (a panic while holding it leaves no half-done patch: the patcher
 /// validates before writing, so a poisoned lock is taken over).
 pub(crate) fn lock() -> MutexGuard<'static, State> {
+    hold_across_fork();
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `fork()` while another thread updates: the prepare handler takes this lock (after the patcher's
+/// handlers are registered, so that it runs first: the lock order is this lock, then the patcher's),
+/// and the child starts with every lock free and no update in flight.
+fn hold_across_fork() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        callpatch_patcher::hold_locks_across_fork();
+        extern "C" fn prepare() {
+            callpatch_patcher::fork::hold(Box::new(STATE.lock().unwrap_or_else(PoisonError::into_inner)));
+        }
+        extern "C" fn release() {
+            callpatch_patcher::fork::release_held();
+        }
+        // SAFETY: three `extern "C" fn()` with no preconditions.
+        let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+        assert_eq!(rc, 0, "pthread_atfork failed: {}", std::io::Error::from_raw_os_error(rc));
+    });
 }
 
 /// The backend `CALLPATCH_STATIC_CALL` asks for (inline unless it says `generic`).

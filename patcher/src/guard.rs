@@ -1,0 +1,165 @@
+//! What would make an `int3` fatal, checked before every trapping batch.
+//!
+//! Kernel facts: an `int3` raises SIGTRAP with `force_sig`, which cannot be blocked or ignored: when the
+//! trapping thread blocks SIGTRAP (as thread pools that block every signal do) or its disposition is
+//! `SIG_IGN`, the kernel unblocks it and resets the *process-wide* disposition to `SIG_DFL`, so the
+//! process dies. A thread under `ptrace` stops at the trap instead, and whether the tracer passes the
+//! signal on is the tracer's choice (gdb's default is not to: the thread then resumes inside the
+//! half-written call). And a program may replace our SIGTRAP handler after we installed it.
+//!
+//! So before a batch that may trap (bp, cs-prefix), [`check`] refuses — with an error naming the
+//! thread and the reason, before anything is written — when our handler is not the installed one, a
+//! thread blocks SIGTRAP, or a thread has a tracer. Cost: one `sigaction` query, one read of the
+//! directory `/proc/self/task` and of the main thread's `status`; every thread's `status` is read again
+//! only when the set of threads changed.
+//!
+//! What this cannot close: a thread may block SIGTRAP, or a tracer attach, between the check and the
+//! batch's `int3` (microseconds later); a thread already scanned may change its mask while the set of
+//! threads stays the same. Where `/proc` cannot be read (hidepid, a sandbox), the scan is skipped and
+//! [`skipped_scans`] counts it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::error::PatchError;
+
+/// SIGTRAP's bit in the `SigBlk` mask of `/proc/*/status` (bit `signo - 1`).
+const SIGTRAP_BIT: u64 = 1 << (libc::SIGTRAP - 1);
+
+static SKIPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The thread set of the last full scan and what it found.
+static LAST_SCAN: Mutex<Option<(Vec<u32>, Option<Fatal>)>> = Mutex::new(None);
+
+/// Why a trap would be fatal in this process now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fatal {
+    /// Our SIGTRAP handler was replaced (by a handler, `SIG_IGN` or `SIG_DFL`) after it was installed.
+    HandlerReplaced(String),
+    /// This thread blocks SIGTRAP: its `int3` would reset SIGTRAP to `SIG_DFL` and kill the process.
+    Blocked {
+        /// The thread id.
+        tid: u32,
+    },
+    /// This thread is traced: the tracer, not our handler, decides what its `int3` does.
+    Traced {
+        /// The thread id.
+        tid: u32,
+        /// The tracer's process id.
+        tracer: u32,
+    },
+}
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fatal::HandlerReplaced(what) => write!(f, "the SIGTRAP handler was replaced ({what})"),
+            Fatal::Blocked { tid } => write!(f, "thread {tid} blocks SIGTRAP (its int3 would kill the process)"),
+            Fatal::Traced { tid, tracer } => {
+                write!(f, "thread {tid} is traced by process {tracer} (the tracer would get its int3)")
+            }
+        }
+    }
+}
+
+/// The scan cache's lock (held across `fork`, see [`crate::fork`]).
+pub(crate) fn scan_lock() -> std::sync::MutexGuard<'static, Option<(Vec<u32>, Option<Fatal>)>> {
+    LAST_SCAN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How many scans could not read `/proc/self/task` (their thread checks were skipped).
+pub fn skipped_scans() -> u64 {
+    SKIPPED.load(Ordering::Relaxed)
+}
+
+/// Refuses a trapping batch when a trap would be fatal; see the module docs. `ours` is the address of
+/// our handler.
+pub(crate) fn check(ours: usize) -> Result<(), PatchError> {
+    if let Some(what) = handler_replaced(ours) {
+        return Err(PatchError::TrapWouldBeFatal(Fatal::HandlerReplaced(what)));
+    }
+    let Some(tids) = threads() else {
+        SKIPPED.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    };
+    // A tracer attaches without changing the thread set: the main thread's status is read every time.
+    let main = std::process::id();
+    if let Some(Some(fatal)) = thread_status(main).map(|s| fatal_in(main, &s)) {
+        return Err(PatchError::TrapWouldBeFatal(fatal));
+    }
+    let mut last = scan_lock();
+    let found = match last.as_ref() {
+        Some((seen, found)) if *seen == tids => found.clone(),
+        _ => {
+            let found = tids.iter().find_map(|&tid| thread_status(tid).and_then(|s| fatal_in(tid, &s)));
+            *last = Some((tids, found.clone()));
+            found
+        }
+    };
+    found.map_or(Ok(()), |f| Err(PatchError::TrapWouldBeFatal(f)))
+}
+
+/// What replaced our handler, or `None` while it is the installed one.
+fn handler_replaced(ours: usize) -> Option<String> {
+    // SAFETY: a query only: a null new action and a zeroed, writable old one.
+    let cur = unsafe {
+        let mut cur: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGTRAP, std::ptr::null(), &mut cur) != 0 {
+            return Some(format!("sigaction query failed: {}", std::io::Error::last_os_error()));
+        }
+        cur.sa_sigaction
+    };
+    match cur {
+        h if h == ours => None,
+        libc::SIG_DFL => Some("now SIG_DFL".into()),
+        libc::SIG_IGN => Some("now SIG_IGN".into()),
+        h => Some(format!("now the handler at {h:#x}")),
+    }
+}
+
+/// The ids of this process's threads, sorted; `None` when `/proc/self/task` cannot be read.
+fn threads() -> Option<Vec<u32>> {
+    let mut tids: Vec<u32> =
+        std::fs::read_dir("/proc/self/task").ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    tids.sort_unstable();
+    Some(tids)
+}
+
+fn thread_status(tid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()
+}
+
+/// The fatal condition a thread's `status` shows, if any.
+fn fatal_in(tid: u32, status: &str) -> Option<Fatal> {
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+    let tracer: u32 = field("TracerPid:").and_then(|v| v.parse().ok()).unwrap_or(0);
+    if tracer != 0 {
+        return Some(Fatal::Traced { tid, tracer });
+    }
+    let blocked = field("SigBlk:").and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0);
+    (blocked & SIGTRAP_BIT != 0).then_some(Fatal::Blocked { tid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_name_the_fatal_condition() {
+        let quiet = "Name:\tx\nTracerPid:\t0\nSigBlk:\t0000000000000000\n";
+        assert_eq!(fatal_in(7, quiet), None);
+        let blocked = "TracerPid:\t0\nSigBlk:\tfffffffe7ffbfeff\n";
+        assert_eq!(fatal_in(7, blocked), Some(Fatal::Blocked { tid: 7 }));
+        let other_signals = "TracerPid:\t0\nSigBlk:\t0000000000000002\n"; // SIGINT only
+        assert_eq!(fatal_in(7, other_signals), None);
+        assert_eq!(fatal_in(7, "TracerPid:\t4242\nSigBlk:\t0\n"), Some(Fatal::Traced { tid: 7, tracer: 4242 }));
+    }
+
+    #[test]
+    fn this_test_process_passes_its_own_scan() {
+        let tids = threads().expect("/proc/self/task is readable here");
+        assert!(tids.contains(&std::process::id()));
+        let me = thread_status(std::process::id()).unwrap();
+        assert_eq!(fatal_in(std::process::id(), &me), None, "{me}");
+    }
+}
