@@ -4,8 +4,8 @@
 //! concatenated and plotted side by side. Writing and reading the files (the `csv` crate) is
 //! `callpatch_analysis::report::rows`; this module is only what a row holds.
 //!
-//! A column that holds a name of the vocabulary has its type ([`Flavor`], [`SiteKind`], [`Protocol`],
-//! [`PatchSubject`] for `patch.csv`, whose `membarrier` rows time one sync) and is written as the same
+//! A column that holds a name of the vocabulary has its type ([`Flavor`], [`SiteKind`], [`Protocol`](crate::Protocol),
+//! [`PatchSubject`](crate::PatchSubject) for `patch.csv`, whose `membarrier` rows time one sync) and is written as the same
 //! text; reading a file with a name this build does not know is an error that quotes it.
 //!
 //! Numbers that may be unavailable (a counter this machine lacks) are `String` columns holding either

@@ -12,9 +12,13 @@
 /// point standing in for an interval).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Interval {
+    /// Lower end.
     pub lo: f64,
+    /// The value (a median).
     pub mid: f64,
+    /// Upper end.
     pub hi: f64,
+    /// Whether `lo` and `hi` were measured (false: all three are the one known value).
     pub known: bool,
 }
 
@@ -102,9 +106,15 @@ pub enum Order {
     /// `a > b`.
     Above,
     /// The interval of `b − a` holds 0; `pm`: the two differ by at most this many percent of `b`.
-    Indistinguishable { pm: f64 },
+    Indistinguishable {
+        /// Half-width of the overlap, percent of `b`.
+        pm: f64,
+    },
     /// At least one side has no interval; `a_mid < b_mid` is all that is known.
-    Unknown { below: bool },
+    Unknown {
+        /// `a_mid < b_mid`.
+        below: bool,
+    },
 }
 
 /// Compares `a` with `b` (see [`Order`]).

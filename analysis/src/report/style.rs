@@ -9,11 +9,17 @@ use crate::report::font::FAMILY;
 /// Plot width in pixels (SVG user units and PNG pixels alike).
 pub const WIDTH: u32 = 1280;
 
+/// Text size of a plot's title, px.
 pub const TITLE_PX: u32 = 28;
+/// Text size of a panel's title, px.
 pub const PANEL_TITLE_PX: u32 = 22;
+/// Text size of an axis description, px.
 pub const AXIS_DESC_PX: u32 = 20;
+/// Text size of tick labels, px.
 pub const TICK_PX: u32 = 17;
+/// Text size of legend entries, px.
 pub const LEGEND_PX: u32 = 17;
+/// Text size of notes under a chart, px.
 pub const NOTE_PX: u32 = 17;
 
 /// Okabe–Ito colours, most distinct first (yellow last: faint on white).
@@ -37,6 +43,7 @@ pub fn color(i: usize) -> RGBColor {
 pub const GREY: RGBColor = RGBColor(110, 110, 110);
 /// Major and minor grid lines: present but quiet.
 pub const GRID_BOLD: RGBColor = RGBColor(205, 205, 205);
+/// Minor grid lines.
 pub const GRID_LIGHT: RGBColor = RGBColor(240, 240, 240);
 
 /// Light red for the crossing band.

@@ -22,15 +22,19 @@ use callpatch_vocab::Flavor;
 /// A plot written next to the summary.
 #[derive(Clone, Debug)]
 pub struct PlotFile {
+    /// The file name without extension (`calls` for `calls.svg`/`calls.png`).
     pub stem: String,
+    /// What the plot shows, for the summary's list.
     pub title: String,
 }
 
 /// Everything the summary shows.
 pub struct SummaryInput<'a> {
+    /// The loaded result folders.
     pub data: &'a Dataset,
     /// The trade-off models of each run (quiet, then busy where measured), in the order of `data.runs`.
     pub models: &'a [Vec<Tradeoff>],
+    /// The plots written beside the summary.
     pub plots: &'a [PlotFile],
     /// Skipped plots and other notes.
     pub notes: &'a [String],

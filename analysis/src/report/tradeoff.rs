@@ -39,6 +39,7 @@ pub const DEFAULT_SITES: u64 = 10;
 /// One mechanism's measured costs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mechanism {
+    /// The mechanism's label (`inline/bp`, `trampoline`, `retpoline`, ...).
     pub name: &'static str,
     /// ns per call (the middle of `call`).
     pub call_ns: f64,
@@ -66,23 +67,39 @@ impl Mechanism {
 pub enum Outcome {
     /// Wins once calls per update exceed `ratio`; `n` = ⌊ratio⌋, so "called more than n times";
     /// `interval`: R*'s 95% interval (its lower end clamped at 0), `None` in an older run.
-    Above { ratio: f64, n: u64, interval: Option<(f64, f64)> },
+    Above {
+        /// R*, the break-even in calls per update.
+        ratio: f64,
+        /// ⌊R*⌋.
+        n: u64,
+        /// R*'s 95% interval.
+        interval: Option<(f64, f64)>,
+    },
     /// Cheaper calls and no dearer updates, both established by intervals: wins at any ratio.
     Always,
     /// Dearer calls, established by intervals: never wins.
     Never,
     /// The call costs' difference holds 0: they differ by at most `pm` percent of `other`'s.
-    Indistinguishable { pm: f64 },
+    Indistinguishable {
+        /// The bound, percent of `other`'s call cost.
+        pm: f64,
+    },
     /// An older run without intervals, and by the medians the calls are not cheaper
     /// (`cheaper_updates`: and by the medians no dearer updates, when they are): no verdict.
-    Unresolved { cheaper_calls: bool },
+    Unresolved {
+        /// Whether the calls are cheaper by the medians.
+        cheaper_calls: bool,
+    },
 }
 
 /// The break-even of `fast` (the patched mechanism) against `other`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BreakEven {
+    /// The patched mechanism.
     pub fast: &'static str,
+    /// The mechanism it is compared with.
     pub other: &'static str,
+    /// What the intervals (or, in an older run, the medians) say.
     pub outcome: Outcome,
 }
 
@@ -95,7 +112,9 @@ pub struct Tradeoff {
     pub callers: u32,
     /// S: sites per key actually used (the bp batch size measured closest to the one asked for).
     pub sites: u64,
+    /// Every mechanism whose inputs were measured.
     pub mechanisms: Vec<Mechanism>,
+    /// Each patched mechanism against each other one.
     pub break_evens: Vec<BreakEven>,
     /// Why a mechanism is missing, or which choice was made.
     pub notes: Vec<String>,

@@ -25,7 +25,9 @@ pub enum Scale {
     /// Logarithmic when the tallest bar is more than 30 times the lowest, else linear.
     #[default]
     Auto,
+    /// Linear.
     Linear,
+    /// Logarithmic.
     Log,
 }
 

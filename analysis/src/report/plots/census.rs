@@ -17,11 +17,14 @@ use crate::report::style::{self, color};
 
 /// One bar pair.
 pub struct Row {
+    /// The bar pair's label (binary and kind).
     pub label: String,
+    /// Sites of the kind.
     pub count: u64,
     /// Fraction whose rel32 crosses; `None` for a kind without a rel32 (the census then counts the last
     /// four bytes, which only says where the instruction ends).
     pub rel32: Option<f64>,
+    /// Fraction whose whole instruction crosses a 64-byte line.
     pub insn: f64,
     /// The instruction length of every site of the kind, when it has one.
     pub insn_len: Option<u64>,

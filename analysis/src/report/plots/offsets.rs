@@ -22,13 +22,16 @@ const INSN_LEN: u64 = 5;
 
 /// One histogram.
 pub struct Histogram {
+    /// The censused binary.
     pub binary: String,
+    /// The kind of site counted.
     pub kind: SiteKind,
     /// Sites per start offset 0..63.
     pub counts: [u64; 64],
 }
 
 impl Histogram {
+    /// Sites in all 64 bins.
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }

@@ -18,7 +18,9 @@ use crate::report::style::{self, color};
 
 /// One line: a protocol (with its caller count, when the run measured several).
 pub struct Line {
+    /// The legend label.
     pub label: String,
+    /// The protocol's name.
     pub protocol: String,
     /// Palette index: one colour per protocol (and write method).
     pub color: usize,
