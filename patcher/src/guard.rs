@@ -7,7 +7,7 @@
 //! signal on is the tracer's choice (gdb's default is not to: the thread then resumes inside the
 //! half-written call). And a program may replace our SIGTRAP handler after we installed it.
 //!
-//! So before a batch that may trap (bp, cs-prefix), [`check`] refuses — with an error naming the
+//! So before a batch that may trap (bp, cs-prefix), the patcher refuses — with an error naming the
 //! thread and the reason, before anything is written — when our handler is not the installed one, a
 //! thread blocks SIGTRAP, or a thread has a tracer. Cost: one `sigaction` query, one read of the
 //! directory `/proc/self/task` and of the main thread's `status`; every thread's `status` is read again
