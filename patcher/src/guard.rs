@@ -13,6 +13,10 @@
 //! directory `/proc/self/task` and of the main thread's `status`; every thread's `status` is read again
 //! only when the set of threads changed.
 //!
+//! A thread also blocks every signal for a moment while it starts and while it exits (glibc's
+//! `pthread_create` and thread exit do), so a thread found blocking SIGTRAP is read again for up to a
+//! millisecond before the batch is refused, and a refusal is never cached: the next batch scans again.
+//!
 //! What this cannot close: a thread may block SIGTRAP, or a tracer attach, between the check and the
 //! batch's `int3` (microseconds later); a thread already scanned may change its mask while the set of
 //! threads stays the same. Where `/proc` cannot be read (hidepid, a sandbox), the scan is skipped and
@@ -88,15 +92,27 @@ pub(crate) fn check(ours: usize) -> Result<(), PatchError> {
         return Err(PatchError::TrapWouldBeFatal(fatal));
     }
     let mut last = scan_lock();
-    let found = match last.as_ref() {
-        Some((seen, found)) if *seen == tids => found.clone(),
-        _ => {
-            let found = tids.iter().find_map(|&tid| thread_status(tid).and_then(|s| fatal_in(tid, &s)));
-            *last = Some((tids, found.clone()));
-            found
-        }
-    };
+    if last.as_ref().is_some_and(|(seen, found)| *seen == tids && found.is_none()) {
+        return Ok(());
+    }
+    let found = tids.iter().find_map(|&tid| settled_fatal(tid));
+    // Only a clean scan is remembered: a refusal scans again next time.
+    *last = Some((tids, found.clone()));
     found.map_or(Ok(()), |f| Err(PatchError::TrapWouldBeFatal(f)))
+}
+
+/// The fatal condition of thread `tid`, read again while it may be the transient full mask of a
+/// thread starting or exiting (up to about a millisecond); `None` once it clears or the thread is gone.
+fn settled_fatal(tid: u32) -> Option<Fatal> {
+    let mut fatal = fatal_in(tid, &thread_status(tid)?)?;
+    for _ in 0..50 {
+        if !matches!(fatal, Fatal::Blocked { .. }) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(20));
+        fatal = fatal_in(tid, &thread_status(tid)?)?;
+    }
+    Some(fatal)
 }
 
 /// What replaced our handler, or `None` while it is the installed one.

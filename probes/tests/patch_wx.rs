@@ -15,6 +15,15 @@ fn assert_no_wx(when: &str) {
     assert!(wx.is_empty(), "{when}: writable and executable mappings: {wx:?}");
 }
 
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn dual_mapped_patching_keeps_every_mapping_w_xor_x() {
     assert_no_wx("at start");
@@ -27,6 +36,9 @@ fn dual_mapped_patching_keeps_every_mapping_w_xor_x() {
         assert_eq!(&exec.perms[..3], "r-x");
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
+            // The caller stops however this closure ends, a failed assertion included (a test that
+            // fails must not hang in the scope's join).
+            let _stop = StopOnDrop(&stop);
             let caller = s.spawn(|| {
                 let mut t = Tally::default();
                 let mut iterations = 0;
