@@ -150,15 +150,31 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many times cheaper one batch of N sites is than N single-site batches, with the interval the two
+/// latency intervals give it; a verdict only where that interval lies above 1.
+fn batching_gain(single: &LatencyPoint, batch: &LatencyPoint) -> String {
+    let n = batch.batch as f64;
+    let gain = n * single.latency_ns_median / batch.latency_ns_median;
+    match (single.latency_ns_lo, single.latency_ns_hi, batch.latency_ns_lo, batch.latency_ns_hi) {
+        (Some(s_lo), Some(s_hi), Some(b_lo), Some(b_hi)) if b_lo > 0.0 && b_hi > 0.0 => {
+            let (lo, hi) = (n * s_lo / b_hi, n * s_hi / b_lo);
+            if lo > 1.0 {
+                format!("{gain:.0}× faster [{lo:.0}, {hi:.0}]")
+            } else {
+                format!("indistinguishable here ({gain:.1}× by the medians, interval [{lo:.2}, {hi:.2}])")
+            }
+        }
+        _ => format!("{gain:.0}× by the medians (no interval)"),
+    }
+}
+
 /// The two numbers a design discussion needs from patch.csv: how much batching gains, and how close a
 /// single-site patch comes to its limit of three syncs.
 fn summary(points: &[LatencyPoint], callers_set: &[usize]) {
-    let find = |proto: PatchSubject, batch: usize, callers: usize| {
-        points
-            .iter()
-            .find(|p| p.protocol == proto && p.batch == batch && p.callers == callers)
-            .map(|p| p.latency_ns_median)
+    let point = |proto: PatchSubject, batch: usize, callers: usize| {
+        points.iter().find(|p| p.protocol == proto && p.batch == batch && p.callers == callers)
     };
+    let find = |proto, batch, callers| point(proto, batch, callers).map(|p| p.latency_ns_median);
     for &c in callers_set {
         let (Some(sync), Some(one)) = (find(PatchSubject::Membarrier, 1, c), find(Protocol::Bp.into(), 1, c)) else {
             continue;
@@ -170,8 +186,8 @@ fn summary(points: &[LatencyPoint], callers_set: &[usize]) {
             1e9 / (3.0 * sync),
             3.0 * sync / one
         );
-        if let Some(k) = find(Protocol::Bp.into(), 1000, c) {
-            println!("callers={c}: bp batch of 1000 vs 1000 single patches: {:.0}× faster", 1000.0 * one / k);
+        if let (Some(single), Some(batch)) = (point(Protocol::Bp.into(), 1, c), point(Protocol::Bp.into(), 1000, c)) {
+            println!("callers={c}: bp batch of 1000 vs 1000 single patches: {}", batching_gain(single, batch));
         }
     }
 }
