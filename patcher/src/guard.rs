@@ -13,9 +13,12 @@
 //! directory `/proc/self/task` and of the main thread's `status`; every thread's `status` is read again
 //! only when the set of threads changed.
 //!
-//! A thread also blocks every signal for a moment while it starts and while it exits (glibc's
-//! `pthread_create` and thread exit do), so a thread found blocking SIGTRAP is read again for up to a
-//! millisecond before the batch is refused, and a refusal is never cached: the next batch scans again.
+//! A thread also blocks every signal for a moment while it starts and while it exits: glibc's
+//! `pthread_create` and thread exit block *all* signals, its own SIGCANCEL (32) and SIGSETXID (33)
+//! included, which no mask set through glibc's `sigfillset`/`pthread_sigmask` can contain. Such a
+//! thread is inside libc, not at one of our sites, so that mask is not a refusal; any other mask with
+//! SIGTRAP is read again for up to a millisecond before the batch is refused, and a refusal is never
+//! cached: the next batch scans again.
 //!
 //! What this cannot close: a thread may block SIGTRAP, or a tracer attach, between the check and the
 //! batch's `int3` (microseconds later); a thread already scanned may change its mask while the set of
@@ -29,6 +32,9 @@ use crate::error::PatchError;
 
 /// SIGTRAP's bit in the `SigBlk` mask of `/proc/*/status` (bit `signo - 1`).
 const SIGTRAP_BIT: u64 = 1 << (libc::SIGTRAP - 1);
+/// glibc's internal signals 32 (SIGCANCEL) and 33 (SIGSETXID): blocked only by glibc itself, while a
+/// thread starts or exits (its `sigfillset` leaves them out of every mask a program can set).
+const GLIBC_INTERNAL_BITS: u64 = (1 << 31) | (1 << 32);
 
 static SKIPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -153,7 +159,8 @@ fn fatal_in(tid: u32, status: &str) -> Option<Fatal> {
         return Some(Fatal::Traced { tid, tracer });
     }
     let blocked = field("SigBlk:").and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0);
-    (blocked & SIGTRAP_BIT != 0).then_some(Fatal::Blocked { tid })
+    let starting_or_exiting = blocked & GLIBC_INTERNAL_BITS == GLIBC_INTERNAL_BITS;
+    (blocked & SIGTRAP_BIT != 0 && !starting_or_exiting).then_some(Fatal::Blocked { tid })
 }
 
 #[cfg(test)]
@@ -168,6 +175,8 @@ mod tests {
         assert_eq!(fatal_in(7, blocked), Some(Fatal::Blocked { tid: 7 }));
         let other_signals = "TracerPid:\t0\nSigBlk:\t0000000000000002\n"; // SIGINT only
         assert_eq!(fatal_in(7, other_signals), None);
+        // glibc's own block-all while a thread starts or exits (signals 32 and 33 included).
+        assert_eq!(fatal_in(7, "TracerPid:\t0\nSigBlk:\tfffffffffffbfeff\n"), None);
         assert_eq!(fatal_in(7, "TracerPid:\t4242\nSigBlk:\t0\n"), Some(Fatal::Traced { tid: 7, tracer: 4242 }));
     }
 
