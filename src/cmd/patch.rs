@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use callpatch_analysis::report::interval::Interval;
 use callpatch_analysis::report::machine::Identity;
 use callpatch_analysis::report::rows::{write_csv, PatchRow};
 use callpatch_probes::code::WriteMethod;
@@ -153,18 +154,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
 /// How many times cheaper one batch of N sites is than N single-site batches, with the interval the two
 /// latency intervals give it; a verdict only where that interval lies above 1.
 fn batching_gain(single: &LatencyPoint, batch: &LatencyPoint) -> String {
-    let n = batch.batch as f64;
-    let gain = n * single.latency_ns_median / batch.latency_ns_median;
-    match (single.latency_ns_lo, single.latency_ns_hi, batch.latency_ns_lo, batch.latency_ns_hi) {
-        (Some(s_lo), Some(s_hi), Some(b_lo), Some(b_hi)) if b_lo > 0.0 && b_hi > 0.0 => {
-            let (lo, hi) = (n * s_lo / b_hi, n * s_hi / b_lo);
-            if lo > 1.0 {
-                format!("{gain:.0}× faster [{lo:.0}, {hi:.0}]")
-            } else {
-                format!("indistinguishable here ({gain:.1}× by the medians, interval [{lo:.2}, {hi:.2}])")
-            }
-        }
-        _ => format!("{gain:.0}× by the medians (no interval)"),
+    let latency = |p: &LatencyPoint| Interval::new(p.latency_ns_lo?, p.latency_ns_median, p.latency_ns_hi?);
+    let gain = batch.batch as f64 * single.latency_ns_median / batch.latency_ns_median;
+    match latency(single).zip(latency(batch)).and_then(|(s, b)| s.scale(batch.batch as f64).over(b)) {
+        Some(g) if g.lo > 1.0 => format!("{gain:.0}× faster [{:.0}, {:.0}]", g.lo, g.hi),
+        Some(g) => format!("indistinguishable here ({gain:.1}× by the medians, interval [{:.2}, {:.2}])", g.lo, g.hi),
+        None => format!("{gain:.0}× by the medians (no interval)"),
     }
 }
 

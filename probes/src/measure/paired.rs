@@ -59,21 +59,27 @@ pub struct PairedKnobs {
 
 impl PairedKnobs {
     /// The full measurement: 31 block pairs of 3 timed U/2U pairs per block.
+    pub const FULL: PairedKnobs = PairedKnobs {
+        pairs: 31,
+        block_runs: 3,
+        warmup: 1,
+        attempts: 3,
+        tolerance: 0.05,
+        max_discarded: 0.25,
+        gap_factor: 1.5,
+    };
+
+    /// [`PairedKnobs::FULL`].
     pub fn full() -> Self {
-        PairedKnobs {
-            pairs: 31,
-            block_runs: 3,
-            warmup: 1,
-            attempts: 3,
-            tolerance: 0.05,
-            max_discarded: 0.25,
-            gap_factor: 1.5,
-        }
+        PairedKnobs::FULL
     }
 
     /// `--quick`: 15 block pairs (the interval is then between the 4th and the 12th sample).
+    pub const QUICK: PairedKnobs = PairedKnobs { pairs: 15, ..PairedKnobs::FULL };
+
+    /// [`PairedKnobs::QUICK`].
     pub fn quick() -> Self {
-        PairedKnobs { pairs: 15, ..PairedKnobs::full() }
+        PairedKnobs::QUICK
     }
 
     fn validate(&self) -> Result<(), MeasureError> {
@@ -416,15 +422,8 @@ mod tests {
         }
     }
 
-    const K: PairedKnobs = PairedKnobs {
-        pairs: 15,
-        block_runs: 3,
-        warmup: 1,
-        attempts: 3,
-        tolerance: 0.05,
-        max_discarded: 0.25,
-        gap_factor: 1.5,
-    };
+    /// The knobs of a `--quick` run.
+    const K: PairedKnobs = PairedKnobs::QUICK;
 
     #[test]
     fn a_clean_pair_gives_the_subtraction_of_the_medians() {
