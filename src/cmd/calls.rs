@@ -12,7 +12,7 @@ use anyhow::Context;
 use callpatch_analysis::report::machine;
 use callpatch_analysis::report::rows::{write_csv, CallsRow, MachineRow};
 use callpatch_probes::code::{ArenaMode, EmitOptions, Flavor, Probe, Scenario};
-use callpatch_probes::measure::{self, core_clock, paired, Counted, Knobs, Paired, PairedKnobs, Side};
+use callpatch_probes::measure::{self, core_clock, paired, Counted, Floor, Knobs, Paired, PairedKnobs, Side};
 
 /// Options of `callpatch calls`.
 #[derive(clap::Args, Debug, Clone)]
@@ -154,31 +154,41 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
     );
 
     let bar = indicatif::ProgressBar::new(pairs.len() as u64);
-    let mut baselines: Vec<(Scenario, Result<Probe, String>)> = Vec::new();
-    let mut rows = Vec::with_capacity(pairs.len());
-    for (flavor, scenario) in pairs {
+    let mut baselines: Vec<Baseline> = Vec::new();
+    let mut measured = Vec::with_capacity(pairs.len());
+    for &(flavor, scenario) in &pairs {
         bar.set_message(format!("{flavor} {scenario}"));
-        let base_scenario = baseline_scenario(scenario);
-        if !baselines.iter().any(|(s, _)| *s == base_scenario) {
-            let probe = emit(Flavor::Direct, base_scenario, &knobs, args.arena);
-            baselines.push((base_scenario, probe));
+        let m = measure_row(flavor, scenario, &mut baselines, &knobs, &pk, args.arena);
+        measured.push(m);
+        bar.inc(1);
+    }
+    // A row measured before its baseline first showed its quiet floor (the run started on a contended
+    // core) kept samples that the final floor rejects: measure it once more, now that the floor is known.
+    let stale: Vec<usize> = (0..pairs.len()).filter(|&i| below_floor_then(&measured[i], &baselines, &pk)).collect();
+    if !stale.is_empty() {
+        bar.suspend(|| {
+            eprintln!(
+                "note: measuring {} row(s) again: they ran before their baseline reached its quiet floor",
+                stale.len()
+            )
+        });
+        for i in stale {
+            let (flavor, scenario) = pairs[i];
+            measured[i] = measure_row(flavor, scenario, &mut baselines, &knobs, &pk, args.arena);
         }
-        let base = &baselines.iter().find(|(s, _)| *s == base_scenario).expect("inserted above").1;
-        let measured = match base {
-            Ok(base) => measure_pair(flavor, scenario, base, &knobs, &pk, args.arena),
-            Err(e) => Err(anyhow::anyhow!("baseline direct {base_scenario}: {e}")),
-        };
-        let r = match measured {
-            Ok(m) => row(&machine.machine_id, flavor, scenario, &m, hz),
+    }
+    bar.finish_and_clear();
+    let mut rows = Vec::with_capacity(pairs.len());
+    for (&(flavor, scenario), m) in pairs.iter().zip(&measured) {
+        let r = match m {
+            Ok(m) => row(&machine.machine_id, flavor, scenario, m, hz),
             Err(e) => failed_row(&machine.machine_id, flavor, scenario, &knobs, &format!("{e:#}")),
         };
         if let Some(note) = &r.note {
-            bar.suspend(|| eprintln!("note: {flavor} {scenario}: {note}"));
+            eprintln!("note: {flavor} {scenario}: {note}");
         }
         rows.push(r);
-        bar.inc(1);
     }
-    bar.finish_and_clear();
 
     // The clock moves during a run: estimate it again at the end and use the mean.
     let clock_end = core_clock::estimate_now();
@@ -205,6 +215,46 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
         r.core_cycles_median = core_hz.filter(|_| r.cycles_median.is_finite()).map(|c| r.cycles_median * c / hz);
     }
     Ok((machine, rows))
+}
+
+/// A baseline probe of a run and its floor, shared by every row that compares with it.
+struct Baseline {
+    scenario: Scenario,
+    probe: Result<Probe, String>,
+    floor: Floor,
+}
+
+/// Measures one row against its baseline (emitted on first use and kept for the run).
+fn measure_row(
+    flavor: Flavor,
+    scenario: Scenario,
+    baselines: &mut Vec<Baseline>,
+    knobs: &Knobs,
+    pk: &PairedKnobs,
+    mode: ArenaMode,
+) -> anyhow::Result<Measurement> {
+    let base_scenario = baseline_scenario(scenario);
+    let at = match baselines.iter().position(|b| b.scenario == base_scenario) {
+        Some(at) => at,
+        None => {
+            let probe = emit(Flavor::Direct, base_scenario, knobs, mode);
+            baselines.push(Baseline { scenario: base_scenario, probe, floor: Floor::new() });
+            baselines.len() - 1
+        }
+    };
+    let Baseline { probe, floor, .. } = &mut baselines[at];
+    match probe {
+        Ok(base) => measure_pair(flavor, scenario, base, floor, knobs, pk, mode),
+        Err(e) => Err(anyhow::anyhow!("baseline direct {base_scenario}: {e}")),
+    }
+}
+
+/// True when a measured row's kept samples had their baseline above the floor the run knows now.
+fn below_floor_then(m: &anyhow::Result<Measurement>, baselines: &[Baseline], pk: &PairedKnobs) -> bool {
+    let Ok(m) = m else { return false };
+    let Some(b) = m.paired.baseline else { return false };
+    let floor = baselines.iter().find(|x| format!("direct {}", x.scenario) == m.baseline).map(|x| &x.floor);
+    floor.is_some_and(|f| !f.admits(b.median, pk.floor_tolerance))
 }
 
 /// The start and end core clock estimates may differ by this much (relative) without a note.
@@ -286,6 +336,7 @@ pub fn measure_pair(
     flavor: Flavor,
     scenario: Scenario,
     baseline: &Probe,
+    floor: &mut Floor,
     knobs: &Knobs,
     pk: &PairedKnobs,
     mode: ArenaMode,
@@ -299,8 +350,8 @@ pub fn measure_pair(
         |u, iters| sink_f ^= std::hint::black_box(probe.run(u, iters)),
         |u, iters| sink_b ^= std::hint::black_box(baseline.run(u, iters)),
     );
-    let paired =
-        measure::measure_paired(&mut Side { knobs: fk, run: &mut f }, &mut Side { knobs: bk, run: &mut b }, pk)?;
+    let (fs, bs) = (&mut Side { knobs: fk, run: &mut f }, &mut Side { knobs: bk, run: &mut b });
+    let paired = measure::measure_paired(fs, bs, pk, floor)?;
     // Instructions and branch misses where the PMU allows (one classic U/2U pass of the flavor).
     let (instructions, branch_misses) = match measure::counters::hardware_group() {
         Ok(mut g) => {
@@ -530,7 +581,7 @@ mod tests {
             [(Flavor::Direct, Scenario::Mono), (Flavor::Indirect, Scenario::Offset(3)), (Flavor::Lfence, poly)]
         {
             let base = emit(Flavor::Direct, baseline_scenario(scenario), &knobs, ArenaMode::DualMap).unwrap();
-            let m = measure_pair(flavor, scenario, &base, &knobs, &pk, ArenaMode::DualMap).unwrap();
+            let m = measure_pair(flavor, scenario, &base, &mut Floor::new(), &knobs, &pk, ArenaMode::DualMap).unwrap();
             rows.push(row("m", flavor, scenario, &m, hz));
         }
         assert_eq!(rows[2].baseline.as_deref(), Some("direct mono"), "poly compares with direct mono");

@@ -28,7 +28,8 @@
 //!
 //! `callpatch calls` builds on this with [`paired`]: each flavor is timed in short blocks alternating
 //! with its baseline, runs disturbed by a context switch, a migration or a TSC gap are dropped
-//! ([`disturb`]), and the ratio comes with a 95% interval from order statistics ([`interval`]). The
+//! ([`disturb`]), block pairs whose baseline ran above its quiet-host floor are set aside ([`floor`]),
+//! and the ratio comes with a 95% interval from order statistics ([`interval`]). The
 //! core clock is estimated in the same run from a dependent `add` chain ([`core_clock`]).
 //!
 //! For outside tools: [`session`] measures a probe under any perf event group (`callpatch perf`), and
@@ -38,6 +39,7 @@ pub mod core_clock;
 pub mod counters;
 pub mod disturb;
 pub mod error;
+pub mod floor;
 pub mod harness;
 pub mod interval;
 pub mod knobs;
@@ -50,6 +52,7 @@ pub mod tsc;
 
 pub use counters::{hardware_counters_status, CounterError, CounterGroup, EventSpec, Reading};
 pub use error::MeasureError;
+pub use floor::Floor;
 pub use harness::{measure, per_call, Counted, Measured, PerCall, Unroll};
 pub use interval::Interval;
 pub use knobs::Knobs;

@@ -22,9 +22,18 @@
 //! - The row's ratio is the median of the samples with its 95% interval from order statistics
 //!   ([`super::interval`]); the per-call cycles (min, median, p90) are order statistics of the same
 //!   samples' flavor estimates, so min ≤ median ≤ p90 by construction.
+//! - **At the floor**: a sample is kept only when both of its blocks ran at their floors
+//!   ([`super::floor`]: the quiet-host cost, the baseline's learned over the whole run, the flavor's
+//!   over this pair). One more than `floor_tolerance` above its floor was measured while a neighbour
+//!   contended for the core, and the sample is discarded as `above floor`. Contention comes and goes
+//!   within milliseconds too, so a block pair can straddle it: the baseline's side alone is not
+//!   enough. Such block pairs do not count towards K.
 //! - **Noisy**: the interval reaches more than `tolerance` (5%) from the median, fewer than 6
-//!   samples were kept, or more than `max_discarded` of them were discarded. A noisy attempt is
-//!   measured again, up to `attempts` in all; the attempt with the narrowest interval is kept.
+//!   samples were kept, or more than `max_discarded` of the judged ones (kept or disturbed) were
+//!   discarded as disturbed.
+//! - **Sequential**: block pairs are timed until K of them were judged (at the floor, or disturbed)
+//!   and the samples kept so far are not noisy, or `max_pairs` block pairs were timed. More samples
+//!   narrow the interval; a pair still noisy at the budget is reported with its note.
 //!
 //! Block estimates are the unit of resampling: consecutive runs are autocorrelated (a frequency
 //! step, a neighbour's burst last milliseconds), block pairs far less so, and the interval assumes
@@ -33,6 +42,7 @@
 use std::fmt;
 
 use super::disturb::{RunMark, Watch};
+use super::floor::Floor;
 use super::harness::Unroll;
 use super::interval::{self, Interval};
 use super::stats::{self, Summary};
@@ -47,14 +57,17 @@ pub struct PairedKnobs {
     pub block_runs: u32,
     /// Untimed U/2U pairs at the start of each block.
     pub warmup: u32,
-    /// Attempts in all (the first and the re-measurements of a noisy pair).
-    pub attempts: u32,
     /// Largest relative half-width of the ratio's interval that is not noisy.
     pub tolerance: f64,
     /// Largest fraction of discarded samples that is not noisy.
     pub max_discarded: f64,
     /// A run longer than this times the fastest run of the same loop in its block pair is a gap.
     pub gap_factor: f64,
+    /// A sample whose baseline estimate is more than this (relative) above the baseline's floor is
+    /// discarded as measured on a contended core.
+    pub floor_tolerance: f64,
+    /// Most block pairs per attempt, those above the floor included.
+    pub max_pairs: u32,
 }
 
 impl PairedKnobs {
@@ -63,10 +76,11 @@ impl PairedKnobs {
         pairs: 31,
         block_runs: 3,
         warmup: 1,
-        attempts: 3,
         tolerance: 0.05,
         max_discarded: 0.25,
         gap_factor: 1.5,
+        floor_tolerance: 0.05,
+        max_pairs: 31 * 16,
     };
 
     /// [`PairedKnobs::FULL`].
@@ -75,7 +89,7 @@ impl PairedKnobs {
     }
 
     /// `--quick`: 15 block pairs (the interval is then between the 4th and the 12th sample).
-    pub const QUICK: PairedKnobs = PairedKnobs { pairs: 15, ..PairedKnobs::FULL };
+    pub const QUICK: PairedKnobs = PairedKnobs { pairs: 15, max_pairs: 15 * 16, ..PairedKnobs::FULL };
 
     /// [`PairedKnobs::QUICK`].
     pub fn quick() -> Self {
@@ -83,8 +97,11 @@ impl PairedKnobs {
     }
 
     fn validate(&self) -> Result<(), MeasureError> {
-        if self.pairs == 0 || self.block_runs == 0 || self.attempts == 0 {
-            return Err(MeasureError::BadKnobs("paired: pairs, block_runs and attempts must be at least 1".into()));
+        if self.pairs == 0 || self.block_runs == 0 {
+            return Err(MeasureError::BadKnobs("paired: pairs and block_runs must be at least 1".into()));
+        }
+        if self.max_pairs < self.pairs {
+            return Err(MeasureError::BadKnobs("paired: max_pairs must be at least pairs".into()));
         }
         Ok(())
     }
@@ -129,6 +146,8 @@ pub enum Disturbance {
     Gap,
     /// An estimate was zero or negative: the 2U loop was not slower than the U loop.
     NotScaling,
+    /// A side ran more than `floor_tolerance` above its floor: a contended core.
+    AboveFloor,
 }
 
 impl Disturbance {
@@ -139,6 +158,7 @@ impl Disturbance {
             Disturbance::ContextSwitch => "context switch",
             Disturbance::Gap => "TSC gap",
             Disturbance::NotScaling => "2U not slower than U",
+            Disturbance::AboveFloor => "above the floor",
         }
     }
 }
@@ -154,6 +174,8 @@ pub struct Counts {
     pub gap: u32,
     /// Estimates that did not scale.
     pub not_scaling: u32,
+    /// Samples with a side above its floor.
+    pub above_floor: u32,
 }
 
 impl Counts {
@@ -163,11 +185,17 @@ impl Counts {
             Disturbance::ContextSwitch => self.context_switch += 1,
             Disturbance::Gap => self.gap += 1,
             Disturbance::NotScaling => self.not_scaling += 1,
+            Disturbance::AboveFloor => self.above_floor += 1,
         }
     }
 
     /// All counts together.
     pub fn total(&self) -> u32 {
+        self.disturbed() + self.above_floor
+    }
+
+    /// The disturbed ones: all but [`Counts::above_floor`].
+    pub fn disturbed(&self) -> u32 {
         self.migration + self.context_switch + self.gap + self.not_scaling
     }
 }
@@ -179,6 +207,7 @@ impl fmt::Display for Counts {
             (self.migration, Disturbance::Migration),
             (self.gap, Disturbance::Gap),
             (self.not_scaling, Disturbance::NotScaling),
+            (self.above_floor, Disturbance::AboveFloor),
         ]
         .iter()
         .filter(|(n, _)| *n > 0)
@@ -269,7 +298,7 @@ fn time_block(side: &mut Side, knobs: &PairedKnobs) -> Block {
     block
 }
 
-/// The outcome of one attempt or of the whole paired measurement.
+/// The outcome of a paired measurement.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Paired {
     /// Order statistics of the flavor's block estimates (TSC ticks per call) over the kept samples.
@@ -290,11 +319,11 @@ pub struct Paired {
     pub noisy: bool,
     /// Why it is noisy, or unmeasured; `None` when neither.
     pub note: Option<String>,
-    /// Attempts made (the kept one is the narrowest).
-    pub attempts: u32,
+    /// Block pairs timed in all (kept, disturbed and above the floor).
+    pub block_pairs: u32,
 }
 
-/// Summarises the samples of one attempt: `estimates` of the kept samples, `discarded` by reason.
+/// Summarises the samples of a measurement: `estimates` of the kept samples, `discarded` by reason.
 pub fn summarize_samples(
     estimates: &[Estimates],
     discarded: Counts,
@@ -307,11 +336,17 @@ pub fn summarize_samples(
     let ratio = interval::median_interval(&ratios);
     let n = estimates.len() as u32;
     let total = n + discarded.total();
+    // Above-floor block pairs are extra ones (they do not count towards K): the disturbed share is of
+    // the others.
+    let judged = n + discarded.disturbed();
     let mut why = Vec::new();
     if n == 0 {
         why.push(format!("no clean sample in {total} block pairs ({discarded})"));
     } else if ratio.is_none() {
-        why.push(format!("only {n} clean samples of {total}, fewer than {} for an interval", interval::MIN_SAMPLES));
+        why.push(format!(
+            "only {n} clean samples of {total} ({discarded}), fewer than {} for an interval",
+            interval::MIN_SAMPLES
+        ));
     }
     if let Some(i) = ratio.filter(|i| i.wider_than(knobs.tolerance)) {
         why.push(format!(
@@ -320,8 +355,8 @@ pub fn summarize_samples(
             100.0 * knobs.tolerance
         ));
     }
-    if f64::from(discarded.total()) > knobs.max_discarded * f64::from(total) {
-        why.push(format!("{} of {total} samples discarded ({discarded})", discarded.total()));
+    if f64::from(discarded.disturbed()) > knobs.max_discarded * f64::from(judged) {
+        why.push(format!("{} of {judged} samples discarded ({discarded})", discarded.disturbed()));
     }
     Paired {
         flavor: stats::summarize(&flavor),
@@ -333,15 +368,41 @@ pub fn summarize_samples(
         dropped_runs,
         noisy: !why.is_empty(),
         note: (!why.is_empty()).then(|| why.join("; ")),
-        attempts: 1,
+        block_pairs: total,
     }
 }
 
-/// One attempt: K block pairs, the order alternating.
-fn attempt(flavor: &mut Side, baseline: &mut Side, knobs: &PairedKnobs) -> Paired {
-    let mut estimates = Vec::with_capacity(knobs.pairs as usize);
+/// Measures `flavor` in alternation with `baseline`, sequentially (see the module doc): block pairs,
+/// the order alternating, until K were judged and the kept samples are not noisy, or `max_pairs` were
+/// timed. `floor` is the baseline's, carried from row to row of a run (a fresh one learns from this
+/// pair alone); the samples are judged against it as it stands at the end. Never fails on a
+/// disturbance: an unmeasurable pair comes back with `samples` 0 and a note. Pin the thread first.
+pub fn measure_paired(
+    flavor: &mut Side,
+    baseline: &mut Side,
+    knobs: &PairedKnobs,
+    floor: &mut Floor,
+) -> Result<Paired, MeasureError> {
+    knobs.validate()?;
+    flavor.knobs.validate()?;
+    baseline.knobs.validate()?;
+    tsc::hz()?;
+    let mut estimates: Vec<Estimates> = Vec::with_capacity(knobs.pairs as usize);
     let (mut discarded, mut dropped) = (Counts::default(), Counts::default());
-    for k in 0..knobs.pairs {
+    // The flavor's own floor, from this pair's samples.
+    let mut own = Floor::new();
+    let judge = |estimates: &[Estimates], discarded: Counts, floor: &Floor, own: &Floor| {
+        let tol = knobs.floor_tolerance;
+        let (kept, above): (Vec<Estimates>, Vec<Estimates>) =
+            estimates.iter().partition(|e| floor.admits(e.1, tol) && own.admits(e.0, tol));
+        let discarded = Counts { above_floor: above.len() as u32, ..discarded };
+        (kept, discarded)
+    };
+    for k in 0..knobs.max_pairs {
+        let (kept, d) = judge(&estimates, discarded, floor, &own);
+        if kept.len() as u32 + d.disturbed() >= knobs.pairs && !summarize_samples(&kept, d, dropped, knobs).noisy {
+            break;
+        }
         let (f, b) = if k % 2 == 0 {
             let f = time_block(flavor, knobs);
             (f, time_block(baseline, knobs))
@@ -350,49 +411,21 @@ fn attempt(flavor: &mut Side, baseline: &mut Side, knobs: &PairedKnobs) -> Paire
             (time_block(flavor, knobs), b)
         };
         match judge_pair(&f, &b, knobs, &mut dropped) {
-            Ok(e) => estimates.push(e),
+            Ok(e) => {
+                floor.observe(e.1);
+                own.observe(e.0);
+                estimates.push(e);
+            }
             Err(d) => discarded.add(d),
         }
     }
-    summarize_samples(&estimates, discarded, dropped, knobs)
-}
-
-/// How much worse than another an attempt is: no sample, no interval, then the interval's width.
-fn badness(p: &Paired) -> f64 {
-    match (&p.ratio, p.samples) {
-        (_, 0) => f64::INFINITY,
-        (None, n) => 1e6 - f64::from(n),
-        (Some(i), _) => i.relative_half_width() + if p.noisy { 1.0 } else { 0.0 },
+    let (kept, discarded) = judge(&estimates, discarded, floor, &own);
+    let mut p = summarize_samples(&kept, discarded, dropped, knobs);
+    if p.noisy && p.block_pairs >= knobs.max_pairs {
+        let note = p.note.take().unwrap_or_default();
+        p.note = Some(format!("{note} (after {} block pairs, the budget)", p.block_pairs));
     }
-}
-
-/// Measures `flavor` in alternation with `baseline` (see the module doc), re-measuring a noisy
-/// attempt up to `knobs.attempts` in all. Never fails on a disturbance: an unmeasurable pair comes
-/// back with `samples` 0 and a note. Pin the thread first.
-pub fn measure_paired(flavor: &mut Side, baseline: &mut Side, knobs: &PairedKnobs) -> Result<Paired, MeasureError> {
-    knobs.validate()?;
-    flavor.knobs.validate()?;
-    baseline.knobs.validate()?;
-    tsc::hz()?;
-    let mut best: Option<Paired> = None;
-    for n in 1..=knobs.attempts {
-        let p = attempt(flavor, baseline, knobs);
-        let better = best.as_ref().is_none_or(|b| badness(&p) < badness(b));
-        if better {
-            best = Some(p);
-        }
-        let b = best.as_mut().expect("set above");
-        b.attempts = n;
-        if !b.noisy {
-            break;
-        }
-    }
-    let mut best = best.expect("attempts >= 1");
-    if best.noisy && best.attempts > 1 {
-        let note = best.note.take().unwrap_or_default();
-        best.note = Some(format!("{note} (best of {} attempts)", best.attempts));
-    }
-    Ok(best)
+    Ok(p)
 }
 
 /// Lowers `knobs.iterations` (never raises it) so that one 2U run of `run` lasts about `max_ticks` at
@@ -528,7 +561,8 @@ mod tests {
         let knobs = Knobs { unroll: 4, iterations: 50, repeats: 1, warmup: 0 };
         let mut f = |u: Unroll, iters: u64| spin(300 * iters * u.calls(4));
         let mut b = |u: Unroll, iters: u64| spin(200 * iters * u.calls(4));
-        let p = measure_paired(&mut Side { knobs, run: &mut f }, &mut Side { knobs, run: &mut b }, &K).unwrap();
+        let (f, b) = (&mut Side { knobs, run: &mut f }, &mut Side { knobs, run: &mut b });
+        let p = measure_paired(f, b, &K, &mut Floor::new()).unwrap();
         if let Some(i) = p.ratio {
             assert!(i.lo <= i.median && i.median <= i.hi);
             if !p.noisy {
