@@ -178,6 +178,17 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
         }
     }
     bar.finish_and_clear();
+    for b in &baselines {
+        let (n, above) = b.floor.above(pk.floor_tolerance);
+        if let (Some(f), true) = (b.floor.value(), above > 0) {
+            eprintln!(
+                "note: direct {}: {above} of {n} baseline blocks ran more than {:.0}% above its floor of {f:.2} ticks per \
+                 call (the host contending for this core); their block pairs were set aside",
+                b.scenario,
+                100.0 * pk.floor_tolerance
+            );
+        }
+    }
     let mut rows = Vec::with_capacity(pairs.len());
     for (&(flavor, scenario), m) in pairs.iter().zip(&measured) {
         let r = match m {

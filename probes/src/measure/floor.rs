@@ -58,6 +58,14 @@ impl Floor {
         self.floor
     }
 
+    /// Estimates seen, and how many of them lie more than `tolerance` above the floor (0 without a
+    /// floor): the share of the run the host spent contending for this core, as the baseline saw it.
+    pub fn above(&self, tolerance: f64) -> (usize, usize) {
+        let n = self.sorted.len();
+        let at = self.floor.map_or(n, |f| self.sorted.partition_point(|&x| x <= f * (1.0 + tolerance)));
+        (n, n - at)
+    }
+
     /// True when `estimate` is within `tolerance` (relative) above the floor, or no floor is known yet.
     pub fn admits(&self, estimate: f64, tolerance: f64) -> bool {
         self.floor.is_none_or(|f| estimate <= f * (1.0 + tolerance))
@@ -87,6 +95,7 @@ mod tests {
         }
         assert_eq!(f.value(), Some(4.0), "{f:?}");
         assert!(f.admits(4.2, 0.05) && !f.admits(4.3, 0.05));
+        assert_eq!(f.above(0.05), (14, 6), "the six contended estimates");
     }
 
     #[test]

@@ -32,7 +32,8 @@
 //!   samples were kept, or more than `max_discarded` of the judged ones (kept or disturbed) were
 //!   discarded as disturbed.
 //! - **Sequential**: block pairs are timed until K of them were judged (at the floor, or disturbed)
-//!   and the samples kept so far are not noisy, or `max_pairs` block pairs were timed. More samples
+//!   and the samples kept so far are not noisy, or `budget_s` seconds have passed (a contended
+//!   stretch on the guest this was built on lasts up to a few seconds). More samples
 //!   narrow the interval; a pair still noisy at the budget is reported with its note.
 //!
 //! Block estimates are the unit of resampling: consecutive runs are autocorrelated (a frequency
@@ -66,8 +67,8 @@ pub struct PairedKnobs {
     /// A sample whose baseline estimate is more than this (relative) above the baseline's floor is
     /// discarded as measured on a contended core.
     pub floor_tolerance: f64,
-    /// Most block pairs per attempt, those above the floor included.
-    pub max_pairs: u32,
+    /// Longest time spent on one pair, in seconds, waiting for samples at the floor included.
+    pub budget_s: f64,
 }
 
 impl PairedKnobs {
@@ -80,7 +81,7 @@ impl PairedKnobs {
         max_discarded: 0.25,
         gap_factor: 1.5,
         floor_tolerance: 0.05,
-        max_pairs: 31 * 16,
+        budget_s: 3.0,
     };
 
     /// [`PairedKnobs::FULL`].
@@ -89,7 +90,7 @@ impl PairedKnobs {
     }
 
     /// `--quick`: 15 block pairs (the interval is then between the 4th and the 12th sample).
-    pub const QUICK: PairedKnobs = PairedKnobs { pairs: 15, max_pairs: 15 * 16, ..PairedKnobs::FULL };
+    pub const QUICK: PairedKnobs = PairedKnobs { pairs: 15, ..PairedKnobs::FULL };
 
     /// [`PairedKnobs::QUICK`].
     pub fn quick() -> Self {
@@ -100,8 +101,8 @@ impl PairedKnobs {
         if self.pairs == 0 || self.block_runs == 0 {
             return Err(MeasureError::BadKnobs("paired: pairs and block_runs must be at least 1".into()));
         }
-        if self.max_pairs < self.pairs {
-            return Err(MeasureError::BadKnobs("paired: max_pairs must be at least pairs".into()));
+        if !(self.budget_s.is_finite() && self.budget_s > 0.0) {
+            return Err(MeasureError::BadKnobs("paired: budget_s must be a positive number of seconds".into()));
         }
         Ok(())
     }
@@ -373,8 +374,8 @@ pub fn summarize_samples(
 }
 
 /// Measures `flavor` in alternation with `baseline`, sequentially (see the module doc): block pairs,
-/// the order alternating, until K were judged and the kept samples are not noisy, or `max_pairs` were
-/// timed. `floor` is the baseline's, carried from row to row of a run (a fresh one learns from this
+/// the order alternating, until K were judged and the kept samples are not noisy, or `budget_s` has
+/// passed (at least K block pairs are always timed). `floor` is the baseline's, carried from row to row of a run (a fresh one learns from this
 /// pair alone); the samples are judged against it as it stands at the end. Never fails on a
 /// disturbance: an unmeasurable pair comes back with `samples` 0 and a note. Pin the thread first.
 pub fn measure_paired(
@@ -398,9 +399,15 @@ pub fn measure_paired(
         let discarded = Counts { above_floor: above.len() as u32, ..discarded };
         (kept, discarded)
     };
-    for k in 0..knobs.max_pairs {
+    let start = std::time::Instant::now();
+    let mut out_of_time = false;
+    for k in 0.. {
         let (kept, d) = judge(&estimates, discarded, floor, &own);
         if kept.len() as u32 + d.disturbed() >= knobs.pairs && !summarize_samples(&kept, d, dropped, knobs).noisy {
+            break;
+        }
+        if k >= knobs.pairs && start.elapsed().as_secs_f64() > knobs.budget_s {
+            out_of_time = true;
             break;
         }
         let (f, b) = if k % 2 == 0 {
@@ -421,9 +428,9 @@ pub fn measure_paired(
     }
     let (kept, discarded) = judge(&estimates, discarded, floor, &own);
     let mut p = summarize_samples(&kept, discarded, dropped, knobs);
-    if p.noisy && p.block_pairs >= knobs.max_pairs {
+    if p.noisy && out_of_time {
         let note = p.note.take().unwrap_or_default();
-        p.note = Some(format!("{note} (after {} block pairs, the budget)", p.block_pairs));
+        p.note = Some(format!("{note} (after {} block pairs in {:.0} s, the budget)", p.block_pairs, knobs.budget_s));
     }
     Ok(p)
 }
