@@ -29,8 +29,11 @@
 //!   within milliseconds too, so a block pair can straddle it: the baseline's side alone is not
 //!   enough. Such block pairs do not count towards K.
 //! - **Noisy**: the interval reaches more than `tolerance` (5%) from the median, fewer than 6
-//!   samples were kept, or more than `max_discarded` of the judged ones (kept or disturbed) were
-//!   discarded as disturbed.
+//!   samples were kept, more than `max_discarded` of the judged ones (kept or disturbed) were
+//!   discarded as disturbed, or more than `max_above_floor` of all block pairs ran above the floor:
+//!   then the host contended for the core most of the time, and a flavor whose own quiet state never
+//!   showed has a floor that is not quiet (an indirect call read 1.05× direct so, against 1.00× in
+//!   four quieter runs).
 //! - **Sequential**: block pairs are timed until K of them were judged (at the floor, or disturbed)
 //!   and the samples kept so far are not noisy, or `budget_s` seconds have passed (a contended
 //!   stretch on the guest this was built on lasts up to a few seconds). More samples
@@ -62,6 +65,8 @@ pub struct PairedKnobs {
     pub tolerance: f64,
     /// Largest fraction of discarded samples that is not noisy.
     pub max_discarded: f64,
+    /// Largest fraction of all block pairs above the floor that is not noisy.
+    pub max_above_floor: f64,
     /// A run longer than this times the fastest run of the same loop in its block pair is a gap.
     pub gap_factor: f64,
     /// A sample whose baseline estimate is more than this (relative) above the baseline's floor is
@@ -79,6 +84,7 @@ impl PairedKnobs {
         warmup: 1,
         tolerance: 0.05,
         max_discarded: 0.25,
+        max_above_floor: 0.75,
         gap_factor: 1.5,
         floor_tolerance: 0.05,
         budget_s: 3.0,
@@ -354,6 +360,12 @@ pub fn summarize_samples(
             "interval ±{:.1}% wider than ±{:.0}%",
             100.0 * i.relative_half_width(),
             100.0 * knobs.tolerance
+        ));
+    }
+    if f64::from(discarded.above_floor) > knobs.max_above_floor * f64::from(total) {
+        why.push(format!(
+            "{} of {total} block pairs above the floor (the host contended for this core most of the time)",
+            discarded.above_floor
         ));
     }
     if f64::from(discarded.disturbed()) > knobs.max_discarded * f64::from(judged) {
