@@ -573,6 +573,38 @@ mod tests {
     }
 
     #[test]
+    fn block_pairs_on_a_contended_core_are_set_aside_by_the_floor() {
+        // Two pairs in three run "contended": the baseline spins 30% longer and the flavor 10% longer,
+        // as a front-end-bound direct call and a retpoline do on the guest this was built on. The
+        // median over all block pairs would be the contended ratio 330/260 = 1.27; at the floor it is
+        // the quiet one, 300/200 = 1.5. A pair is 16 runs: 2 blocks of (1 warm-up + 3 timed) U/2U pairs.
+        crate::measure::pin_current_thread(None).unwrap();
+        let knobs = Knobs { unroll: 4, iterations: 50, repeats: 1, warmup: 0 };
+        let runs = std::cell::Cell::new(0u64);
+        let contended = || (runs.get() / 16) % 3 != 0;
+        let mut f = |u: Unroll, iters: u64| {
+            let per_call = if contended() { 330 } else { 300 };
+            spin(per_call * iters * u.calls(4));
+            runs.set(runs.get() + 1);
+        };
+        let mut b = |u: Unroll, iters: u64| {
+            let per_call = if contended() { 260 } else { 200 };
+            spin(per_call * iters * u.calls(4));
+            runs.set(runs.get() + 1);
+        };
+        let (f, b) = (&mut Side { knobs, run: &mut f }, &mut Side { knobs, run: &mut b });
+        let mut floor = Floor::new();
+        let p = measure_paired(f, b, &K, &mut floor).unwrap();
+        let (n, above) = floor.above(K.floor_tolerance);
+        assert!(above * 2 >= n, "most baseline blocks are above the floor: {above} of {n}");
+        assert!(p.discarded.above_floor > 0, "{p:?}");
+        if !p.noisy {
+            let i = p.ratio.unwrap();
+            assert!((1.45..1.55).contains(&i.median), "the quiet ratio, not the contended one: {p:?}");
+        }
+    }
+
+    #[test]
     fn a_real_pair_of_known_costs_gives_their_ratio() {
         // Spins of 300 and 200 ticks per "call": ratio 1.5 whatever the load (nothing timed is asserted
         // beyond what the subtraction must give; a disturbed attempt is re-measured or flagged).
