@@ -59,7 +59,8 @@ pub enum PatchError {
         /// What the kernel answered.
         reason: String,
     },
-    /// The text writer failed (mprotect, /proc/self/mem, ...). Bytes written before the failure stay.
+    /// The text writer failed (mprotect, /proc/self/mem, ...). Inside a batch this comes wrapped in
+    /// [`PatchError::RolledBack`] or [`PatchError::RollbackFailed`].
     Write {
         /// Address of the failed write.
         addr: usize,
@@ -83,6 +84,19 @@ pub enum PatchError {
     Miscount(String),
     /// Installing the SIGTRAP handler failed.
     Signal(std::io::Error),
+    /// A step of the batch failed (the cause inside); every site was restored to its old instruction.
+    RolledBack(Box<PatchError>),
+    /// A step failed and so did the rollback: the `parked` sites keep `int3` on byte 0 and the trap
+    /// handler runs their old instruction at every execution (calls stay correct, slower); a later
+    /// batch may patch them. Every other site holds its old instruction.
+    RollbackFailed {
+        /// What failed in the batch.
+        cause: Box<PatchError>,
+        /// What failed in the rollback.
+        rollback: Box<PatchError>,
+        /// The parked sites.
+        parked: Vec<usize>,
+    },
     /// A trap during this batch would kill the process or go astray (see [`crate::guard`]); nothing
     /// was written.
     TrapWouldBeFatal(crate::guard::Fatal),
@@ -119,6 +133,16 @@ impl fmt::Display for PatchError {
             PatchError::Build(e) => write!(f, "building the experiment's code failed: {e}"),
             PatchError::Miscount(m) => write!(f, "call accounting is off: {m}"),
             PatchError::Signal(e) => write!(f, "installing the SIGTRAP handler failed: {e}"),
+            PatchError::RolledBack(cause) => {
+                write!(f, "{cause}; the batch was rolled back, every site holds its old instruction")
+            }
+            PatchError::RollbackFailed { cause, rollback, parked } => write!(
+                f,
+                "{cause}; the rollback failed too ({rollback}): {} site(s) from {:#x} keep an int3 that runs their old \
+                 instruction through the trap handler",
+                parked.len(),
+                parked.first().copied().unwrap_or(0)
+            ),
             PatchError::TrapWouldBeFatal(why) => {
                 write!(f, "refused before writing: a thread meeting the int3 would not survive: {why}")
             }
@@ -131,6 +155,7 @@ impl std::error::Error for PatchError {
         match self {
             PatchError::Write { source, .. } => Some(source),
             PatchError::Build(e) | PatchError::Signal(e) => Some(e),
+            PatchError::RolledBack(cause) | PatchError::RollbackFailed { cause, .. } => Some(cause.as_ref()),
             _ => None,
         }
     }

@@ -63,6 +63,7 @@ pub mod insn;
 pub mod maps;
 pub mod naive;
 mod protocol;
+mod rollback;
 pub mod sync;
 mod table;
 pub mod text_writer;

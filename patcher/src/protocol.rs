@@ -24,7 +24,9 @@ pub(crate) trait Poke {
     /// slots the trap handler will need.
     fn plan(&self, code: &mut CodeRanges, writer: &TextWriter, sites: &[SitePatch]) -> Result<Self::Plan, PatchError>;
 
-    /// Runs the protocol's steps; returns the syncs used.
+    /// Runs the protocol's steps; returns the syncs used. A failure part-way leaves every site a
+    /// valid instruction (in-place protocols roll the batch back, [`crate::rollback`]; the aligned
+    /// policy's single stores are whole instructions at every moment).
     ///
     /// # Safety
     /// `plan` came from [`Poke::plan`] under the text lock that is still held, and the caller vouches
@@ -77,7 +79,18 @@ impl<P: InPlace> Poke for P {
         on_step: &mut dyn FnMut(Step),
     ) -> Result<u64, PatchError> {
         // SAFETY: this method's contract is `steps`'s.
-        unsafe { P::steps(writer, plan, on_step) }
+        let failed = match unsafe { P::steps(writer, plan, on_step) } {
+            Ok(syncs) => return Ok(syncs),
+            Err(e) => e,
+        };
+        // A write or sync failed part-way: put every site back (see `crate::rollback`).
+        // SAFETY: the same plan, under the same text lock.
+        match unsafe { crate::rollback::rollback(writer, plan) } {
+            Ok(()) => Err(PatchError::RolledBack(Box::new(failed))),
+            Err((rollback, parked)) => {
+                Err(PatchError::RollbackFailed { cause: Box::new(failed), rollback: Box::new(rollback), parked })
+            }
+        }
     }
 
     fn read_back(&self, plan: &Vec<Planned>) -> Result<(), PatchError> {

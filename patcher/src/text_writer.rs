@@ -250,6 +250,11 @@ impl TextWriter {
 /// # Safety
 /// As [`TextWriter::write`].
 pub(crate) unsafe fn write(writer: &TextWriter, addr: usize, bytes: &[u8]) -> Result<(), PatchError> {
+    #[cfg(test)]
+    if fault::fail_this_write() {
+        let source = io::Error::other("injected write failure (test)");
+        return Err(PatchError::Write { addr, len: bytes.len(), source });
+    }
     // SAFETY: this function's contract.
     unsafe { writer.write(addr, bytes) }.map_err(|source| PatchError::Write { addr, len: bytes.len(), source })
 }
@@ -271,6 +276,38 @@ fn with_write_window(addr: usize, len: usize, f: impl FnOnce()) -> io::Result<()
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Test-only fault injection into the protocols' writes, per thread (the patcher writes from the
+/// thread that called it, so parallel tests do not see each other's faults).
+#[cfg(test)]
+pub(crate) mod fault {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// (writes still to let through, writes to fail after them)
+        static PLAN: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    }
+
+    /// Lets `pass` writes of this thread through, then fails the next `fail`.
+    pub(crate) fn arm(pass: usize, fail: usize) {
+        PLAN.with(|p| p.set((pass, fail)));
+    }
+
+    /// Whether the write about to happen fails (and counts it).
+    pub(crate) fn fail_this_write() -> bool {
+        PLAN.with(|p| match p.get() {
+            (_, 0) => false,
+            (0, fail) => {
+                p.set((0, fail - 1));
+                true
+            }
+            (pass, fail) => {
+                p.set((pass - 1, fail));
+                false
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@ use crate::table::{Registry, Slot};
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Planned {
     pub addr: usize,
+    /// What the site holds before the batch, and its bytes (what a rollback restores).
+    pub old: Insn,
+    pub old_bytes: InsnBytes,
     pub new: Insn,
     pub new_bytes: InsnBytes,
     /// The site's poke-table slot (published).
@@ -46,6 +49,20 @@ pub(crate) fn check_site(code: &mut CodeRanges, reg: &mut Registry, site: &SiteP
 /// never is).
 pub(crate) fn holds(reg: &mut Registry, addr: usize, insn: Insn) -> bool {
     reg.entry(addr).encode(insn).is_ok_and(|want| read_code(addr, want.len()).as_slice() == want.as_slice())
+}
+
+/// Whether `found` is `old` (encoded as `want`), or `old` parked by a failed rollback: `int3` on byte 0,
+/// the old body behind it, and the slot emulating `old` for good ([`crate::rollback`]).
+fn holds_or_parked(slot: &Slot, old: Insn, want: &InsnBytes, found: &InsnBytes) -> bool {
+    let (want, found) = (want.as_slice(), found.as_slice());
+    if want == found {
+        return true;
+    }
+    let (action, phase, _) = slot.load();
+    found[0] == crate::insn::INT3
+        && found[1..] == want[1..]
+        && action == crate::table::Action::Emulate(old)
+        && phase == crate::table::Phase::Permanent
 }
 
 /// Sorts by address and refuses overlapping or repeated sites.
@@ -85,10 +102,11 @@ pub(crate) fn plan_in_place(
         let new_bytes =
             entry.encode(new).map_err(|_| PatchError::OutOfRange { addr, target: new.target().unwrap_or(0) })?;
         let found = read_code(addr, old.len());
-        if entry.encode(old).map_or(true, |want| want.as_slice() != found.as_slice()) {
+        let old_bytes = entry.encode(old).ok().filter(|want| holds_or_parked(entry.slot, old, want, &found));
+        let Some(old_bytes) = old_bytes else {
             return Err(PatchError::WrongBytes { addr, expected: old, found: found.to_vec() });
-        }
-        plan.push(Planned { addr, new, new_bytes, slot: entry.slot });
+        };
+        plan.push(Planned { addr, old, old_bytes, new, new_bytes, slot: entry.slot });
     }
     sort_disjoint(&mut plan)?;
     reg.publish_new();

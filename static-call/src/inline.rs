@@ -37,8 +37,9 @@ fn trampoline_head(key: &Key) -> Option<Insn> {
     decode_head(&bytes, t)
 }
 
-/// True when a patch error was raised before the first byte was written (every kind but a failed write
-/// or read-back).
+/// True when every site still behaves as before the failed batch: the batch was refused before its
+/// first write, rolled back, or (rollback failed) parked with each site running its old instruction
+/// through the trap handler. Only a read-back mismatch (someone else wrote the text) is not.
 fn wrote_nothing(e: &PatchError) -> bool {
     !matches!(e, PatchError::Write { .. } | PatchError::ReadBack { .. })
 }

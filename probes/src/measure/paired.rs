@@ -581,7 +581,7 @@ mod tests {
         crate::measure::pin_current_thread(None).unwrap();
         let knobs = Knobs { unroll: 4, iterations: 50, repeats: 1, warmup: 0 };
         let runs = std::cell::Cell::new(0u64);
-        let contended = || (runs.get() / 16) % 3 != 0;
+        let contended = || !(runs.get() / 16).is_multiple_of(3);
         let mut f = |u: Unroll, iters: u64| {
             let per_call = if contended() { 330 } else { 300 };
             spin(per_call * iters * u.calls(4));
