@@ -99,10 +99,13 @@ fn handle_site(site: usize, regs: &mut Regs) -> bool {
         }
         let late = phase == Phase::Idle;
         if late {
-            // SAFETY: `site` is a live site (not retired), so its code page is mapped and readable.
-            let byte = unsafe { std::ptr::read_volatile(site as *const u8) };
+            // SAFETY: `site` is a live site (not retired), so its code page is mapped and readable, and
+            // every write to it is a store another thread makes: reading it as an atomic byte is what the
+            // Rust memory model allows for memory written concurrently (a plain or volatile read is not).
+            let byte = unsafe { std::sync::atomic::AtomicU8::from_ptr(site as *mut u8) }.load(Ordering::Relaxed);
             if byte == INT3 {
-                // Seqlock read: the byte load must complete before the generation is re-read.
+                // Seqlock read: the acquire fence orders the byte load before the generation's re-read
+                // (in the model, not only on x86, where loads are not reordered with loads anyway).
                 std::sync::atomic::fence(Ordering::Acquire);
                 if slot.generation() == generation {
                     return false; // idle, and the cc is someone else's
@@ -132,6 +135,23 @@ fn handle_site(site: usize, regs: &mut Regs) -> bool {
 /// The previous disposition, as plain words so the handler reads it with atomics.
 static PREV_HANDLER: AtomicUsize = AtomicUsize::new(libc::SIG_DFL);
 static PREV_FLAGS: AtomicI32 = AtomicI32::new(0);
+/// The previous disposition's `sa_mask`, as words (a `sigset_t` is 128 bytes on Linux x86-64).
+static PREV_MASK: [AtomicU64; SIGSET_WORDS] = [const { AtomicU64::new(0) }; SIGSET_WORDS];
+const SIGSET_WORDS: usize = std::mem::size_of::<libc::sigset_t>() / 8;
+
+fn store_prev_mask(mask: &libc::sigset_t) {
+    // SAFETY: a sigset_t is plain bits, SIGSET_WORDS × 8 bytes long.
+    let words: [u64; SIGSET_WORDS] = unsafe { std::mem::transmute_copy(mask) };
+    for (w, v) in PREV_MASK.iter().zip(words) {
+        w.store(v, Ordering::SeqCst);
+    }
+}
+
+fn prev_mask() -> libc::sigset_t {
+    let words: [u64; SIGSET_WORDS] = std::array::from_fn(|i| PREV_MASK[i].load(Ordering::SeqCst));
+    // SAFETY: any bit pattern of the right size is a valid sigset_t.
+    unsafe { std::mem::transmute_copy(&words) }
+}
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 static INSTALL: Mutex<()> = Mutex::new(());
 
@@ -190,10 +210,17 @@ pub(crate) fn handler_address() -> usize {
     on_sigtrap as *const () as usize
 }
 
-/// Passes a foreign SIGTRAP to the disposition that was in place before ours.
+/// Passes a foreign SIGTRAP to the disposition that was in place before ours, as the kernel would have
+/// run it: with its `sa_mask` blocked, SIGTRAP unblocked if it asked for `SA_NODEFER`, and only once if
+/// it asked for `SA_RESETHAND` (the disposition is then the default for the next foreign trap).
 fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, code: libc::c_int) {
-    let prev = PREV_HANDLER.load(Ordering::SeqCst);
     let flags = PREV_FLAGS.load(Ordering::SeqCst);
+    let prev = if flags & libc::SA_RESETHAND as libc::c_int != 0 {
+        // One shot: whichever thread takes it first runs it; later traps see the default.
+        PREV_HANDLER.swap(libc::SIG_DFL, Ordering::SeqCst)
+    } else {
+        PREV_HANDLER.load(Ordering::SeqCst)
+    };
     if prev == libc::SIG_DFL || (prev == libc::SIG_IGN && code == libc::SI_KERNEL) {
         // SAFETY: sigaction and raise are async-signal-safe; the zeroed sigaction is SIG_DFL with an
         // empty mask. SIGTRAP stays blocked until we return, then the default action ends the process.
@@ -203,9 +230,25 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, c
             libc::sigaction(sig, &dfl, std::ptr::null_mut());
             libc::raise(sig);
         }
-    } else if prev == libc::SIG_IGN {
-        // Ignored, as before we were installed.
-    } else if flags & libc::SA_SIGINFO != 0 {
+        return;
+    }
+    if prev == libc::SIG_IGN {
+        return; // ignored, as before we were installed
+    }
+    let mut saved: libc::sigset_t = prev_mask();
+    // SAFETY: pthread_sigmask and sigaddset are async-signal-safe and get valid sigsets; the mask is
+    // restored below, before our handler returns.
+    unsafe {
+        let mask = prev_mask();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &mask, &mut saved);
+        if flags & libc::SA_NODEFER as libc::c_int != 0 {
+            let mut one: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut one);
+            libc::sigaddset(&mut one, sig);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &one, std::ptr::null_mut());
+        }
+    }
+    if flags & libc::SA_SIGINFO != 0 {
         // SAFETY: with SA_SIGINFO the previous handler was registered with this signature.
         let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
             unsafe { std::mem::transmute(prev) };
@@ -215,6 +258,8 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, c
         let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(prev) };
         f(sig);
     }
+    // SAFETY: as above; `saved` is the mask our handler ran with.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
 }
 
 /// The lock that serialises installing and uninstalling (held across `fork`, see [`crate::fork`]).
@@ -240,6 +285,7 @@ pub fn install_trap_handler() -> Result<(), PatchError> {
         }
         PREV_HANDLER.store(old.sa_sigaction, Ordering::SeqCst);
         PREV_FLAGS.store(old.sa_flags, Ordering::SeqCst);
+        store_prev_mask(&old.sa_mask);
         let mut new: libc::sigaction = std::mem::zeroed();
         new.sa_sigaction = on_sigtrap as *const () as usize;
         new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
@@ -270,7 +316,7 @@ pub fn uninstall_trap_handler() -> Result<(), PatchError> {
             let mut prev: libc::sigaction = std::mem::zeroed();
             prev.sa_sigaction = PREV_HANDLER.load(Ordering::SeqCst);
             prev.sa_flags = PREV_FLAGS.load(Ordering::SeqCst);
-            libc::sigemptyset(&mut prev.sa_mask);
+            prev.sa_mask = prev_mask();
             if libc::sigaction(libc::SIGTRAP, &prev, std::ptr::null_mut()) != 0 {
                 return Err(PatchError::Signal(std::io::Error::last_os_error()));
             }
