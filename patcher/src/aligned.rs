@@ -5,7 +5,9 @@
 //! A site whose rel32 crosses a line cannot be patched that way; it keeps calling its out-of-line
 //! trampoline (`call tramp` / `tramp: jmp target`), and the trampoline's `jmp`, placed so that its own
 //! rel32 never crosses, gets the store instead. [`Granule::Word8`] is the stricter rule: the rel32 must
-//! sit inside one aligned 8-byte word and is stored with one aligned 8-byte `mov`.
+//! sit inside one aligned 8-byte word and is stored with one aligned 8-byte `mov`. Where the *whole*
+//! instruction lies inside that word, Word8 stores the whole instruction, so any same-length change
+//! works (call ↔ nop5, jmp ↔ ret, not only a new rel32): the trap-free mode of static calls rests on it.
 //!
 //! Sites are seen through their trampoline: `old` and `new` are the site's *effective* instructions,
 //! so `call tramp` with `tramp: jmp t` counts as `call t`. A site whose rel32 fits the granule is moved
@@ -51,11 +53,17 @@ impl Poke for Aligned {
     }
 }
 
-/// One store of a batch: the 4 rel32 bytes at `at` (the site's or its trampoline's).
+/// One store of a batch: `bytes` at `at` — 4 rel32 bytes (the site's or its trampoline's), or a whole
+/// instruction inside one aligned 8-byte word (Word8).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Store {
     at: usize,
-    rel32: [u8; 4],
+    bytes: InsnBytes,
+}
+
+/// Whether the `len` bytes at `addr` lie inside one aligned 8-byte word (what one 8-byte store covers).
+pub fn fits_one_word(addr: usize, len: usize) -> bool {
+    len <= 8 && addr / 8 == (addr + len - 1) / 8
 }
 
 /// The site's trampoline if it calls one that jumps to `old`'s target.
@@ -70,7 +78,7 @@ fn trampoline_of(code: &mut CodeRanges, reg: &mut Registry, addr: usize, old: In
 /// The store that makes `at_site` hold `bytes` (the encoding of `insn` there).
 fn rel32_store(insn: Insn, at_site: usize, bytes: InsnBytes) -> Store {
     let off = insn.rel32_offset().expect("aligned only plans branches");
-    Store { at: at_site + off, rel32: bytes[off..off + 4].try_into().expect("4 bytes") }
+    Store { at: at_site + off, bytes: InsnBytes::from_slice(&bytes[off..off + 4]) }
 }
 
 /// Validates a batch and decides, per site, where its single store goes. Returns the stores and how
@@ -89,6 +97,16 @@ fn plan(
     for s in sites {
         if !writer.method().has_atomic_store() {
             return Err(unsupported(s.addr, format!("the {} writer has no single store", writer.method().name())));
+        }
+        if granule == Granule::Word8 && fits_one_word(s.addr, s.new.len()) {
+            // The whole instruction in one store: any same-length change. The site holds `old`, or is
+            // still the call of a trampoline that jumps to `old`'s target (its first patch).
+            let new_bytes = check_site(code, reg, s)?;
+            if !holds(reg, s.addr, s.old) && trampoline_of(code, reg, s.addr, s.old).is_none() {
+                return Err(wrong(s.addr, s.old));
+            }
+            stores.push(Store { at: s.addr, bytes: new_bytes });
+            continue;
         }
         let same_form = matches!(
             (s.old, s.new),
@@ -133,9 +151,9 @@ fn plan(
     }
     // Two sites sharing one trampoline must agree on its new target.
     stores.sort_unstable_by_key(|st| st.at);
-    stores.dedup_by(|a, b| a.at == b.at && a.rel32 == b.rel32);
+    stores.dedup_by(|a, b| a.at == b.at && a.bytes == b.bytes);
     for w in stores.windows(2) {
-        if w[0].at + 4 > w[1].at {
+        if w[0].at + w[0].bytes.len() > w[1].at {
             return Err(PatchError::Overlap { first: w[0].at, second: w[1].at });
         }
     }
@@ -151,16 +169,19 @@ unsafe fn poke(writer: &TextWriter, granule: Granule, stores: &[Store]) -> Resul
         let done = match granule {
             // SAFETY: the rel32 of a planned site or of its trampoline (validated, vouched for by the
             // caller); one atomic store, so a running thread sees the old or the new rel32.
-            Granule::Line => unsafe { writer.store_u32_atomic(st.at, u32::from_le_bytes(st.rel32)) },
+            Granule::Line => unsafe {
+                let rel32: [u8; 4] = st.bytes.as_slice().try_into().expect("a line store is a rel32");
+                writer.store_u32_atomic(st.at, u32::from_le_bytes(rel32))
+            },
             Granule::Word8 => {
                 let word = st.at & !7;
                 let mut bytes: [u8; 8] = read_code(word, 8).as_slice().try_into().expect("8 bytes");
-                bytes[st.at - word..st.at - word + 4].copy_from_slice(&st.rel32);
+                bytes[st.at - word..st.at - word + st.bytes.len()].copy_from_slice(&st.bytes);
                 // SAFETY: as above: the aligned word holding that rel32, the other bytes unchanged.
                 unsafe { writer.store_u64_atomic(word, u64::from_le_bytes(bytes)) }
             }
         };
-        done.map_err(|source| PatchError::Write { addr: st.at, len: 4, source })?;
+        done.map_err(|source| PatchError::Write { addr: st.at, len: st.bytes.len(), source })?;
     }
     sync_cores()?;
     Ok(1)
@@ -169,9 +190,9 @@ unsafe fn poke(writer: &TextWriter, granule: Granule, stores: &[Store]) -> Resul
 /// After the sync every store reads back.
 fn read_back(stores: &[Store]) -> Result<(), PatchError> {
     for st in stores {
-        let found = read_code(st.at, 4);
-        if found.as_slice() != st.rel32 {
-            return Err(PatchError::ReadBack { addr: st.at, expected: st.rel32.to_vec(), found: found.to_vec() });
+        let found = read_code(st.at, st.bytes.len());
+        if found.as_slice() != st.bytes.as_slice() {
+            return Err(PatchError::ReadBack { addr: st.at, expected: st.bytes.to_vec(), found: found.to_vec() });
         }
     }
     Ok(())
@@ -188,5 +209,50 @@ mod tests {
         let line = (0..64).filter(|o| Granule::Line.crosses(0x1000 + o + 1)).count();
         let word = (0..64).filter(|o| Granule::Word8.crosses(0x1000 + o + 1)).count();
         assert_eq!((line, word), (3, 24));
+    }
+
+    #[test]
+    fn a_whole_instruction_inside_one_word_changes_form_in_one_store() {
+        use crate::arena::{Arena, ArenaMode};
+        use crate::batch::patch_batch;
+        use crate::insn::encode;
+        use callpatch_vocab::Protocol;
+
+        assert!(fits_one_word(0x1000, 5) && fits_one_word(0x1003, 5) && !fits_one_word(0x1004, 5));
+        assert_eq!((0..8).filter(|o| fits_one_word(0x1000 + o, 5)).count(), 4, "half the offsets of a call");
+
+        let mut arena = Arena::new(4096, ArenaMode::Rwx).unwrap();
+        let a = arena.alloc(6, 16).unwrap();
+        arena.write(a, &[0xb8, 1, 0, 0, 0, 0xc3]).unwrap(); // mov eax, 1; ret
+        let b = arena.alloc(6, 16).unwrap();
+        arena.write(b, &[0xb8, 2, 0, 0, 0, 0xc3]).unwrap();
+        // `f: mov eax, 7; site: call a; ret`, the site at byte 1 of an aligned word (fits), and a second
+        // copy with the site at byte 5 (straddles two words).
+        let mut make = |at_offset: usize| {
+            let f = arena.alloc(48, 16).unwrap() + at_offset - 5;
+            let site = f + 5;
+            arena.write(f, &[0xb8, 7, 0, 0, 0]).unwrap();
+            arena.write(site, &encode(Insn::Call(a), site).unwrap()).unwrap();
+            arena.write(site + 5, &[0xc3]).unwrap();
+            (f, site)
+        };
+        let (f, site) = make(9);
+        let (_, straddling) = make(16 + 13);
+        assert!(fits_one_word(site, 5) && !fits_one_word(straddling, 5));
+        let writer = TextWriter::for_arena(&arena);
+        let word8 = Protocol::Aligned { granule: Granule::Word8 };
+        // SAFETY: `f` is the function just written, `site` its call; a and b return in eax alike.
+        let call = || unsafe { std::mem::transmute::<usize, extern "C" fn() -> u32>(f)() };
+        assert_eq!(call(), 1);
+        let one = |old, new| [SitePatch { addr: site, old, new }];
+        // SAFETY: the site is the call of `f`; a nop5 there leaves eax = 7, a call to b makes it 2.
+        unsafe {
+            patch_batch(&writer, word8, &one(Insn::Call(a), Insn::Nop5)).unwrap();
+            assert_eq!(call(), 7, "call became nop5 in one store");
+            patch_batch(&writer, word8, &one(Insn::Nop5, Insn::Call(b))).unwrap();
+            assert_eq!(call(), 2);
+            let e = patch_batch(&writer, word8, &[SitePatch { addr: straddling, old: Insn::Call(a), new: Insn::Nop5 }]);
+            assert!(matches!(e, Err(PatchError::Unsupported { .. })), "{e:?}");
+        }
     }
 }

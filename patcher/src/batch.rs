@@ -117,9 +117,13 @@ pub unsafe fn patch_batch_stepped(
 ) -> Result<BatchReport, PatchError> {
     let start = Instant::now();
     membarrier_ready()?;
-    install_trap_handler()?;
-    if protocol.traps() && !sites.is_empty() {
-        crate::guard::check(crate::trap::handler_address())?;
+    // Only a protocol that writes int3 needs the handler (the trap-free aligned stores run where it
+    // cannot be installed, or must not be relied on).
+    if protocol.traps() {
+        install_trap_handler()?;
+        if !sites.is_empty() {
+            crate::guard::check(crate::trap::handler_address())?;
+        }
     }
     let mut guard = text_lock();
     let state = guard.as_mut().expect("initialised by text_lock");

@@ -70,6 +70,7 @@ pub mod text_writer;
 pub mod trap;
 mod validate;
 
+pub use aligned::fits_one_word;
 pub use arena::{page_size, Arena, ArenaMode, CACHE_LINE};
 pub use batch::{patch_batch, patch_batch_stepped, site_insn, text_poke_bp, BatchReport, SitePatch, Step};
 pub use callpatch_vocab::{Granule, Protocol};
