@@ -223,7 +223,7 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, c
     };
     if prev == libc::SIG_DFL || (prev == libc::SIG_IGN && code == libc::SI_KERNEL) {
         // SAFETY: sigaction and raise are async-signal-safe; the zeroed sigaction is SIG_DFL with an
-        // empty mask. SIGTRAP stays blocked until we return, then the default action ends the process.
+        // empty mask. The raised SIGTRAP takes the default action and ends the process.
         unsafe {
             let mut dfl: libc::sigaction = std::mem::zeroed();
             dfl.sa_sigaction = libc::SIG_DFL;
@@ -239,7 +239,10 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, c
     // SAFETY: pthread_sigmask and sigaddset are async-signal-safe and get valid sigsets; the mask is
     // restored below, before our handler returns.
     unsafe {
-        let mask = prev_mask();
+        let mut mask = prev_mask();
+        if flags & libc::SA_NODEFER as libc::c_int == 0 {
+            libc::sigaddset(&mut mask, sig); // the kernel blocks the signal itself unless SA_NODEFER
+        }
         libc::pthread_sigmask(libc::SIG_BLOCK, &mask, &mut saved);
         if flags & libc::SA_NODEFER as libc::c_int != 0 {
             let mut one: libc::sigset_t = std::mem::zeroed();
@@ -288,7 +291,10 @@ pub fn install_trap_handler() -> Result<(), PatchError> {
         store_prev_mask(&old.sa_mask);
         let mut new: libc::sigaction = std::mem::zeroed();
         new.sa_sigaction = on_sigtrap as *const () as usize;
-        new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        // SA_NODEFER: a thread inside this handler (emulating, or waiting for a cs-prefix rel32) does
+        // not block SIGTRAP, so the guard of the next batch, which refuses when a thread blocks it,
+        // does not mistake it for a thread pool's mask. The handler itself never executes a site.
+        new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_NODEFER;
         libc::sigemptyset(&mut new.sa_mask);
         if libc::sigaction(libc::SIGTRAP, &new, std::ptr::null_mut()) != 0 {
             return Err(PatchError::Signal(std::io::Error::last_os_error()));
@@ -390,5 +396,44 @@ pub mod testing {
                 unsafe { libc::sched_yield() };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arena::{Arena, ArenaMode};
+    use crate::insn::encode;
+
+    #[test]
+    fn a_thread_waiting_inside_the_handler_is_no_thread_that_blocks_sigtrap() {
+        // `f: int3 (over a cs prefix); call a; ret`, its slot set to wait for the rel32: a thread that
+        // calls `f` waits inside the handler. Without SA_NODEFER, SIGTRAP is blocked while a handler
+        // runs, and the guard refused every batch as if that thread were a pool that blocks signals.
+        let mut arena = Arena::new(4096, ArenaMode::Rwx).unwrap();
+        let a = arena.alloc(6, 16).unwrap();
+        arena.write(a, &[0xb8, 1, 0, 0, 0, 0xc3]).unwrap(); // mov eax, 1; ret
+        let f = arena.alloc(8, 16).unwrap();
+        arena.write(f, &[INT3]).unwrap();
+        arena.write(f + 1, &encode(Insn::Call(a), f + 1).unwrap()).unwrap();
+        arena.write(f + 6, &[0xc3]).unwrap();
+        install_trap_handler().unwrap();
+        let slot = table::registry().slots([f])[0];
+        slot.set(Action::ResumeAfterPrefix, Phase::Int3);
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            // SAFETY: `f` is the function written above (a trap the handler resolves, then a call to a
+            // target that returns 1 in eax); the arena lives until this thread is joined.
+            let call: extern "C" fn() -> u32 = unsafe { std::mem::transmute(f) };
+            tx.send(call()).unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100)); // it is in the handler by now
+        let verdict = crate::guard::check(handler_address());
+        slot.set_phase(Phase::BodyReady); // the rel32 is "written": the waiter resumes at f + 1
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(1));
+        waiter.join().unwrap();
+        table::registry().retire(f, 8);
+        verdict.expect("a thread waiting in our handler must not make the guard refuse");
     }
 }
