@@ -194,11 +194,16 @@ fn main() {
     if sites.len() < 2 {
         failures.push(format!("only {} sites of HASH in the site table (2 uses compiled in)", sites.len()));
     }
-    let expected = match backend {
-        Backend::Inline => Insn::Call(HASH.target().expect("HASH always has a target")),
-        Backend::Generic => Insn::Call(HASH.trampoline()),
-    };
+    let direct = Insn::Call(HASH.target().expect("HASH always has a target"));
+    let through_trampoline = Insn::Call(HASH.trampoline());
     for site in &sites {
+        // Trap-free: only a site inside one aligned 8-byte word calls its target directly.
+        let inline = match backend {
+            Backend::Inline => true,
+            Backend::TrapFree => callpatch_patcher::fits_one_word(site.addr(), 5),
+            Backend::Generic => false,
+        };
+        let expected = if inline { direct } else { through_trampoline };
         if site.insn() != Some(expected) {
             failures.push(format!("site {:#x} holds {:?}, expected {expected:?}", site.addr(), site.insn()));
         }

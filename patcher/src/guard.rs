@@ -116,6 +116,15 @@ pub(crate) fn check(ours: usize) -> Result<(), PatchError> {
     found.map_or(Ok(()), |f| Err(PatchError::TrapWouldBeFatal(f)))
 }
 
+/// The first thread of this process that has a tracer (a full scan, never cached), or `None`; also
+/// `None` when `/proc/self/task` cannot be read. For choosing, once, a mode that never traps.
+pub fn traced_thread() -> Option<Fatal> {
+    threads()?.into_iter().find_map(|tid| match fatal_in(tid, &thread_status(tid)?) {
+        Some(f @ Fatal::Traced { .. }) => Some(f),
+        _ => None,
+    })
+}
+
 /// The number of threads of this process, from the link count of `/proc/self/task` (2 + threads).
 fn thread_count() -> Option<u64> {
     use std::os::unix::fs::MetadataExt;

@@ -18,7 +18,7 @@ use super::sites::{self, CallSite};
 use super::trampoline::{decode_head, patched_insn, TRAMPOLINE_LEN};
 use super::update::{State, UpdateError};
 use callpatch_patcher::{decode, Insn, TextWriter, WriteMethod};
-use callpatch_patcher::{membarrier_ready, text_poke_bp, PatchError, SitePatch};
+use callpatch_patcher::{fits_one_word, membarrier_ready, patch_batch, Granule, PatchError, Protocol, SitePatch};
 
 /// What a site of a key holds for `target`.
 fn site_insn(target: Option<usize>) -> Insn {
@@ -62,10 +62,20 @@ fn probe_writable(writer: &TextWriter, batch: &[SitePatch]) -> Result<(), String
     Ok(())
 }
 
+/// The patcher protocol of the inline backends: bp (int3), or one aligned 8-byte store per site.
+fn protocol(trap_free: bool) -> Protocol {
+    if trap_free {
+        Protocol::Aligned { granule: Granule::Word8 }
+    } else {
+        Protocol::Bp
+    }
+}
+
 /// Patches every site of every key from `call trampoline` to its key's current form, and those keys'
-/// trampolines, in one bp batch. On `Err` nothing was changed and the caller falls back to the generic
-/// backend; panics only if the patcher failed after writing (the text is then neither old nor new).
-pub(super) fn init(state: &mut State) -> Result<(), String> {
+/// trampolines, in one batch (bp, or `trap_free`: one store each, and only the sites inside one aligned
+/// 8-byte word). On `Err` nothing was changed and the caller falls back to the generic backend; panics
+/// only if the patcher failed after writing (the text is then neither old nor new).
+pub(super) fn init(state: &mut State, trap_free: bool) -> Result<(), String> {
     membarrier_ready().map_err(|e| e.to_string())?;
     let mut by_key: BTreeMap<usize, Vec<CallSite>> = BTreeMap::new();
     let mut skipped = Vec::new();
@@ -74,6 +84,10 @@ pub(super) fn init(state: &mut State) -> Result<(), String> {
         // type-checked to be a `StaticCall` static.
         let key = unsafe { key_at(site.key()) };
         match decode(&site.bytes(), site.addr()) {
+            Some(Insn::Call(_)) if trap_free && !fits_one_word(site.addr(), 5) => skipped.push((
+                site,
+                "trap-free: its 5 bytes straddle an aligned 8-byte word, so it stays on its trampoline".into(),
+            )),
             Some(Insn::Call(t)) if t == key.trampoline() => by_key.entry(site.key()).or_default().push(site),
             other => skipped.push((site, format!("holds {other:?}, not a call to its trampoline"))),
         }
@@ -95,7 +109,7 @@ pub(super) fn init(state: &mut State) -> Result<(), String> {
     // SAFETY: every address is a `static_call!` site (the `call` its `asm!` emitted, found through the
     // site table and decoded just now) or a key's trampoline, and every new target is the key's shim
     // of the key's signature (or the trampoline's own generic path).
-    match unsafe { text_poke_bp(&TextWriter::new(WriteMethod::Mprotect), &batch) } {
+    match unsafe { patch_batch(&TextWriter::new(WriteMethod::Mprotect), protocol(trap_free), &batch) } {
         Ok(_) => {}
         Err(e) if wrote_nothing(&e) => return Err(e.to_string()),
         Err(e) => panic!("static_call: init failed after writing to the text, which is now inconsistent: {e}"),
@@ -106,8 +120,9 @@ pub(super) fn init(state: &mut State) -> Result<(), String> {
     Ok(())
 }
 
-/// Rewrites `key`'s trampoline and every patched site of it for `target`, in one bp batch.
-pub(super) fn update(state: &State, key: &Key, target: Option<usize>) -> Result<(), UpdateError> {
+/// Rewrites `key`'s trampoline and every patched site of it for `target`, in one batch (bp, or one store
+/// per site when `trap_free`). `Ok(false)`: nothing needed patching.
+pub(super) fn update(state: &State, key: &Key, target: Option<usize>, trap_free: bool) -> Result<bool, UpdateError> {
     let failed = |sites: usize, source: PatchError| UpdateError::Patch { key: key.name(), sites, source };
     let mut batch = Vec::new();
     let head = trampoline_head(key);
@@ -127,11 +142,11 @@ pub(super) fn update(state: &State, key: &Key, target: Option<usize>) -> Result<
     // The generic path of a trampoline not patched yet sees the new target from now on.
     key.set_current(target);
     if batch.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     // SAFETY: as in `init`: the key's own sites and trampoline, retargeted to a shim of its signature.
-    match unsafe { text_poke_bp(&TextWriter::new(WriteMethod::Mprotect), &batch) } {
-        Ok(_) => Ok(()),
+    match unsafe { patch_batch(&TextWriter::new(WriteMethod::Mprotect), protocol(trap_free), &batch) } {
+        Ok(_) => Ok(true),
         Err(e) => {
             if wrote_nothing(&e) {
                 key.set_current(previous);

@@ -74,4 +74,4 @@ pub use abi::{RegArg, RegRet};
 pub use key::{Definition, Key, Nullable, StaticCall};
 pub use signature::{shim_of, Signature, Target};
 pub use sites::CallSite;
-pub use update::{backend, init, init_with, status, Backend, Status, UpdateError};
+pub use update::{backend, init, init_with, status, Backend, Status, UpdateError, UpdatePaths};

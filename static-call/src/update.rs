@@ -4,6 +4,18 @@
 //!   `call trampoline` to `call target` and every trampoline's jmp to the target, in one bp batch; an
 //!   update rewrites one key's trampoline and all its sites in one bp batch (three syncs). Needs the
 //!   SYNC_CORE membarrier and a writable (via `mprotect`) text.
+//! - [`Backend::TrapFree`]: inline, but never an `int3`. Only sites whose 5 bytes lie inside one
+//!   aligned 8-byte word are made inline (about half of them), and every change is one 8-byte store of
+//!   the word (the patcher's aligned-8 policy) followed by one sync; every other site stays on its
+//!   trampoline, whose 16-byte-aligned `jmp` is updated the same way. Chosen by the program
+//!   ([`init_with`], `CALLPATCH_STATIC_CALL=trap-free`) or automatically at init when a thread has a
+//!   tracer (a debugger would receive the patcher's `int3`) or the SIGTRAP handler cannot be installed.
+//!   It must be chosen at init: a site made inline with traps cannot be moved back without one. What it
+//!   rests on: the SDM guarantees that an aligned 8-byte store is atomic *as data*; what another core's
+//!   instruction fetch sees without a serializing step is cross-modifying code (SDM vol. 3 §8.1.3),
+//!   which Intel documents only with the serialization the int3 protocol provides. Linux never adopted
+//!   this policy. Here it is measured — `callpatch stress` runs the aligned-8 policy under callers with
+//!   every call accounted for — not guaranteed.
 //! - [`Backend::Generic`] (the kernel's generic static calls): nothing is ever patched; every call goes
 //!   site → trampoline → `jmp *key.current`, and an update is one atomic store of `key.current`. Chosen
 //!   when inline patching is unavailable (reported once on stderr) or requested.
@@ -25,6 +37,9 @@ use super::sites::CallSite;
 pub enum Backend {
     /// Sites call their target directly and are patched live.
     Inline,
+    /// Sites inside one aligned 8-byte word call their target directly and are patched with one
+    /// 8-byte store, never an `int3`; the others call the trampoline, patched the same way.
+    TrapFree,
     /// Sites call the trampoline, which jumps through the key's pointer.
     Generic,
 }
@@ -34,6 +49,7 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Inline => "inline",
+            Backend::TrapFree => "trap-free",
             Backend::Generic => "generic",
         }
     }
@@ -72,6 +88,21 @@ impl std::error::Error for UpdateError {
     }
 }
 
+/// Which path a key's updates took (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdatePaths {
+    /// Patched with the int3 (bp) protocol.
+    pub bp: u64,
+    /// Patched with one store per site (trap-free backend).
+    pub trap_free: u64,
+    /// One store of the key's pointer (generic backend).
+    pub generic: u64,
+    /// Nothing to patch: the key already had that target.
+    pub unchanged: u64,
+    /// Refused or failed (the error says why; the key keeps its previous target).
+    pub failed: u64,
+}
+
 /// What init found and decided.
 #[derive(Clone, Debug, Default)]
 pub struct Status {
@@ -79,6 +110,10 @@ pub struct Status {
     pub backend: Option<Backend>,
     /// Why the generic backend was chosen, when it was.
     pub generic_reason: Option<String>,
+    /// Why the trap-free backend was chosen, when it was.
+    pub trap_free_reason: Option<String>,
+    /// Per key name: which path each of its updates took.
+    pub updates: BTreeMap<&'static str, UpdatePaths>,
     /// Sites patched with their key (inline backend).
     pub patched_sites: usize,
     /// Sites left calling their trampoline, and why (their calls stay correct, one jump longer).
@@ -92,7 +127,14 @@ pub(crate) struct State {
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
-    status: Status { backend: None, generic_reason: None, patched_sites: 0, skipped: Vec::new() },
+    status: Status {
+        backend: None,
+        generic_reason: None,
+        trap_free_reason: None,
+        updates: BTreeMap::new(),
+        patched_sites: 0,
+        skipped: Vec::new(),
+    },
     by_key: BTreeMap::new(),
 });
 
@@ -122,15 +164,25 @@ fn hold_across_fork() {
     });
 }
 
-/// The backend `CALLPATCH_STATIC_CALL` asks for (inline unless it says `generic`).
+/// The backend `CALLPATCH_STATIC_CALL` asks for (inline unless it says `generic` or `trap-free`).
 fn requested() -> Backend {
     match std::env::var("CALLPATCH_STATIC_CALL").as_deref() {
         Ok("generic") => Backend::Generic,
+        Ok("trap-free") => Backend::TrapFree,
         _ => Backend::Inline,
     }
 }
 
-/// Initialises static calls if not done yet (inline unless `CALLPATCH_STATIC_CALL=generic`), and returns
+/// Why an `int3` cannot be relied on in this process now (then init chooses the trap-free backend).
+fn traps_unusable() -> Option<String> {
+    if let Err(e) = callpatch_patcher::install_trap_handler() {
+        return Some(format!("the SIGTRAP handler cannot be installed ({e})"));
+    }
+    callpatch_patcher::guard::traced_thread().map(|f| format!("{f}"))
+}
+
+/// Initialises static calls if not done yet (inline unless `CALLPATCH_STATIC_CALL` says `generic` or
+/// `trap-free`; trap-free when a thread is traced or the SIGTRAP handler cannot be installed), and returns
 /// the backend in use. The kernel does this at boot; here it happens at the first call of `init` or
 /// update. Before it, every call takes the trampoline's generic path, which is already correct.
 pub fn init() -> Backend {
@@ -161,30 +213,64 @@ fn ensure_init(state: &mut State, want: Backend) -> Backend {
             state.status.generic_reason = Some("requested".into());
             Backend::Generic
         }
-        Backend::Inline => match super::inline::init(state) {
-            Ok(()) => Backend::Inline,
-            Err(reason) => {
-                eprintln!(
-                    "callpatch: static_call: inline patching unavailable ({reason}); using generic static calls \
-                     (an indirect jump through each key)"
-                );
-                state.status.generic_reason = Some(reason);
-                Backend::Generic
-            }
-        },
+        Backend::Inline | Backend::TrapFree => {
+            let inline = match want {
+                Backend::TrapFree => {
+                    state.status.trap_free_reason = Some("requested".into());
+                    Backend::TrapFree
+                }
+                _ => match traps_unusable() {
+                    Some(why) => {
+                        eprintln!(
+                            "callpatch: static_call: {why}; using trap-free static calls (sites inside one aligned \
+                             8-byte word patched with one store, the others through their trampoline)"
+                        );
+                        state.status.trap_free_reason = Some(why);
+                        Backend::TrapFree
+                    }
+                    None => Backend::Inline,
+                },
+            };
+            init_inline(state, inline)
+        }
     };
     state.status.backend = Some(backend);
     backend
 }
 
+/// Inline init (with or without traps), else the generic backend with the reason on stderr.
+fn init_inline(state: &mut State, inline: Backend) -> Backend {
+    match super::inline::init(state, inline == Backend::TrapFree) {
+        Ok(()) => inline,
+        Err(reason) => {
+            eprintln!(
+                "callpatch: static_call: inline patching unavailable ({reason}); using generic static calls \
+                     (an indirect jump through each key)"
+            );
+            state.status.generic_reason = Some(reason);
+            Backend::Generic
+        }
+    }
+}
+
 /// Points `key` at `target` (a shim address; `None`: disabled), initialising first if needed.
 pub(crate) fn set(key: &Key, target: Option<usize>) -> Result<(), UpdateError> {
     let mut state = lock();
-    match ensure_init(&mut state, requested()) {
+    let backend = ensure_init(&mut state, requested());
+    let outcome = match backend {
         Backend::Generic => {
             key.set_current(target);
-            Ok(())
+            Ok(true)
         }
-        Backend::Inline => super::inline::update(&state, key, target),
+        Backend::Inline | Backend::TrapFree => super::inline::update(&state, key, target, backend == Backend::TrapFree),
+    };
+    let paths = state.status.updates.entry(key.name()).or_default();
+    match (&outcome, backend) {
+        (Err(_), _) => paths.failed += 1,
+        (Ok(false), _) => paths.unchanged += 1,
+        (Ok(true), Backend::Inline) => paths.bp += 1,
+        (Ok(true), Backend::TrapFree) => paths.trap_free += 1,
+        (Ok(true), Backend::Generic) => paths.generic += 1,
     }
+    outcome.map(|_| ())
 }
