@@ -47,6 +47,11 @@
 //! become a 5-byte nop and calls return zero (its sites zero `rax` before the call, because a nop leaves
 //! `rax` as it was; the kernel's `static_call_cond` exists only for void functions for the same reason).
 //!
+//! The trap-free backend never writes an `int3`: sites inside one aligned 8-byte word change with one
+//! 8-byte store, the others stay on their trampoline ([`update`] says what that rests on). The program
+//! chooses it at init ([`init_with`], `CALLPATCH_STATIC_CALL=trap-free`), and init chooses it by itself
+//! when a thread is traced or the SIGTRAP handler cannot be installed.
+//!
 //! Where code patching is unavailable (no SYNC_CORE membarrier, text not writable), the generic backend
 //! keeps every call correct: the trampoline's indirect jump through the key's pointer, updated with one
 //! atomic store. It is reported once on stderr; `CALLPATCH_STATIC_CALL=generic` requests it.
