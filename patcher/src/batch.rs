@@ -163,6 +163,7 @@ unsafe fn run<P: Poke>(
     sites: &[SitePatch],
     on_step: &mut dyn FnMut(Step),
 ) -> Result<(u64, usize), PatchError> {
+    code.begin_batch();
     let plan = protocol.plan(code, writer, sites)?;
     // SAFETY: `plan` was validated just now under the text lock, which the caller holds; the caller
     // vouches for the sites (see `patch_batch`).

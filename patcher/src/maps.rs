@@ -44,22 +44,55 @@ fn parse_line(line: &str) -> io::Result<Mapping> {
 }
 
 /// A cache of this process's code ranges, refreshed when an address is not found (code mapped since
-/// the last read). Lives under the text mutex.
+/// the last read) or a cached range is no longer mapped (code unmapped since: `dlclose`, a dropped
+/// arena). Lives under the text mutex.
+///
+/// A cache hit alone would approve a site whose code was unmapped after the last read, and reading its
+/// bytes would then fault inside the patcher. So each page a batch touches is confirmed mapped once per
+/// batch with `mincore` (ENOMEM for an unmapped page, no fault; about 0.2 µs), and a page that is not
+/// sends the cache back to `/proc/self/maps`.
 #[derive(Debug, Default)]
 pub(crate) struct CodeRanges {
     ranges: Vec<(usize, usize)>,
+    /// Pages confirmed mapped in the current batch.
+    confirmed: Vec<usize>,
 }
 
 impl CodeRanges {
+    /// Starts a batch: pages are confirmed again.
+    pub(crate) fn begin_batch(&mut self) {
+        self.confirmed.clear();
+    }
+
     /// Whether `[addr, addr+len)` lies in one readable, executable mapping.
     pub(crate) fn contains(&mut self, addr: usize, len: usize) -> bool {
-        if self.hit(addr, len) {
+        if self.hit(addr, len) && self.still_mapped(addr, len) {
             return true;
         }
         self.ranges = read_maps()
             .map(|m| m.into_iter().filter(Mapping::is_code).map(|m| (m.start, m.end)).collect())
             .unwrap_or_default();
         self.hit(addr, len)
+    }
+
+    /// Whether every page under `[addr, addr+len)` is mapped now (`mincore` per page not yet confirmed
+    /// in this batch).
+    fn still_mapped(&mut self, addr: usize, len: usize) -> bool {
+        let page = crate::arena::page_size();
+        let first = addr - addr % page;
+        let last = (addr + len.max(1) - 1) / page * page;
+        for p in (first..=last).step_by(page) {
+            if self.confirmed.contains(&p) {
+                continue;
+            }
+            let mut resident = 0u8;
+            // SAFETY: mincore only inspects the mapping of one page and writes one byte to `resident`.
+            if unsafe { libc::mincore(p as *mut libc::c_void, page, &mut resident) } != 0 {
+                return false; // ENOMEM: not mapped (any other error: do not trust the cache either)
+            }
+            self.confirmed.push(p);
+        }
+        true
     }
 
     fn hit(&self, addr: usize, len: usize) -> bool {
@@ -83,5 +116,30 @@ mod tests {
         assert_eq!((m.start, m.end, m.is_code(), m.is_wx()), (0x7f00, 0x7f10, true, false));
         assert_eq!(m.path, "/memfd:callpatch-arena");
         assert!(parse_line("7f00 r-xp").is_err());
+    }
+
+    #[test]
+    fn a_range_unmapped_since_the_last_read_is_not_code_any_more() {
+        let page = crate::arena::page_size();
+        // SAFETY: a fresh anonymous RX page, unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let addr = p as usize + 16;
+        let mut c = CodeRanges::default();
+        c.begin_batch();
+        assert!(c.contains(addr, 5), "a mapped RX page is code");
+        // SAFETY: our own mapping, no longer used.
+        assert_eq!(unsafe { libc::munmap(p, page) }, 0);
+        c.begin_batch();
+        assert!(!c.contains(addr, 5), "the cached range must not approve unmapped memory");
     }
 }
