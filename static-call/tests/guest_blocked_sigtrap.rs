@@ -83,4 +83,7 @@ fn updates_are_refused_while_a_thread_blocks_sigtrap_and_the_process_lives() {
     // The thread is gone: the set of threads changed, the scan runs again and finds nothing fatal.
     static_call_update!(SCALE, double).unwrap();
     assert_eq!(scale(5), 10);
+    let paths = callpatch_static_call::status().updates;
+    let p = paths.iter().find(|(k, _)| k.ends_with("SCALE")).map(|(_, p)| *p).unwrap_or_default();
+    assert_eq!((p.failed, p.bp), (1000, 2), "the path of every update is reported: {paths:?}");
 }
