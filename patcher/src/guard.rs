@@ -23,8 +23,8 @@
 //!
 //! What this cannot close: a thread may block SIGTRAP, or a tracer attach, between the check and the
 //! batch's `int3` (microseconds later); within 50 ms of a full scan, a thread already scanned may
-//! change its mask or be attached by a tracer, and a thread may replace another (same count) unseen. Where `/proc` cannot be read (hidepid, a sandbox), the scan is skipped and
-//! [`skipped_scans`] counts it.
+//! change its mask or be attached by a tracer, and a thread may replace another (same count) unseen. Where `/proc` cannot be read (hidepid, a sandbox), the per-thread scan is skipped,
+//! [`skipped_scans`] counts it, and the first skip says so once on stderr, naming the checks skipped.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -100,7 +100,13 @@ pub(crate) fn check(ours: usize) -> Result<(), PatchError> {
         return Err(PatchError::TrapWouldBeFatal(Fatal::HandlerReplaced(what)));
     }
     let skipped = || {
-        SKIPPED.fetch_add(1, Ordering::Relaxed);
+        if SKIPPED.fetch_add(1, Ordering::Relaxed) == 0 {
+            eprintln!(
+                "callpatch: /proc/self/task cannot be read ({}): before each int3 batch only the SIGTRAP handler \
+                 is checked; the per-thread checks (a thread that blocks SIGTRAP, a traced thread) are skipped",
+                std::fs::metadata("/proc/self/task").err().map_or_else(|| "listing failed".into(), |e| e.to_string())
+            );
+        }
         Ok(())
     };
     let Some(count) = thread_count() else { return skipped() };
