@@ -26,7 +26,7 @@ pub struct ChildRun<R> {
 /// output may stop mid-row; the crash is the result then).
 pub fn run<R: DeserializeOwned>(args: &[String]) -> anyhow::Result<ChildRun<R>> {
     let exe = std::env::current_exe().context("finding this executable to re-run as a child")?;
-    let out = Command::new(&exe)
+    let out = super::tether::tie(&mut Command::new(&exe), false)
         .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())

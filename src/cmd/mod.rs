@@ -1,5 +1,6 @@
 //! One file per subcommand, plus what several of them share: `child` (running an experiment in a
-//! child process) and `granule` (the `--granule` option).
+//! child process), `tether` (children die with their parent), `interrupt` (`run`'s signal
+//! forwarding) and `granule` (the `--granule` option).
 
 pub mod calls;
 pub mod census;
@@ -7,8 +8,10 @@ pub mod child;
 pub mod compare;
 pub mod granule;
 pub mod hazard;
+pub mod interrupt;
 pub mod patch;
 pub mod perf;
 pub mod plot;
 pub mod run;
 pub mod stress;
+pub mod tether;

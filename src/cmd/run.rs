@@ -19,6 +19,8 @@ use callpatch_analysis::report::{machine, render_all};
 use callpatch_probes::measure;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::{interrupt, tether};
+
 /// Options of `callpatch run`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -62,6 +64,7 @@ fn parts(quick: bool) -> Vec<Part> {
 /// Runs `callpatch run`.
 pub fn main(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
+    interrupt::install();
     let hz = measure::tsc::hz()?;
     let identity = machine::identify(hz, &measure::hardware_counters_status());
     let default_out = args.out.is_none();
@@ -80,6 +83,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let bar = progress(selected.len() as u64);
     let mut failed = Vec::new();
     for part in &selected {
+        if let Some(sig) = interrupt::received() {
+            bar.finish_and_clear();
+            anyhow::bail!("interrupted by {} before {}", interrupt::name(sig), part.name);
+        }
         bar.set_message(format!("{} ({})", part.name, part.args.join(" ")));
         if let (true, Err(why)) = (part.patches_code, &membarrier) {
             say(&bar, format!("skip {}: live patching needs membarrier SYNC_CORE: {why}", part.name));
@@ -90,6 +97,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let log = logs.join(format!("{}.log", part.name));
         match run_part(&exe, part, &out, &log) {
             Ok(()) => say(&bar, format!("done {:<7} {:>6.1} s   log: {}", part.name, secs(t.elapsed()), log.display())),
+            Err(e) if interrupt::received().is_some() => {
+                bar.finish_and_clear();
+                let sig = interrupt::received().unwrap_or(0);
+                anyhow::bail!("interrupted by {} during {}: {e:#}", interrupt::name(sig), part.name);
+            }
             Err(e) => {
                 say(
                     &bar,
@@ -134,18 +146,23 @@ fn clear_previous(out: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs one part as a child process with its output in `log`; an error names the exit status and the
-/// last line the part printed (its own one-line error).
+/// last line the part printed (its own one-line error). The part dies with `run` (`tether`) and gets
+/// the SIGTERM or SIGINT `run` receives (`interrupt`).
 fn run_part(exe: &Path, part: &Part, out: &Path, log: &Path) -> anyhow::Result<()> {
     let file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let status = Command::new(exe)
+    let mut child = tether::tie(&mut Command::new(exe), true)
         .args(&part.args)
         .arg("--out")
         .arg(out)
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)
-        .status()
+        .spawn()
         .with_context(|| format!("cannot start {}", exe.display()))?;
+    interrupt::set_part(child.id());
+    let status = child.wait();
+    interrupt::set_part(0);
+    let status = status.with_context(|| format!("waiting for {}", part.name))?;
     if status.success() {
         return Ok(());
     }
