@@ -13,5 +13,6 @@ pub mod patch;
 pub mod perf;
 pub mod plot;
 pub mod run;
+pub mod staging;
 pub mod stress;
 pub mod tether;

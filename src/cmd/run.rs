@@ -7,6 +7,8 @@
 //! and reported, and its full output is kept in `DIR/logs/<part>.log`. A part that cannot run here
 //! (no membarrier) is skipped with one line saying why; a part that fails is reported and the run
 //! exits non-zero after finishing the others, so the folder never passes for complete when it is not.
+//! Everything is written into a staging folder beside the target and swapped in only at the end
+//! (`staging`), so an interrupted run leaves the previous complete run as it was.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use callpatch_analysis::report::dataset::CsvFile;
-use callpatch_analysis::report::rows::{remove_stale, write_csv};
+use callpatch_analysis::report::rows::{write_csv, MachineRow};
 use callpatch_analysis::report::{machine, render_all};
 use callpatch_probes::measure;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::staging::Staging;
 use super::{interrupt, tether};
 
 /// Options of `callpatch run`.
@@ -69,10 +72,40 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let identity = machine::identify(hz, &measure::hardware_counters_status());
     let default_out = args.out.is_none();
     let out = args.out.clone().unwrap_or_else(|| Path::new("results").join(&identity.machine_id));
+    let created = !out.exists();
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let staging = Staging::begin(&out, owned)?;
+    let failed = match fill(&args, &identity, &out, staging.path()) {
+        Ok(failed) => failed,
+        Err(e) => {
+            staging.abandon();
+            if created {
+                let _ = std::fs::remove_dir(&out);
+            }
+            return Err(e);
+        }
+    };
+    staging.commit()?;
+    if default_out {
+        point_latest(&out)?;
+    }
+    eprintln!(
+        "wrote {} in {:.1} s total; start with {}",
+        out.display(),
+        secs(started.elapsed()),
+        out.join("summary.md").display()
+    );
     let logs = out.join("logs");
+    anyhow::ensure!(failed.is_empty(), "part(s) failed: {} — see the logs in {}", failed.join(", "), logs.display());
+    Ok(())
+}
+
+/// Writes the whole run into `dir` (the staging folder of `out`, the name shown); returns the parts
+/// that failed. An interrupt is an error: the folder is not a run then.
+fn fill(args: &Args, identity: &MachineRow, out: &Path, dir: &Path) -> anyhow::Result<Vec<&'static str>> {
+    let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    clear_previous(&out)?;
-    write_csv(&out.join("machine.csv"), std::slice::from_ref(&identity))
+    write_csv(&dir.join("machine.csv"), std::slice::from_ref(identity))
         .with_context(|| format!("cannot write {}", out.join("machine.csv").display()))?;
     eprintln!("callpatch run{}: {} → {}", if args.quick { " --quick" } else { "" }, identity.cpu_model, out.display());
 
@@ -85,7 +118,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     for part in &selected {
         if let Some(sig) = interrupt::received() {
             bar.finish_and_clear();
-            anyhow::bail!("interrupted by {} before {}", interrupt::name(sig), part.name);
+            anyhow::bail!(
+                "interrupted by {} before {}; {} left as it was",
+                interrupt::name(sig),
+                part.name,
+                out.display()
+            );
         }
         bar.set_message(format!("{} ({})", part.name, part.args.join(" ")));
         if let (true, Err(why)) = (part.patches_code, &membarrier) {
@@ -94,18 +132,26 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             continue;
         }
         let t = Instant::now();
-        let log = logs.join(format!("{}.log", part.name));
-        match run_part(&exe, part, &out, &log) {
-            Ok(()) => say(&bar, format!("done {:<7} {:>6.1} s   log: {}", part.name, secs(t.elapsed()), log.display())),
+        let log_name = format!("logs/{}.log", part.name);
+        let shown = out.join(&log_name);
+        match run_part(&exe, part, dir, &dir.join(&log_name)) {
+            Ok(()) => {
+                say(&bar, format!("done {:<7} {:>6.1} s   log: {}", part.name, secs(t.elapsed()), shown.display()))
+            }
             Err(e) if interrupt::received().is_some() => {
                 bar.finish_and_clear();
                 let sig = interrupt::received().unwrap_or(0);
-                anyhow::bail!("interrupted by {} during {}: {e:#}", interrupt::name(sig), part.name);
+                anyhow::bail!(
+                    "interrupted by {} during {} ({e:#}); {} left as it was",
+                    interrupt::name(sig),
+                    part.name,
+                    out.display()
+                );
             }
             Err(e) => {
                 say(
                     &bar,
-                    format!("FAIL {:<7} {:>6.1} s   {e:#} (log: {})", part.name, secs(t.elapsed()), log.display()),
+                    format!("FAIL {:<7} {:>6.1} s   {e:#} (log: {})", part.name, secs(t.elapsed()), shown.display()),
                 );
                 failed.push(part.name);
             }
@@ -113,36 +159,29 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if let Some(sig) = interrupt::received() {
+        anyhow::bail!("interrupted by {}; {} left as it was", interrupt::name(sig), out.display());
+    }
 
-    let rendered = render_all(std::slice::from_ref(&out), &out).context("plots and summary")?;
+    let rendered = render_all(&[dir.to_path_buf()], dir).context("plots and summary")?;
     for note in &rendered.notes {
         eprintln!("note: {note}");
     }
-    if default_out {
-        point_latest(&out)?;
-    }
-    eprintln!(
-        "wrote {} plot/summary files to {} in {:.1} s total; start with {}",
-        rendered.files.len(),
-        out.display(),
-        secs(started.elapsed()),
-        out.join("summary.md").display()
-    );
-    anyhow::ensure!(failed.is_empty(), "part(s) failed: {} — see the logs in {}", failed.join(", "), logs.display());
-    Ok(())
+    eprintln!("rendered {} plot/summary files", rendered.files.len());
+    Ok(failed)
 }
 
-/// Removes the CSVs and logs an earlier run left in `out`, so a part that fails or is skipped this time
-/// leaves no file behind that would pass for this run's (plots and summary.md are replaced by
-/// `render_all`, which also removes the plots it cannot draw).
-fn clear_previous(out: &Path) -> anyhow::Result<()> {
-    let csvs = CsvFile::ALL.iter().map(|f| f.file_name()).chain(["census_static_calls.csv"]);
-    let logs = PART_NAMES.iter().map(|p| format!("logs/{p}.log"));
-    for name in csvs.map(String::from).chain(logs) {
-        let path = out.join(name);
-        remove_stale(&path).with_context(|| format!("cannot remove the earlier run's {}", path.display()))?;
-    }
-    Ok(())
+/// The files under a run's folder that `run` writes itself (relative paths): its CSVs, logs, plots,
+/// `summary.md` and lock; every other file an earlier run's folder holds (`perf.csv`, a user's notes)
+/// is carried over into the new one.
+fn owned(rel: &Path) -> bool {
+    let name = rel.to_string_lossy();
+    let mut written = CsvFile::ALL.iter().map(|f| f.file_name()).chain(["census_static_calls.csv", "summary.md"]);
+    let ext = rel.extension().and_then(|e| e.to_str());
+    written.any(|c| c == name)
+        || PART_NAMES.iter().any(|p| name == format!("logs/{p}.log"))
+        || (rel.parent() == Some(Path::new("")) && matches!(ext, Some("svg" | "png")))
+        || name == ".callpatch.lock"
 }
 
 /// Runs one part as a child process with its output in `log`; an error names the exit status and the

@@ -164,7 +164,9 @@ fn resolve_folders(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
             let mut subs = Vec::new();
             for entry in std::fs::read_dir(dir).map_err(|e| ReportError::io(dir, e))? {
                 let path = entry.map_err(|e| ReportError::io(dir, e))?.path();
-                if path.is_dir() && holds_results(&path) {
+                // A hidden folder is no run: `callpatch run` stages an unfinished one as `.NAME.partial-PID`.
+                let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                if path.is_dir() && !hidden && holds_results(&path) {
                     subs.push(path);
                 }
             }
