@@ -62,7 +62,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     // Fail on an unusable output directory before spending time measuring.
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let _claim = super::outdir::claim(&args.out)?;
     let (machine, rows) = measure_all(&args)?;
     print!("{}", table(&rows));
     for (name, result) in [

@@ -38,6 +38,8 @@ impl Default for Args {
 
 /// Runs `callpatch census`.
 pub fn main(args: Args) -> anyhow::Result<()> {
+    // Before the census: a bad --out fails at once, and no other callpatch writes there meanwhile.
+    let _claim = super::outdir::claim(&args.out)?;
     let paths = if args.paths.is_empty() { default_paths(args.quick)? } else { args.paths.clone() };
     let options = Options { by_site: args.by_site.is_some() };
     let mut all = Vec::new();
@@ -179,7 +181,6 @@ fn print_kernel(c: &Census) {
 }
 
 fn write_outputs(args: &Args, all: &[Census]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let rows: Vec<_> = all.iter().flat_map(Census::rows).collect();
     let offsets: Vec<_> = all.iter().flat_map(Census::offset_rows).collect();
     let keys: Vec<_> = all.iter().flat_map(|c| c.kernel.keys.iter().cloned()).collect();

@@ -79,7 +79,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         return child::write_rows(&[row]);
     }
     membarrier_ready()?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let _claim = super::outdir::claim(&args.out)?;
     let machine_id = Identity::read().machine_id;
     println!(
         "{:<15} {:>12} {:>12} {:>9} {:>14} {:>8} {:>7}",

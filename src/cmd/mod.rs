@@ -9,6 +9,7 @@ pub mod compare;
 pub mod granule;
 pub mod hazard;
 pub mod interrupt;
+pub mod outdir;
 pub mod patch;
 pub mod perf;
 pub mod plot;

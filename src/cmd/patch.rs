@@ -84,7 +84,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--batch sizes must be at least 1");
     }
     membarrier_ready()?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let _claim = super::outdir::claim(&args.out)?;
     // The patcher on the first allowed CPU, callers on the others (see `with_callers`).
     let first = *allowed_cores()?.first().context("no CPU allowed")?;
     pin_current_thread(Some(first))?;

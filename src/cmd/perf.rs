@@ -46,6 +46,9 @@ pub struct Args {
 
 /// Runs `callpatch perf`.
 pub fn main(args: Args) -> anyhow::Result<()> {
+    // Before measuring: a bad --out fails at once, and no other callpatch writes there meanwhile.
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(machine::Identity::read().machine_id));
+    let _claim = super::outdir::claim(&out)?;
     let flavor: Flavor = args.flavor.parse().map_err(anyhow::Error::msg)?;
     let scenario = one_scenario(&args.scenario)?;
     let events = if args.events.is_empty() {
@@ -111,8 +114,6 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
 
     let id = machine::identify(hz, &hardware_counters_status());
-    let out = args.out.unwrap_or_else(|| PathBuf::from("results").join(&id.machine_id));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let perf_rows: Vec<rows::PerfRow> = session
         .figures
         .iter()

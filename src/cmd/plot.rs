@@ -42,6 +42,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         (None, [one]) => one.clone(),
         (None, _) => anyhow::bail!("with several DIRs, say where the plots go: --out DIR"),
     };
+    let _claim = super::outdir::claim(&out)?;
     let opts = RenderOptions {
         calls_scale: match args.scale {
             ScaleArg::Auto => Scale::Auto,

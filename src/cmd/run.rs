@@ -22,7 +22,7 @@ use callpatch_probes::measure;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::staging::Staging;
-use super::{interrupt, tether};
+use super::{interrupt, outdir, tether};
 
 /// Options of `callpatch run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -68,18 +68,21 @@ fn parts(quick: bool) -> Vec<Part> {
 pub fn main(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     interrupt::install();
+    let default_out = args.out.is_none();
+    let out = args.out.clone().unwrap_or_else(|| Path::new("results").join(machine::Identity::read().machine_id));
+    let created = !out.exists();
+    // Before measuring: a bad --out fails at once, and a folder another callpatch writes is refused.
+    let claim = outdir::claim(&out)?;
     let hz = measure::tsc::hz()?;
     let identity = machine::identify(hz, &measure::hardware_counters_status());
-    let default_out = args.out.is_none();
-    let out = args.out.clone().unwrap_or_else(|| Path::new("results").join(&identity.machine_id));
-    let created = !out.exists();
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let staging = Staging::begin(&out, owned)?;
     let failed = match fill(&args, &identity, &out, staging.path()) {
         Ok(failed) => failed,
         Err(e) => {
             staging.abandon();
             if created {
+                drop(claim);
+                let _ = std::fs::remove_file(out.join(outdir::LOCK_FILE));
                 let _ = std::fs::remove_dir(&out);
             }
             return Err(e);
@@ -181,7 +184,7 @@ fn owned(rel: &Path) -> bool {
     written.any(|c| c == name)
         || PART_NAMES.iter().any(|p| name == format!("logs/{p}.log"))
         || (rel.parent() == Some(Path::new("")) && matches!(ext, Some("svg" | "png")))
-        || name == ".callpatch.lock"
+        || name == outdir::LOCK_FILE
 }
 
 /// Runs one part as a child process with its output in `log`; an error names the exit status and the

@@ -77,7 +77,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         return child_main(&args);
     }
     membarrier_ready()?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let _claim = super::outdir::claim(&args.out)?;
     let machine_id = Identity::read().machine_id;
     let mut rows = Vec::new();
     let mut failures = Vec::new();

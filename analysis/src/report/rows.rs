@@ -10,19 +10,33 @@ pub use callpatch_vocab::rows::{
     StressRow,
 };
 
-/// Writes `rows` to `path` as CSV with a header, atomically: the rows go to `path.tmp` and are renamed
-/// into place only when all of them were written, so a failed run never leaves a partial file that
-/// looks complete.
+/// Writes `rows` to `path` as CSV with a header, atomically: the rows go to a temporary file of a
+/// unique name beside `path` (`.NAME.XXXXXX.tmp`) that is renamed into place only when all of them
+/// were written, so a failed run never leaves a partial file that looks complete, and two writers of
+/// one file each leave a whole file of their own (the last rename wins).
 pub fn write_csv<T: Serialize>(path: &std::path::Path, rows: &[T]) -> Result<(), csv::Error> {
-    let tmp = path.with_extension("csv.tmp");
-    let mut w = csv::Writer::from_path(&tmp)?;
+    let tmp = temp_beside(path, ".tmp")?;
+    let mut w = csv::Writer::from_writer(tmp.as_file());
     for r in rows {
         w.serialize(r)?;
     }
     w.flush()?;
     drop(w);
-    std::fs::rename(&tmp, path)?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// A new temporary file of a unique name beside `path`, `.NAME.XXXXXX<suffix>`, with the permissions
+/// a plain file would get, removed unless persisted.
+pub fn temp_beside(path: &std::path::Path, suffix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    // 0o666 less the umask, as for any file created plainly (tempfile's default is 0o600).
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o666);
+    tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(suffix).permissions(mode).tempfile_in(dir)
 }
 
 /// Removes an output file an earlier run left at `path` and this run does not rewrite, so that it

@@ -95,9 +95,9 @@ pub fn markdown(input: &SummaryInput) -> String {
 /// Writes `summary.md` into `out` atomically and returns its path.
 pub fn write(input: &SummaryInput, out: &Path) -> Result<PathBuf, ReportError> {
     let path = out.join("summary.md");
-    let tmp = out.join("summary.md.tmp");
-    std::fs::write(&tmp, markdown(input)).map_err(|e| ReportError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| ReportError::io(&path, e))?;
+    let mut tmp = crate::report::rows::temp_beside(&path, ".tmp").map_err(|e| ReportError::io(&path, e))?;
+    std::io::Write::write_all(&mut tmp, markdown(input).as_bytes()).map_err(|e| ReportError::io(tmp.path(), e))?;
+    tmp.persist(&path).map_err(|e| ReportError::io(&path, e.error))?;
     Ok(path)
 }
 

@@ -18,6 +18,7 @@ use plotters::prelude::*;
 
 use crate::report::error::ReportError;
 use crate::report::font;
+use crate::report::rows::temp_beside;
 
 /// A drawing failure, as text (plotters' error types are generic over the backend).
 #[derive(Debug)]
@@ -45,15 +46,15 @@ pub fn render<P: Plot>(plot: &P, out: &Path) -> Result<Vec<PathBuf>, ReportError
     let stem = plot.stem();
     let size = plot.size();
     let svg = out.join(format!("{stem}.svg"));
-    let svg_tmp = out.join(format!("{stem}.tmp.svg"));
-    draw_into(plot, SVGBackend::new(&svg_tmp, size), &svg_tmp)?;
-    std::fs::rename(&svg_tmp, &svg).map_err(|e| ReportError::io(&svg, e))?;
+    let svg_tmp = temp_beside(&svg, ".tmp.svg").map_err(|e| ReportError::io(&svg, e))?;
+    draw_into(plot, SVGBackend::new(svg_tmp.path(), size), svg_tmp.path())?;
+    svg_tmp.persist(&svg).map_err(|e| ReportError::io(&svg, e.error))?;
     // The bitmap encoder picks the format from the extension, hence `.tmp.png` rather than `.png.tmp`.
     let png = out.join(format!("{stem}.png"));
-    let png_tmp = out.join(format!("{stem}.tmp.png"));
+    let png_tmp = temp_beside(&png, ".tmp.png").map_err(|e| ReportError::io(&png, e))?;
     // Text through font::Glyphs: plotters' own bitmap text drops each glyph's side bearing.
-    draw_into(plot, font::Glyphs(BitMapBackend::new(&png_tmp, size)), &png_tmp)?;
-    std::fs::rename(&png_tmp, &png).map_err(|e| ReportError::io(&png, e))?;
+    draw_into(plot, font::Glyphs(BitMapBackend::new(png_tmp.path(), size)), png_tmp.path())?;
+    png_tmp.persist(&png).map_err(|e| ReportError::io(&png, e.error))?;
     Ok(vec![svg, png])
 }
 
