@@ -3,6 +3,18 @@
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for stdout that stops printing quietly once stdout is closed, instead of panicking
+/// (`cmd::stdout`).
+macro_rules! outln {
+    () => { $crate::cmd::stdout::write(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::cmd::stdout::write(format_args!($($arg)*), true) };
+}
+
+/// `print!` with the same rule as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cmd::stdout::write(format_args!($($arg)*), false) };
+}
+
 mod cmd;
 
 /// What a call costs on x86-64 — indirect, retpoline, trampoline, inline patched — and live patching.

@@ -58,13 +58,13 @@ impl FromStr for Scenarios {
 /// Runs `callpatch calls`.
 pub fn main(args: Args) -> anyhow::Result<()> {
     if args.list_flavors {
-        print!("{}", flavor_list());
+        out!("{}", flavor_list());
         return Ok(());
     }
     // Fail on an unusable output directory before spending time measuring.
     let _claim = super::outdir::claim(&args.out)?;
     let (machine, rows) = measure_all(&args)?;
-    print!("{}", table(&rows));
+    out!("{}", table(&rows));
     for (name, result) in [
         ("calls.csv", write_csv(&args.out.join("calls.csv"), &rows)),
         ("machine.csv", write_csv(&args.out.join("machine.csv"), std::slice::from_ref(&machine))),

@@ -58,14 +58,14 @@ fn default_paths(quick: bool) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths = vec![std::env::current_exe().context("cannot locate this executable")?];
     match defaults::linked_libc() {
         Some(libc) => paths.push(libc),
-        None => println!("note: no libc mapped into this process (static build?); libc left out"),
+        None => outln!("note: no libc mapped into this process (static build?); libc left out"),
     }
     if !quick {
         let vmlinux = defaults::running_kernel_vmlinux();
         if vmlinux.is_file() {
             paths.push(vmlinux);
         } else {
-            println!(
+            outln!(
                 "note: {} not present (install the kernel's debug symbols, or run scripts/kernel-census.sh)",
                 vmlinux.display()
             );
@@ -84,9 +84,9 @@ fn pct(part: u64, whole: u64) -> String {
 
 fn print_census(c: &Census, seconds: f64) {
     let d = &c.decoded;
-    println!();
-    println!("census of {}", c.binary);
-    println!(
+    outln!();
+    outln!("census of {}", c.binary);
+    outln!(
         "  sha256 {}  {:.1} MB file, {} code sections, {:.1} MB code, {} instructions, {} ranges (symbols: {}), \
          {} bytes skipped as data, {} e8 calls; census {:.3} s, sha256 {:.3} s beside it, {:.3} s in all",
         c.sha256,
@@ -102,12 +102,22 @@ fn print_census(c: &Census, seconds: f64) {
         c.sha256_time.as_secs_f64(),
         seconds
     );
-    println!(
+    outln!(
         "  {:<17}{:>9}{:>10}{:>8}{:>10}{:>8}{:>9}{:>9}{:>8}{:>10}{:>10}",
-        "kind", "count", "rel32×64", "%", "insn×64", "%", "insn×32", "insn×16", "insn×8", "fb line", "fb word"
+        "kind",
+        "count",
+        "rel32×64",
+        "%",
+        "insn×64",
+        "%",
+        "insn×32",
+        "insn×16",
+        "insn×8",
+        "fb line",
+        "fb word"
     );
     for t in c.tallies() {
-        println!(
+        outln!(
             "  {:<17}{:>9}{:>10}{:>8}{:>10}{:>8}{:>9}{:>9}{:>8}{:>10}{:>10}",
             t.kind.name(),
             t.count,
@@ -122,7 +132,7 @@ fn print_census(c: &Census, seconds: f64) {
             t.fallback_word
         );
     }
-    println!(
+    outln!(
         "  theory for a uniformly placed 5-byte site: rel32 crosses a line {:.2}% (3/64), insn {:.2}% (4/64); \
          word-rule fallback {:.1}% (3/8)",
         100.0 * THEORY_REL32_LINE,
@@ -131,7 +141,7 @@ fn print_census(c: &Census, seconds: f64) {
     );
     print_kernel(c);
     for note in c.notes.iter().chain(&c.kernel.notes) {
-        println!("  note: {note}");
+        outln!("  note: {note}");
     }
 }
 
@@ -139,7 +149,7 @@ fn print_kernel(c: &Census) {
     let k = &c.kernel;
     for t in &k.tables {
         let forms: Vec<String> = t.forms.iter().map(|(f, n)| format!("{f} {n}")).collect();
-        println!(
+        outln!(
             "  table {} ({}): {} entries, {} unreadable; instructions: {}",
             t.kind.name(),
             t.symbol,
@@ -161,13 +171,13 @@ fn print_kernel(c: &Census) {
     let word: u64 = k.keys.iter().map(|r| r.fallback_word).sum();
     let keys_line = k.keys.iter().filter(|r| r.fallback_line > 0).count();
     let keys_word = k.keys.iter().filter(|r| r.fallback_word > 0).count();
-    println!(
+    outln!(
         "  static calls: {sites} sites on {} keys: {calls} call, {tail} tail jmp ({flagged_tail} flagged TAIL, \
          {flagged_init} INIT), \
          {off} not a call/jmp to the key's __SCT__ trampoline",
         k.keys.len()
     );
-    println!(
+    outln!(
         "  static calls, aligned-only policy: {line} sites ({}) stay on the trampoline with the line rule \
          (theory {:.2}%), {word} ({}) with the word rule; keys with ≥1 such site: {keys_line} of {} (line), \
          {keys_word} (word)",
@@ -177,7 +187,7 @@ fn print_kernel(c: &Census) {
         k.keys.len()
     );
     let top: Vec<String> = k.keys.iter().take(8).map(|r| format!("{} {}", r.key, r.sites)).collect();
-    println!("  static call keys with most sites: {}", top.join(", "));
+    outln!("  static call keys with most sites: {}", top.join(", "));
 }
 
 fn write_outputs(args: &Args, all: &[Census]) -> anyhow::Result<()> {
@@ -205,9 +215,9 @@ fn write_outputs(args: &Args, all: &[Census]) -> anyhow::Result<()> {
         // An older census's per-key file must not sit beside this census as if it belonged to it.
         remove_stale(&path).with_context(|| format!("cannot remove the stale {}", path.display()))?;
     }
-    println!();
+    outln!();
     for path in written {
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
     Ok(())
 }

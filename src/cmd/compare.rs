@@ -44,6 +44,6 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         write_csv(&path, &comparison.csv_rows()).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    print!("{}", comparison.markdown());
+    out!("{}", comparison.markdown());
     Ok(())
 }

@@ -81,9 +81,15 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     membarrier_ready()?;
     let _claim = super::outdir::claim(&args.out)?;
     let machine_id = Identity::read().machine_id;
-    println!(
+    outln!(
         "{:<15} {:>12} {:>12} {:>9} {:>14} {:>8} {:>7}",
-        "writer", "patches", "calls", "torn", "torn/M patches", "seconds", "crashed"
+        "writer",
+        "patches",
+        "calls",
+        "torn",
+        "torn/M patches",
+        "seconds",
+        "crashed"
     );
     let mut rows = Vec::new();
     for &writer in &args.writers {
@@ -116,7 +122,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             },
             (None, _) => anyhow::bail!("the {} hazard child failed (exit {:?})", writer.name(), run.code),
         };
-        println!(
+        outln!(
             "{:<15} {:>12} {:>12} {:>9} {:>14.2} {:>8.2} {:>7}",
             row.writer,
             row.patches,
@@ -130,7 +136,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     let path = args.out.join("hazard.csv");
     write_csv(&path, &rows).with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {}", path.display());
+    outln!("wrote {}", path.display());
     if let Some(bad) = rows.iter().find(|r| r.writer == HazardWriter::Bp && (r.torn > 0 || r.crashed)) {
         anyhow::bail!("bp tore {} calls (crashed: {}): the protocol is broken", bad.torn, bad.crashed);
     }

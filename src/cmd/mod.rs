@@ -1,6 +1,8 @@
 //! One file per subcommand, plus what several of them share: `child` (running an experiment in a
 //! child process), `tether` (children die with their parent), `interrupt` (`run`'s signal
-//! forwarding) and `granule` (the `--granule` option).
+//! forwarding), `outdir` (the output folder, checked and locked before measuring), `staging` (`run`'s
+//! folder swapped in only when complete), `stdout` (printing that a closed pipe ends quietly) and
+//! `granule` (the `--granule` option).
 
 pub mod calls;
 pub mod census;
@@ -15,5 +17,6 @@ pub mod perf;
 pub mod plot;
 pub mod run;
 pub mod staging;
+pub mod stdout;
 pub mod stress;
 pub mod tether;

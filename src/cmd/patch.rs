@@ -56,14 +56,23 @@ impl Args {
 }
 
 fn header() {
-    println!(
+    outln!(
         "{:<10} {:>7} {:>6} {:>5} {:>12} {:>12} {:>11} {:>8} {:>5} {:>9}",
-        "protocol", "callers", "batch", "syncs", "min µs", "median µs", "µs/site", "traps", "late", "fallback"
+        "protocol",
+        "callers",
+        "batch",
+        "syncs",
+        "min µs",
+        "median µs",
+        "µs/site",
+        "traps",
+        "late",
+        "fallback"
     );
 }
 
 fn line(p: &LatencyPoint) {
-    println!(
+    outln!(
         "{:<10} {:>7} {:>6} {:>5} {:>12.2} {:>12.2} {:>11.3} {:>8} {:>5} {:>9}",
         p.protocol,
         p.callers,
@@ -103,11 +112,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         for &protocol in &protocols {
             if matches!(protocol, Protocol::Aligned { .. }) && !args.method.has_atomic_store() {
                 let why = format!("the {} writer has no single atomic store", args.method.name());
-                println!("{:<10} {callers:>7}  (skipped: {why})", protocol.name());
+                outln!("{:<10} {callers:>7}  (skipped: {why})", protocol.name());
                 continue;
             }
             if protocol == Protocol::Naive && callers > 0 {
-                println!(
+                outln!(
                     "{:<10} {callers:>7}  (skipped: naive patching under live callers is `callpatch hazard`)",
                     "naive"
                 );
@@ -117,7 +126,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             points.append(&mut measured);
         }
     }
-    println!();
+    outln!();
     summary(&points, &callers_set);
     let machine_id = Identity::read().machine_id;
     let sync_ns = |callers: usize| {
@@ -147,7 +156,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         .collect();
     let path = args.out.join("patch.csv");
     write_csv(&path, &rows).with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {}", path.display());
+    outln!("wrote {}", path.display());
     Ok(())
 }
 
@@ -174,7 +183,7 @@ fn summary(points: &[LatencyPoint], callers_set: &[usize]) {
         let (Some(sync), Some(one)) = (find(PatchSubject::Membarrier, 1, c), find(Protocol::Bp.into(), 1, c)) else {
             continue;
         };
-        println!(
+        outln!(
             "callers={c}: membarrier {:.2} µs; bp single-site rate {:.0}/s vs limit 1/(3×sync) {:.0}/s: ratio {:.2}",
             sync / 1e3,
             1e9 / one,
@@ -182,7 +191,7 @@ fn summary(points: &[LatencyPoint], callers_set: &[usize]) {
             3.0 * sync / one
         );
         if let (Some(single), Some(batch)) = (point(Protocol::Bp.into(), 1, c), point(Protocol::Bp.into(), 1000, c)) {
-            println!("callers={c}: bp batch of 1000 vs 1000 single patches: {}", batching_gain(single, batch));
+            outln!("callers={c}: bp batch of 1000 vs 1000 single patches: {}", batching_gain(single, batch));
         }
     }
 }

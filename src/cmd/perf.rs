@@ -1,7 +1,6 @@
 //! `callpatch perf`: one probe under a perf event group, per-call figures in a table and `perf.csv`;
 //! or, with `--hold`, the probe kept running for an outside `perf stat`/`perf record`.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -89,28 +88,28 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let session = counter_session(&knobs, &events, seconds, &mut run)?;
 
     let k = session.knobs;
-    println!(
+    outln!(
         "callpatch perf: {flavor} {scenario} on CPU {cpu}; U = {}, {} iterations, {} repeats; TSC {:.3} GHz",
         k.unroll,
         k.iterations,
         k.repeats,
         hz / 1e9
     );
-    println!("perf map: {} ({} ranges)", map_path.display(), map.len());
+    outln!("perf map: {} ({} ranges)", map_path.display(), map.len());
     let width = session.figures.iter().map(|f| f.event.len()).max().unwrap_or(5).max(5);
-    println!("{:<width$}  {:>12}  {:<10}  {:<7}  note", "event", "per call", "unit", "read");
+    outln!("{:<width$}  {:>12}  {:<10}  {:<7}  note", "event", "per call", "unit", "read");
     for f in &session.figures {
         let value = match f.per_call.value() {
             Some(v) => format!("{v:>12.3}"),
             None => format!("{:>12}", "unavailable"),
         };
-        println!("{:<width$}  {value}  {:<10}  {:<7}  {}", f.event, unit(&f.event), f.read_path, f.note);
+        outln!("{:<width$}  {value}  {:<10}  {:<7}  {}", f.event, unit(&f.event), f.read_path, f.note);
     }
     if let Some(e) = &session.counters_error {
-        println!();
-        println!("requested counters unavailable: {e}");
-        println!("  remedy: {}", e.remedy());
-        println!("  still reported: TSC reference cycles and the software events (kernel-counted, no PMU needed).");
+        outln!();
+        outln!("requested counters unavailable: {e}");
+        outln!("  remedy: {}", e.remedy());
+        outln!("  still reported: TSC reference cycles and the software events (kernel-counted, no PMU needed).");
     }
 
     let id = machine::identify(hz, &hardware_counters_status());
@@ -135,7 +134,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     rows::write_csv(&perf_csv, &perf_rows).with_context(|| format!("writing {}", perf_csv.display()))?;
     let machine_csv = out.join("machine.csv");
     rows::write_csv(&machine_csv, &[id]).with_context(|| format!("writing {}", machine_csv.display()))?;
-    println!("wrote {} and {}", perf_csv.display(), machine_csv.display());
+    outln!("wrote {} and {}", perf_csv.display(), machine_csv.display());
     Ok(())
 }
 
@@ -161,21 +160,21 @@ fn unit(event: &str) -> &'static str {
 /// Announces the probe and runs its U loop until killed (or for `seconds`).
 fn hold(probe: &Probe, knobs: &Knobs, cpu: usize, map: &std::path::Path, seconds: Option<f64>) -> anyhow::Result<()> {
     let pid = std::process::id();
-    println!(
+    outln!(
         "holding {} {} on CPU {cpu}: pid {pid}, perf map {}; attach with `perf stat -p {pid}` or `perf record -p {pid}`, \
          stop with `kill {pid}`",
         probe.flavor(),
         probe.scenario(),
         map.display()
     );
-    std::io::stdout().flush()?;
+    super::stdout::flush();
     let deadline = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
     let mut calls: u64 = 0;
     loop {
         std::hint::black_box(probe.run(Unroll::Single, knobs.iterations));
         calls += knobs.iterations * u64::from(knobs.unroll);
         if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            println!("held for {:.1} s: {calls} calls", seconds.unwrap_or(0.0));
+            outln!("held for {:.1} s: {calls} calls", seconds.unwrap_or(0.0));
             return Ok(());
         }
     }

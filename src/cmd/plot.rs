@@ -53,7 +53,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     };
     let done = render_all_with(&args.dirs, &out, &opts)?;
     let folders: Vec<String> = done.folders.iter().map(|f| f.display().to_string()).collect();
-    println!(
+    outln!(
         "read {} ({} machine{}: {})",
         folders.join(", "),
         done.machines.len(),
@@ -61,10 +61,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         done.machines.join(", ")
     );
     for f in &done.files {
-        println!("wrote {}", f.display());
+        outln!("wrote {}", f.display());
     }
     for n in &done.notes {
-        println!("note: {n}");
+        outln!("note: {n}");
     }
     Ok(())
 }

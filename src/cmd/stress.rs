@@ -83,7 +83,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for protocol in args.protocols() {
         if matches!(protocol, Protocol::Aligned { .. }) && !args.method.has_atomic_store() {
-            println!("{protocol}: skipped (the {} writer has no single atomic store)", args.method.name());
+            outln!("{protocol}: skipped (the {} writer has no single atomic store)", args.method.name());
             continue;
         }
         let argv: Vec<String> = [
@@ -107,7 +107,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let row = match run.signal {
             Some(sig) => {
                 failures.push(format!("{protocol}: the child died of signal {sig}"));
-                println!("{protocol}: CRASHED (signal {sig})");
+                outln!("{protocol}: CRASHED (signal {sig})");
                 StressRow {
                     machine_id: machine_id.clone(),
                     protocol,
@@ -139,7 +139,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     let path = args.out.join("stress.csv");
     write_csv(&path, &rows).with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {}", path.display());
+    outln!("wrote {}", path.display());
     if !failures.is_empty() {
         anyhow::bail!("stress found errors: {}", failures.join("; "));
     }
@@ -209,14 +209,26 @@ fn child_main(args: &Args) -> anyhow::Result<()> {
 fn report_child(rows: &[ChildRow], machine_id: &str, protocol: Protocol, callers: usize) -> anyhow::Result<StressRow> {
     let run = rows.first().context("the stress child printed no result")?;
     let (mut calls, mut misdirected, mut lost) = (0u64, 0u64, 0u64);
-    println!(
+    outln!(
         "{protocol}: {:>7} {:>12} {:>12} {:>12} {:>12} {:>11} {:>6}",
-        "caller", "iterations", "calls", "target0", "target1", "misdirected", "lost"
+        "caller",
+        "iterations",
+        "calls",
+        "target0",
+        "target1",
+        "misdirected",
+        "lost"
     );
     for c in rows {
-        println!(
+        outln!(
             "{protocol}: {:>7} {:>12} {:>12} {:>12} {:>12} {:>11} {:>6}",
-            c.caller, c.iterations, c.calls, c.target0, c.target1, c.misdirected, c.lost
+            c.caller,
+            c.iterations,
+            c.calls,
+            c.target0,
+            c.target1,
+            c.misdirected,
+            c.lost
         );
         calls += c.calls;
         misdirected += c.misdirected;
@@ -224,7 +236,7 @@ fn report_child(rows: &[ChildRow], machine_id: &str, protocol: Protocol, callers
     }
     let (patches, seconds, traps, late) = (run.patches, run.seconds, run.traps, run.late_traps);
     let per_s = if seconds > 0.0 { patches as f64 / seconds } else { 0.0 };
-    println!(
+    outln!(
         "{protocol}: {patches} site patches in {seconds:.1} s ({per_s:.0}/s), {} batches, {traps} traps ({late} late), \
          fallbacks/batch {}: {}",
         run.batches,
