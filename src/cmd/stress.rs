@@ -137,6 +137,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         };
         rows.push(row);
     }
+    // An empty stress.csv would pass for a run that found nothing wrong.
+    anyhow::ensure!(
+        !rows.is_empty(),
+        "nothing was measured: every protocol was skipped (the {} writer has no single atomic store); no stress.csv written",
+        args.method.name()
+    );
     let path = args.out.join("stress.csv");
     write_csv(&path, &rows).with_context(|| format!("writing {}", path.display()))?;
     outln!("wrote {}", path.display());
