@@ -42,7 +42,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         (None, [one]) => one.clone(),
         (None, _) => anyhow::bail!("with several DIRs, say where the plots go: --out DIR"),
     };
-    let _claim = super::outdir::claim(&out)?;
+    // Lock the folder written; a missing input folder is left for the reader to name.
+    let _claim = if args.out.is_some() || out.is_dir() { Some(super::outdir::claim(&out)?) } else { None };
     let opts = RenderOptions {
         calls_scale: match args.scale {
             ScaleArg::Auto => Scale::Auto,
