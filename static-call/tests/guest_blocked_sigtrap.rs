@@ -6,23 +6,11 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 
-use callpatch_static_call::{static_call, static_call_update, Backend};
+use callpatch_static_call::{static_call_update, Backend};
 
-fn double(x: u64) -> u64 {
-    x * 2
-}
-fn triple(x: u64) -> u64 {
-    x * 3
-}
-
-static_call! {
-    static SCALE: fn(u64) -> u64 = double;
-}
-
-#[inline(never)]
-fn scale(x: u64) -> u64 {
-    static_call!(SCALE(x))
-}
+mod common;
+use common::scale::{call_until, double, scale, triple, SCALE};
+use common::stop::{paths_of, StopOnDrop};
 
 #[test]
 fn updates_are_refused_while_a_thread_blocks_sigtrap_and_the_process_lives() {
@@ -33,13 +21,6 @@ fn updates_are_refused_while_a_thread_blocks_sigtrap_and_the_process_lives() {
     let stop = AtomicBool::new(false);
     let calls = AtomicU64::new(0);
     let (blocked_tx, blocked_rx) = mpsc::channel();
-    /// Stops the caller however the main thread leaves the scope (a failed assertion included).
-    struct StopOnDrop<'a>(&'a AtomicBool);
-    impl Drop for StopOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
     std::thread::scope(|s| {
         let _stop = StopOnDrop(&stop);
         let caller = s.spawn(|| {
@@ -50,15 +31,7 @@ fn updates_are_refused_while_a_thread_blocks_sigtrap_and_the_process_lives() {
                 assert_eq!(libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut()), 0);
             }
             blocked_tx.send(()).unwrap();
-            let mut wrong = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let y = scale(5);
-                if y != 10 && y != 15 {
-                    wrong += 1;
-                }
-                calls.fetch_add(1, Ordering::Relaxed);
-            }
-            wrong
+            call_until(&stop, &calls)
         });
         blocked_rx.recv().unwrap();
         let mut refused = 0;
@@ -83,7 +56,6 @@ fn updates_are_refused_while_a_thread_blocks_sigtrap_and_the_process_lives() {
     // The thread is gone: the set of threads changed, the scan runs again and finds nothing fatal.
     static_call_update!(SCALE, double).unwrap();
     assert_eq!(scale(5), 10);
-    let paths = callpatch_static_call::status().updates;
-    let p = paths.iter().find(|(k, _)| k.ends_with("SCALE")).map(|(_, p)| *p).unwrap_or_default();
-    assert_eq!((p.failed, p.bp), (1000, 2), "the path of every update is reported: {paths:?}");
+    let p = paths_of("SCALE");
+    assert_eq!((p.failed, p.bp), (1000, 2), "the path of every update is reported: {p:?}");
 }

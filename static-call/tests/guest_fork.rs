@@ -5,23 +5,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use callpatch_static_call::{static_call, static_call_update, Backend};
+use callpatch_static_call::{static_call_update, Backend};
 
-fn double(x: u64) -> u64 {
-    x * 2
-}
-fn triple(x: u64) -> u64 {
-    x * 3
-}
-
-static_call! {
-    static SCALE: fn(u64) -> u64 = double;
-}
-
-#[inline(never)]
-fn scale(x: u64) -> u64 {
-    static_call!(SCALE(x))
-}
+mod common;
+use common::scale::{double, scale, triple, SCALE};
 
 /// The child's whole life: one update of its own, and a call that sees it. Exit 0 on success.
 fn child() -> ! {

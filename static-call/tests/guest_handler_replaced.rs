@@ -4,23 +4,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use callpatch_static_call::{static_call, static_call_update, Backend};
+use callpatch_static_call::{static_call_update, Backend};
 
-fn double(x: u64) -> u64 {
-    x * 2
-}
-fn triple(x: u64) -> u64 {
-    x * 3
-}
-
-static_call! {
-    static SCALE: fn(u64) -> u64 = double;
-}
-
-#[inline(never)]
-fn scale(x: u64) -> u64 {
-    static_call!(SCALE(x))
-}
+mod common;
+use common::scale::{call_until, double, scale, triple, SCALE};
+use common::stop::{paths_of, StopOnDrop};
 
 extern "C" fn theirs(_: libc::c_int) {}
 
@@ -36,32 +24,16 @@ fn set_sigtrap(handler: usize) -> libc::sigaction {
     }
 }
 
-/// Stops the caller however the main thread leaves the scope (a failed assertion included).
-struct StopOnDrop<'a>(&'a AtomicBool);
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 #[test]
 fn a_replaced_handler_makes_updates_refuse_not_crash() {
     assert_eq!(callpatch_static_call::init(), Backend::Inline, "this test needs the inline backend");
     static_call_update!(SCALE, triple).unwrap();
     let stop = AtomicBool::new(false);
-    let (calls, wrong) = (AtomicU64::new(0), AtomicU64::new(0));
+    let calls = AtomicU64::new(0);
     let mut refused = 0;
-    std::thread::scope(|s| {
+    let wrong = std::thread::scope(|s| {
         let _stop = StopOnDrop(&stop);
-        s.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                let y = scale(5);
-                if y != 10 && y != 15 {
-                    wrong.fetch_add(1, Ordering::Relaxed);
-                }
-                calls.fetch_add(1, Ordering::Relaxed);
-            }
-        });
+        let caller = s.spawn(|| call_until(&stop, &calls));
         // 1000 refused updates while someone else's disposition is installed, a third under each.
         for (k, replacement) in [libc::SIG_IGN, libc::SIG_DFL, theirs as *const () as usize].into_iter().enumerate() {
             let ours = set_sigtrap(replacement);
@@ -78,11 +50,12 @@ fn a_replaced_handler_makes_updates_refuse_not_crash() {
             assert_eq!(scale(5), 10);
             static_call_update!(SCALE, triple).unwrap();
         }
+        stop.store(true, Ordering::Relaxed);
+        caller.join().unwrap()
     });
     assert_eq!(refused, 1000);
-    assert_eq!(wrong.load(Ordering::Relaxed), 0, "calls that reached neither target");
+    assert_eq!(wrong, 0, "calls that reached neither target");
     assert!(calls.load(Ordering::Relaxed) > 0);
-    let paths = callpatch_static_call::status().updates;
-    let p = paths.iter().find(|(k, _)| k.ends_with("SCALE")).map(|(_, p)| *p).unwrap_or_default();
-    assert_eq!((p.failed, p.bp), (1000, 7), "the path of every update is reported: {paths:?}");
+    let p = paths_of("SCALE");
+    assert_eq!((p.failed, p.bp), (1000, 7), "the path of every update is reported: {p:?}");
 }

@@ -12,25 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::scale::{call_until, double, scale, triple, SCALE};
+use common::stop::StopOnDrop;
 use common::tracer::{wait_for_tracer_pid, Tracer, PATIENCE};
 
-use callpatch_static_call::{static_call, static_call_update, Backend};
-
-fn double(x: u64) -> u64 {
-    x * 2
-}
-fn triple(x: u64) -> u64 {
-    x * 3
-}
-
-static_call! {
-    static SCALE: fn(u64) -> u64 = double;
-}
-
-#[inline(never)]
-fn scale(x: u64) -> u64 {
-    static_call!(SCALE(x))
-}
+use callpatch_static_call::{static_call_update, Backend};
 
 #[test]
 fn updates_are_refused_while_a_tracer_that_swallows_sigtrap_is_attached() {
@@ -40,13 +26,6 @@ fn updates_are_refused_while_a_tracer_that_swallows_sigtrap_is_attached() {
 
     let stop = AtomicBool::new(false);
     let calls = AtomicU64::new(0);
-    /// Stops the caller however the main thread leaves the scope (a failed assertion included).
-    struct StopOnDrop<'a>(&'a AtomicBool);
-    impl Drop for StopOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
     let wait_for_calls_past = |n: u64, what: &str| {
         let deadline = Instant::now() + PATIENCE;
         while calls.load(Ordering::Relaxed) <= n {
@@ -56,17 +35,7 @@ fn updates_are_refused_while_a_tracer_that_swallows_sigtrap_is_attached() {
     };
     std::thread::scope(|s| {
         let _stop = StopOnDrop(&stop);
-        let caller = s.spawn(|| {
-            let mut wrong = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let y = scale(5);
-                if y != 10 && y != 15 {
-                    wrong += 1;
-                }
-                calls.fetch_add(1, Ordering::Relaxed);
-            }
-            wrong
-        });
+        let caller = s.spawn(|| call_until(&stop, &calls));
         wait_for_calls_past(0, "after it started");
 
         let tracer = Tracer::attach();

@@ -6,49 +6,20 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use callpatch_static_call::{static_call, static_call_update, Backend};
+use callpatch_static_call::{static_call_update, Backend};
 
 mod common;
+use common::scale::{call_until, double, scale, triple, SCALE};
+use common::stop::{paths_of, StopOnDrop};
 use common::tracer::{wait_for_tracer_pid, Tracer, PATIENCE};
-
-fn double(x: u64) -> u64 {
-    x * 2
-}
-fn triple(x: u64) -> u64 {
-    x * 3
-}
-
-static_call! {
-    static SCALE: fn(u64) -> u64 = double;
-}
-
-#[inline(never)]
-fn scale(x: u64) -> u64 {
-    static_call!(SCALE(x))
-}
 
 #[test]
 fn init_under_a_tracer_chooses_the_trap_free_backend_and_every_update_goes_ahead() {
     let stop = AtomicBool::new(false);
-    let (calls, wrong) = (AtomicU64::new(0), AtomicU64::new(0));
-    /// Stops the caller however the main thread leaves the scope (a failed assertion included).
-    struct StopOnDrop<'a>(&'a AtomicBool);
-    impl Drop for StopOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    std::thread::scope(|s| {
+    let calls = AtomicU64::new(0);
+    let wrong = std::thread::scope(|s| {
         let _stop = StopOnDrop(&stop);
-        s.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                let y = scale(5);
-                if y != 10 && y != 15 {
-                    wrong.fetch_add(1, Ordering::Relaxed);
-                }
-                calls.fetch_add(1, Ordering::Relaxed);
-            }
-        });
+        let caller = s.spawn(|| call_until(&stop, &calls));
         let tracer = Tracer::attach();
         wait_for_tracer_pid(tracer.pid as u32, "the tracer child seized every thread, but not all show it");
 
@@ -70,9 +41,10 @@ fn init_under_a_tracer_chooses_the_trap_free_backend_and_every_update_goes_ahead
             std::thread::yield_now();
         }
         assert_eq!(tracer.swallowed.load(Ordering::Relaxed), 0, "a thread met an int3 under the tracer");
-        let paths = callpatch_static_call::status().updates;
-        let scale_paths = paths.iter().find(|(k, _)| k.ends_with("SCALE")).map(|(_, p)| *p).unwrap_or_default();
-        assert_eq!((scale_paths.trap_free, scale_paths.bp, scale_paths.failed), (1000, 0, 0), "{paths:?}");
+        let p = paths_of("SCALE");
+        assert_eq!((p.trap_free, p.bp, p.failed), (1000, 0, 0), "{p:?}");
+        stop.store(true, Ordering::Relaxed);
+        caller.join().unwrap()
     });
-    assert_eq!(wrong.load(Ordering::Relaxed), 0, "calls that reached neither target");
+    assert_eq!(wrong, 0, "calls that reached neither target");
 }

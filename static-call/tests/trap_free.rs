@@ -10,6 +10,11 @@ use std::sync::mpsc;
 use callpatch_patcher::{fits_one_word, trap_count, Insn};
 use callpatch_static_call::{static_call, static_call_update, Backend};
 
+// The stop guard and path lookup only: this test has keys of its own.
+#[path = "common/stop.rs"]
+mod stop;
+use stop::{paths_of, StopOnDrop};
+
 fn double(x: u64) -> u64 {
     x * 2
 }
@@ -43,14 +48,6 @@ fn hook_a(x: u64) -> u64 {
 #[inline(never)]
 fn hook_b(x: u64) -> u64 {
     black_box(static_call!(HOOK(black_box(x))))
-}
-
-/// Stops the caller however the main thread leaves the scope (a failed assertion included).
-struct StopOnDrop<'a>(&'a AtomicBool);
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 #[test]
@@ -105,11 +102,9 @@ fn updates_never_trap_and_a_thread_that_blocks_sigtrap_keeps_calling() {
     assert_eq!(wrong.load(Ordering::Relaxed), 0, "calls that reached neither target");
     assert!(calls.load(Ordering::Relaxed) > 0);
     assert_eq!(trap_count(), traps_before, "a trap-free update met an int3");
-    let paths = callpatch_static_call::status().updates;
-    let of = |name: &str| paths.iter().find(|(k, _)| k.ends_with(name)).map(|(_, p)| *p).unwrap_or_default();
-    assert_eq!(of("SCALE").trap_free, 1000, "{paths:?}");
-    assert_eq!(of("HOOK").trap_free, 1000, "{paths:?}");
-    assert_eq!(of("SCALE").bp + of("SCALE").failed + of("HOOK").bp + of("HOOK").failed, 0, "{paths:?}");
+    let (scale, hook) = (paths_of("SCALE"), paths_of("HOOK"));
+    assert_eq!((scale.trap_free, hook.trap_free), (1000, 1000), "{scale:?} {hook:?}");
+    assert_eq!(scale.bp + scale.failed + hook.bp + hook.failed, 0, "{scale:?} {hook:?}");
 
     // The last update set `double` and `None`: direct sites call `double`'s shim, the rest the trampoline.
     assert_eq!([scale_a(4), scale_b(4), scale_c(4), hook_a(4), hook_b(4)], [8, 8, 8, 0, 0]);

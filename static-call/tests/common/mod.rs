@@ -1,3 +1,8 @@
-//! Helpers shared by the integration tests (each test file includes what it needs with `mod common;`).
+//! Helpers shared by the integration tests; each test file includes them with `mod common;` (one
+//! process per file, so each gets its own copy of the `SCALE` key).
 
+#![allow(dead_code)] // each test file uses its own part
+
+pub mod scale;
+pub mod stop;
 pub mod tracer;

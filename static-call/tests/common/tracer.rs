@@ -1,8 +1,6 @@
 //! A forked tracer that seizes every thread of this process and swallows SIGTRAP, as gdb does by
 //! default, and the waits around it. Shared by the tests that run under a tracer.
 
-#![allow(dead_code)] // each test file uses its own part
-
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
