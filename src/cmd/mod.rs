@@ -11,4 +11,5 @@ pub mod patch;
 pub mod perf;
 pub mod plot;
 pub mod run;
+pub mod seconds;
 pub mod stress;
