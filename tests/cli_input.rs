@@ -27,3 +27,10 @@ fn a_time_budget_no_clock_can_hold_is_refused_not_a_panic() {
     }
     assert_refused(&["perf", "--hold", "--seconds", "1e19"], 1, "--seconds 1e19 is too long");
 }
+
+#[test]
+fn more_callers_than_cpus_are_refused_before_anything_starts() {
+    for cmd in ["patch", "stress"] {
+        assert_refused(&[cmd, "--callers", "1000"], 1, "--callers 1000: at most");
+    }
+}

@@ -1,6 +1,8 @@
 //! One file per subcommand, plus what several of them share: `child` (running an experiment in a
-//! child process) and `granule` (the `--granule` option).
+//! child process), `granule` (the `--granule` option), `callers` (the `--callers` bound) and
+//! `seconds` (the `--seconds` budget).
 
+pub mod callers;
 pub mod calls;
 pub mod census;
 pub mod child;

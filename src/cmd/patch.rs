@@ -83,6 +83,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     if args.batch.contains(&0) {
         anyhow::bail!("--batch sizes must be at least 1");
     }
+    super::callers::check(args.callers)?;
     membarrier_ready()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     // The patcher on the first allowed CPU, callers on the others (see `with_callers`).

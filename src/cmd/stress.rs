@@ -3,7 +3,6 @@
 //! Each protocol runs in a child process, so a crash is reported (`crashed`) instead of ending us.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use callpatch_analysis::report::machine::Identity;
@@ -68,6 +67,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     if args.callers == 0 || args.sites == 0 {
         anyhow::bail!("--callers and --sites must be at least 1");
     }
+    super::callers::check(args.callers)?;
     if args.protocols().contains(&Protocol::Naive) {
         anyhow::bail!("naive patching is unsafe by design; `callpatch hazard` runs it in a child process");
     }
