@@ -299,6 +299,6 @@ fn bad_input_is_one_error_line_exit_1_and_no_file() {
     refused(&good, &twice, "two rows for direct mono");
 
     let o = callpatch(&["compare", s(&good), s(&good), "--threshold", "-1"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "a usage error");
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
 }
