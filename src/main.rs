@@ -47,21 +47,60 @@ enum Command {
     Run(cmd::run::Args),
 }
 
-/// Parses the command line; a usage error is one line (clap's first line) and exit status 1 like every other error, while
-/// `--help` and `--version` print as usual.
+/// Exit status of a usage error (clap's own), apart from 1 for a failure or a failed verdict.
+const USAGE: i32 = 2;
+
+/// Parses the command line; a usage error is one line (clap's message with its details and tips) and
+/// exit status 2, while `--help` and `--version` print as usual. A number option takes a negative
+/// value (`--seconds -1`), which its own check then refuses, rather than reading it as an option.
 fn parse() -> Cli {
     use clap::error::ErrorKind;
-    match Cli::try_parse() {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Cli::command().mut_subcommands(|s| s.allow_negative_numbers(true));
+    match cmd.try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
         Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
         Err(e) => {
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("callpatch: error: {first} (try --help)");
-            std::process::exit(1);
+            eprintln!("callpatch: error: {} (try --help)", usage_line(&e.render().to_string()));
+            std::process::exit(USAGE);
         }
     }
+}
+
+/// clap's rendered error on one line: the message, the arguments it lists and its tips, without the
+/// usage block and the pointer to `--help`.
+fn usage_line(text: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        let line = line.trim_start_matches("error: ");
+        match parts.last_mut() {
+            // A list under a heading ending in ':' joins it (`... not provided: <DIR>...`).
+            Some(last) if last.ends_with(':') => *last = format!("{last} {line}"),
+            _ => parts.push(line.to_string()),
+        }
+    }
+    if parts.is_empty() {
+        "invalid arguments".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// An error and its causes on one line, each cause once: a message that already includes its
+/// source's text (`thiserror`'s `{source}`) is not followed by that text again.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+    }
+    line
 }
 
 fn main() {
@@ -78,8 +117,8 @@ fn main() {
         Command::Run(a) => cmd::run::main(a),
     };
     if let Err(e) = result {
-        // One clear line, non-zero exit: the whole cause chain on one line.
-        eprintln!("callpatch: error: {e:#}");
+        // One clear line, exit status 1: the whole cause chain on one line, each cause once.
+        eprintln!("callpatch: error: {}", error_line(&e));
         std::process::exit(1);
     }
 }

@@ -277,7 +277,8 @@ fn bad_input_is_one_error_line_exit_1_and_no_file() {
     calls[2].ratio_median = Some(f64::NAN);
     write_folder(&nan, "m1", &calls, &patch_rows("m1"));
     assert!(std::fs::read_to_string(nan.join("calls.csv")).unwrap().contains(",NaN,"));
-    refused(&nan, &good, "nan/calls.csv: direct offset-0: ratio_median is NaN, not a finite number");
+    // Refused on read, before comparing: the file, the line and the column.
+    refused(&nan, &good, "nan/calls.csv:4: column ratio_median: NaN is not a finite number");
 
     let malformed = tmp.path().join("malformed");
     write_folder(&malformed, "m1", &calls_rows("m1"), &patch_rows("m1"));
@@ -299,6 +300,6 @@ fn bad_input_is_one_error_line_exit_1_and_no_file() {
     refused(&good, &twice, "two rows for direct mono");
 
     let o = callpatch(&["compare", s(&good), s(&good), "--threshold", "-1"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "a usage error");
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
 }

@@ -86,21 +86,22 @@ fn hazard_runs_every_writer_in_a_child_and_bp_never_tears() {
 
 #[test]
 fn bad_input_is_one_line_and_exit_1() {
-    for argv in [
-        &["patch", "--protocol", "bq"][..],
-        &["patch", "--batch", "0"],
-        &["patch", "--granule", "16"],
-        &["stress", "--protocol", "naive"],
-        &["stress", "--seconds", "-1"],
-        &["stress", "--callers", "0"],
-        &["hazard", "--seconds", "1", "--patches", "2"],
-        &["hazard", "--writer", "naive"],
-        &["hazard", "--patches", "0"],
-        &["patch", "--bogus"],
+    // Exit 2: clap's usage errors; exit 1: the commands' own checks.
+    for (argv, code) in [
+        (&["patch", "--protocol", "bq"][..], 2),
+        (&["patch", "--batch", "0"], 1),
+        (&["patch", "--granule", "16"], 2),
+        (&["stress", "--protocol", "naive"], 1),
+        (&["stress", "--seconds", "-1"], 1),
+        (&["stress", "--callers", "0"], 1),
+        (&["hazard", "--seconds", "1", "--patches", "2"], 2),
+        (&["hazard", "--writer", "naive"], 2),
+        (&["hazard", "--patches", "0"], 1),
+        (&["patch", "--bogus"], 2),
     ] {
         let out = callpatch(argv);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{argv:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "{argv:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{argv:?}: {stderr}");
         assert!(stderr.starts_with("callpatch: error: "), "{argv:?}: {stderr}");
     }

@@ -35,7 +35,7 @@ fn a_rerun_leaves_no_earlier_result_behind() {
 fn an_unknown_part_is_one_error_line() {
     let o = Command::new(env!("CARGO_BIN_EXE_callpatch")).args(["run", "--skip", "everything"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(o.status.code(), Some(2), "a usage error: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("callpatch: error: "), "{stderr}");
 }

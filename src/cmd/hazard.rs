@@ -43,8 +43,7 @@ impl Args {
         match (self.patches, self.seconds) {
             (Some(0), _) => anyhow::bail!("--patches must be at least 1"),
             (Some(n), _) => Ok((n, 3600.0)),
-            (None, Some(s)) if !(s > 0.0 && s.is_finite()) => anyhow::bail!("--seconds must be a positive number"),
-            (None, Some(s)) => Ok((u64::MAX, s)),
+            (None, Some(s)) => Ok((u64::MAX, super::seconds::budget(s, false).map(|_| s)?)),
             (None, None) => Ok((u64::MAX, if self.quick { 1.0 } else { 5.0 })),
         }
     }

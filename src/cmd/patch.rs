@@ -92,6 +92,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     if args.batch.contains(&0) {
         anyhow::bail!("--batch sizes must be at least 1");
     }
+    super::callers::check(args.callers)?;
     membarrier_ready()?;
     let _claim = super::outdir::claim(&args.out)?;
     // The patcher on the first allowed CPU, callers on the others (see `with_callers`).

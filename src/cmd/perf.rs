@@ -55,11 +55,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     } else {
         args.events.iter().map(|e| EventSpec::parse(e)).collect::<Result<Vec<_>, _>>()?
     };
-    if let Some(s) = args.seconds {
-        if !(s.is_finite() && s >= 0.0) {
-            bail!("--seconds must be a non-negative number, got {s}");
-        }
-    }
+    let hold_for = args.seconds.map(|s| super::seconds::budget(s, true)).transpose()?;
 
     // Read the allowed CPUs before pinning anything, then pin this (the measuring) thread.
     measure::allowed_cores()?;
@@ -77,8 +73,11 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let map_path = measure::write_own_perf_map(&map)?;
 
     if args.hold {
-        return hold(&probe, &knobs, cpu, &map_path, args.seconds);
+        // Kept: perf reads it after this process ends.
+        return hold(&probe, &knobs, cpu, &map_path, hold_for);
     }
+    // Only `--hold` serves an outside perf; otherwise the map goes when this process does.
+    let _map = RemoveOnDrop(map_path.clone());
 
     let hz = tsc::hz()?;
     let seconds = args.seconds.unwrap_or(1.0);
@@ -157,8 +156,23 @@ fn unit(event: &str) -> &'static str {
     }
 }
 
+/// Removes a file when dropped, on every way out of the function that holds it.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Announces the probe and runs its U loop until killed (or for `seconds`).
-fn hold(probe: &Probe, knobs: &Knobs, cpu: usize, map: &std::path::Path, seconds: Option<f64>) -> anyhow::Result<()> {
+fn hold(
+    probe: &Probe,
+    knobs: &Knobs,
+    cpu: usize,
+    map: &std::path::Path,
+    seconds: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
     let pid = std::process::id();
     outln!(
         "holding {} {} on CPU {cpu}: pid {pid}, perf map {}; attach with `perf stat -p {pid}` or `perf record -p {pid}`, \
@@ -168,13 +182,14 @@ fn hold(probe: &Probe, knobs: &Knobs, cpu: usize, map: &std::path::Path, seconds
         map.display()
     );
     super::stdout::flush();
-    let deadline = seconds.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s));
+    // `seconds` was checked to leave a representable deadline (`seconds::budget`).
+    let deadline = seconds.and_then(|s| std::time::Instant::now().checked_add(s));
     let mut calls: u64 = 0;
     loop {
         std::hint::black_box(probe.run(Unroll::Single, knobs.iterations));
         calls += knobs.iterations * u64::from(knobs.unroll);
         if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            outln!("held for {:.1} s: {calls} calls", seconds.unwrap_or(0.0));
+            outln!("held for {:.1} s: {calls} calls", seconds.unwrap_or_default().as_secs_f64());
             return Ok(());
         }
     }

@@ -3,7 +3,6 @@
 //! Each protocol runs in a child process, so a crash is reported (`crashed`) instead of ending us.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use callpatch_analysis::report::machine::Identity;
@@ -64,12 +63,11 @@ impl Args {
 
 /// Runs `callpatch stress`.
 pub fn main(args: Args) -> anyhow::Result<()> {
-    if !(args.seconds() > 0.0 && args.seconds().is_finite()) {
-        anyhow::bail!("--seconds must be a positive number");
-    }
+    super::seconds::budget(args.seconds(), false)?;
     if args.callers == 0 || args.sites == 0 {
         anyhow::bail!("--callers and --sites must be at least 1");
     }
+    super::callers::check(args.callers)?;
     if args.protocols().contains(&Protocol::Naive) {
         anyhow::bail!("naive patching is unsafe by design; `callpatch hazard` runs it in a child process");
     }
@@ -176,7 +174,7 @@ struct ChildRow {
 fn child_main(args: &Args) -> anyhow::Result<()> {
     child::enter();
     let protocol = *args.protocols().first().context("one protocol per child")?;
-    let limit = Limit { time: Duration::from_secs_f64(args.seconds()), batches: None };
+    let limit = Limit { time: super::seconds::budget(args.seconds(), false)?, batches: None };
     let cfg = StressConfig {
         sites: args.sites,
         mode: arena_mode_for(args.method),

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::report::error::ReportError;
 use crate::report::rows::{CallsRow, CensusOffsetRow, CensusRow, HazardRow, MachineRow, PatchRow, StressRow};
+use crate::report::validate::{self, Invalid, Validate};
 
 /// The CSV files callpatch writes, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -208,8 +209,17 @@ fn read_folder(dir: &Path, found: &mut BTreeSet<CsvFile>) -> Result<FolderRows, 
     Ok(rows)
 }
 
-fn read_plain<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, ReportError> {
-    read_records(path, |record, headers| record.deserialize(Some(headers)))
+/// Reads and checks every record of `path` ([`validate`]): an impossible value is an error naming the
+/// file, the line and the column.
+fn read_plain<T: DeserializeOwned + Validate>(path: &Path) -> Result<Vec<T>, ReportError> {
+    let rows = read_records(path, |record, headers| {
+        let row: T = record.deserialize(Some(headers))?;
+        let line = record.position().map_or(0, |p| p.line());
+        Ok(validate::check_text::<T>(record, headers).and_then(|()| row.check()).map(|()| row).map_err(|e| (line, e)))
+    })?;
+    rows.into_iter().collect::<Result<Vec<T>, (u64, Invalid)>>().map_err(|(line, Invalid { column, message })| {
+        ReportError::Invalid { path: path.to_path_buf(), line, column, message }
+    })
 }
 
 /// Reads every record of `path` with `parse`; a record that does not parse is an error naming the file,

@@ -34,6 +34,18 @@ pub enum ReportError {
         /// The CSV reader's error, with the record's line.
         source: csv::Error,
     },
+    /// A record parses but holds a value no measurement can produce ([`crate::report::validate`]).
+    #[error("{}:{line}: column {column}: {message}", path.display())]
+    Invalid {
+        /// The CSV file.
+        path: PathBuf,
+        /// The record's line in the file (1 is the header).
+        line: u64,
+        /// The column's header.
+        column: &'static str,
+        /// What is wrong with the value.
+        message: String,
+    },
     /// A file or folder could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

@@ -18,6 +18,7 @@ pub mod scenario;
 pub mod style;
 pub mod summary;
 pub mod tradeoff;
+pub mod validate;
 
 pub use error::ReportError;
 pub use render::{render_all, render_all_with, RenderOptions, Rendered};

@@ -17,7 +17,7 @@ use crate::report::rows::CallsRow;
 use crate::report::scenario::{Order, Scenario};
 use crate::report::style::{duration_ns, sig2, sig3};
 use crate::report::tradeoff::{sentence, Outcome, Tradeoff, BASELINES, NO_INTERVAL, PATCHED};
-use callpatch_vocab::Flavor;
+use callpatch_vocab::{Flavor, HazardWriter};
 
 /// A plot written next to the summary.
 #[derive(Clone, Debug)]
@@ -620,6 +620,15 @@ fn hazard(s: &mut String, run: &Run, d: &Dataset) {
         );
     }
     s.push('\n');
+    // bp must never tear: a row that says it did is a measured failure of the protocol, shown as one.
+    for r in run.hazard.iter().filter(|r| r.writer == HazardWriter::Bp && (r.torn > 0 || r.crashed)) {
+        let _ = writeln!(
+            s,
+            "**Verdict: FAIL** — bp tore {} calls{}: the protocol is broken on this machine.\n",
+            r.torn,
+            if r.crashed { " and its writer crashed" } else { "" }
+        );
+    }
 }
 
 fn tradeoff(s: &mut String, t: &Tradeoff) {

@@ -15,9 +15,11 @@
 //! the whole loop.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::Builder;
 use std::time::Instant;
 
 use super::live_sites::{LiveSites, Placement, Tally};
+use super::threads::{self, StopOnDrop};
 use crate::code::{ArenaMode, WriteMethod};
 use crate::measure::interval::{self, Interval};
 use crate::measure::stats;
@@ -99,36 +101,39 @@ pub fn with_callers<R>(bed: &LiveSites, callers: usize, f: impl FnOnce(&Running)
     let beats: Vec<AtomicU64> = (0..callers).map(|_| AtomicU64::new(0)).collect();
     let sites = bed.sites().len() as u64;
     let (out, accounts) = std::thread::scope(|s| {
-        let threads: Vec<_> = (0..callers)
-            .map(|i| {
-                let (stop, beat) = (&stop, &beats[i]);
-                let cpu = (!others.is_empty()).then(|| others[i % others.len()]);
-                s.spawn(move || {
-                    if let Some(id) = cpu {
-                        // Best effort: a shared machine may refuse, and the run is still valid.
-                        core_affinity::set_for_current(core_affinity::CoreId { id });
-                    }
-                    let mut t = Box::new(Tally::default());
-                    let mut iterations = 0u64;
-                    let chunk = (4096 / sites).max(1);
-                    while !stop.load(Ordering::Relaxed) {
-                        bed.run(&mut t, chunk);
-                        iterations += chunk;
-                        beat.fetch_add(1, Ordering::Relaxed);
-                    }
-                    (iterations * sites, *t)
-                })
-            })
-            .collect();
+        // Stops the callers on every way out, so the scope's join cannot wait forever.
+        let _stop = StopOnDrop(&stop);
+        let mut threads = Vec::with_capacity(callers);
+        for i in 0..callers {
+            let (stop, beat) = (&stop, &beats[i]);
+            let cpu = (!others.is_empty()).then(|| others[i % others.len()]);
+            threads.push(threads::spawn(s, Builder::new(), &format!("caller thread {i}"), move || {
+                if let Some(id) = cpu {
+                    // Best effort: a shared machine may refuse, and the run is still valid.
+                    core_affinity::set_for_current(core_affinity::CoreId { id });
+                }
+                let mut t = Box::new(Tally::default());
+                let mut iterations = 0u64;
+                let chunk = (4096 / sites).max(1);
+                while !stop.load(Ordering::Relaxed) {
+                    bed.run(&mut t, chunk);
+                    iterations += chunk;
+                    beat.fetch_add(1, Ordering::Relaxed);
+                }
+                (iterations * sites, *t)
+            })?);
+        }
         let running = Running { beats: &beats };
-        while beats.iter().any(|b| b.load(Ordering::Relaxed) == 0) {
-            std::thread::yield_now(); // every caller has started
+        // Every caller has started (one that ended without a beat has failed: its join says how).
+        while beats.iter().zip(&threads).any(|(b, h)| b.load(Ordering::Relaxed) == 0 && !h.is_finished()) {
+            std::thread::yield_now();
         }
         let out = f(&running);
         stop.store(true, Ordering::Relaxed);
-        let accounts: Vec<_> = threads.into_iter().map(|h| h.join().expect("callers do not panic")).collect();
-        (out, accounts)
-    });
+        let accounts =
+            threads.into_iter().map(|h| threads::join(h, "a caller thread")).collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, PatchError>((out, accounts))
+    })?;
     for (calls, t) in accounts {
         if t.arrived() != calls || t.misdirected != 0 {
             return Err(PatchError::Miscount(format!("{}: a caller made {calls} calls: {t:?}", bed.protocol())));

@@ -12,5 +12,6 @@ pub mod hazard;
 pub mod latency;
 pub mod live_sites;
 pub mod stress;
+pub mod threads;
 
 pub use catch::caught_count;

@@ -4,9 +4,11 @@
 //! `misdirected == 0` (none went anywhere else).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::Builder;
 use std::time::{Duration, Instant};
 
 use super::live_sites::{LiveSites, Placement, Tally};
+use super::threads::{self, StopOnDrop};
 use crate::code::{ArenaMode, WriteMethod};
 use callpatch_patcher::{late_trap_count, trap_count, PatchError, Protocol};
 
@@ -134,26 +136,28 @@ pub fn run(cfg: &StressConfig) -> Result<StressOutcome, PatchError> {
     let sites = cfg.sites as u64;
 
     std::thread::scope(|s| {
-        let callers: Vec<_> = (0..cfg.callers)
-            .map(|_| {
-                let (bed, stop, started) = (&bed, &stop, &started);
-                s.spawn(move || {
-                    let mut tally = Box::new(Tally::default());
-                    let mut iterations = 0;
-                    let mut first = true;
-                    while !stop.load(Ordering::Relaxed) {
-                        bed.run(&mut tally, CHUNK);
-                        iterations += CHUNK;
-                        if first {
-                            started.fetch_add(1, Ordering::SeqCst);
-                            first = false;
-                        }
+        // Stops the callers on every way out, so the scope's join cannot wait forever.
+        let _stop = StopOnDrop(&stop);
+        let mut callers = Vec::with_capacity(cfg.callers);
+        for i in 0..cfg.callers {
+            let (bed, stop, started) = (&bed, &stop, &started);
+            callers.push(threads::spawn(s, Builder::new(), &format!("caller thread {i}"), move || {
+                let mut tally = Box::new(Tally::default());
+                let mut iterations = 0;
+                let mut first = true;
+                while !stop.load(Ordering::Relaxed) {
+                    bed.run(&mut tally, CHUNK);
+                    iterations += CHUNK;
+                    if first {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        first = false;
                     }
-                    CallerAccount { iterations, calls: iterations * sites, tally: *tally }
-                })
-            })
-            .collect();
-        while started.load(Ordering::SeqCst) < cfg.callers {
+                }
+                CallerAccount { iterations, calls: iterations * sites, tally: *tally }
+            })?);
+        }
+        // Every caller has started (one that ended before its first chunk has failed: its join says how).
+        while started.load(Ordering::SeqCst) < cfg.callers && !callers.iter().any(|h| h.is_finished()) {
             std::thread::yield_now();
         }
         let (traps, late) = (trap_count(), late_trap_count());
@@ -170,8 +174,8 @@ pub fn run(cfg: &StressConfig) -> Result<StressOutcome, PatchError> {
         })();
         let seconds = start.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
-        let callers: Vec<CallerAccount> =
-            callers.into_iter().map(|h| h.join().expect("caller threads do not panic")).collect();
+        let callers =
+            callers.into_iter().map(|h| threads::join(h, "a caller thread")).collect::<Result<Vec<_>, _>>()?;
         patched?;
         Ok(StressOutcome {
             protocol: cfg.protocol,

@@ -4,10 +4,12 @@
 //! addresses. perf's JIT convention (tools/perf/Documentation/jit-interface.txt) is a text file
 //! `/tmp/perf-<pid>.map` with one line per code range, `START SIZE symbolname`, START and SIZE in hex
 //! without `0x`; perf reads it at report time for samples that fall in anonymous memory of process
-//! `<pid>`. The file must therefore outlive the process: callpatch leaves it in place.
+//! `<pid>`. The file must therefore outlive the process when perf is to read it: `callpatch perf
+//! --hold` leaves it in place, a measuring `callpatch perf` removes it at exit.
 //!
-//! [`write_perf_map`] writes the whole map at once (to a temporary name, then renamed), so a reader
-//! never sees half a map; [`parse_perf_map`] reads one back (used by the tests and by anyone checking
+//! [`write_perf_map`] writes the whole map at once (to a new file with a random name, created
+//! exclusively, then renamed), so a reader never sees half a map and a planted symbolic link is never
+//! written through; [`parse_perf_map`] reads one back (used by the tests and by anyone checking
 //! what a probe announced).
 
 use std::fmt;
@@ -89,18 +91,26 @@ pub fn perf_map_path(pid: u32) -> PathBuf {
 
 /// Writes `entries` (sorted by address) to `path` atomically. Rejects empty ranges, names with a
 /// newline, and overlapping ranges, none of which perf could resolve.
+///
+/// The map goes to a new file with a random name in `path`'s folder, created exclusively (`O_EXCL`,
+/// which never follows a symbolic link, whatever `fs.protected_symlinks` says), then renamed over
+/// `path` (a rename replaces a link planted there rather than writing through it). So a link someone
+/// placed at a predictable name in `/tmp` cannot redirect the write to another file.
 pub fn write_perf_map(path: &Path, entries: &[MapEntry]) -> Result<(), PerfMapError> {
     let mut sorted = entries.to_vec();
     sorted.sort_by_key(|e| (e.start, e.size));
     check_entries(&sorted)?;
     let io = |source| PerfMapError::Io { path: path.to_path_buf(), source };
-    let tmp = path.with_extension("map.tmp");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new().prefix(".perf-map-").suffix(".tmp").tempfile_in(dir).map_err(io)?;
+    let mut f = std::io::BufWriter::new(tmp);
     for e in &sorted {
         writeln!(f, "{e}").map_err(io)?;
     }
-    f.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    let tmp = f.into_inner().map_err(|e| io(e.into_error()))?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 /// Writes `entries` to this process's map, `/tmp/perf-<own pid>.map`, and returns its path.
@@ -194,6 +204,26 @@ mod tests {
         }
         assert!(parsed.windows(2).all(|w| w[0].end() <= w[1].start), "sorted, disjoint");
         assert!(!dir.join("perf-1.map.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_map_or_a_temporary_name_is_not_written_through() {
+        let dir = scratch("symlink");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let path = dir.join("perf-1.map");
+        // The old temporary name, and the map's own name.
+        std::os::unix::fs::symlink(&victim, dir.join("perf-1.map.tmp")).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_perf_map(&path, &entries()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(!path.symlink_metadata().unwrap().file_type().is_symlink(), "the map replaced the link");
+        assert_eq!(parse_perf_map(&std::fs::read_to_string(&path).unwrap()).unwrap().len(), 3);
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["perf-1.map", "perf-1.map.tmp", "victim"], "no temporary file left behind");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

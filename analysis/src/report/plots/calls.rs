@@ -192,10 +192,10 @@ fn draw_panel<DB: DrawingBackend>(
     let panel = Panel { area, flavors, scenarios, bars, slot, x_desc };
     if log {
         let (ylo, yhi) = style::decades(lo * 0.8, hi * 1.3);
-        let mut chart = builder.build_cartesian_2d(x_range, (ylo..yhi).log_scale())?;
+        let mut chart = builder.build_cartesian_2d(x_range, super::axis("y", ylo, yhi, true)?.log_scale())?;
         panel.fill(&mut chart, ylo, format!("{y_desc}, log scale"))
     } else {
-        let mut chart = builder.build_cartesian_2d(x_range, 0.0..hi * 1.15)?;
+        let mut chart = builder.build_cartesian_2d(x_range, super::axis("y", 0.0, hi * 1.15, false)?)?;
         panel.fill(&mut chart, 0.0, y_desc)
     }
 }

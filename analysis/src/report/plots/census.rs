@@ -132,7 +132,7 @@ impl Plot for CensusPlot {
             .margin_right(30)
             .x_label_area_size(56)
             .y_label_area_size(label_w + 24)
-            .build_cartesian_2d(0.0..x_max, -0.5..(n as f64 - 0.5))?;
+            .build_cartesian_2d(super::axis("x", 0.0, x_max, false)?, -0.5..(n as f64 - 0.5))?;
         chart
             .configure_mesh()
             .bold_line_style(style::GRID_BOLD)

@@ -80,6 +80,22 @@ pub fn panels<DB: DrawingBackend>(
     Ok(body.split_evenly((n.max(1), 1)))
 }
 
+/// The range `lo..hi` of an axis, checked: both ends finite and `lo < hi`, and on a log axis `lo > 0`
+/// with a finite `hi / lo`. plotters' key points loop forever on an infinite end or a zero start of a
+/// log axis, so no range reaches it unchecked; an input value that leads to one (say `1e308` cycles,
+/// scaled up for headroom) is this one error instead of a hang.
+pub fn axis(name: &str, lo: f64, hi: f64, log: bool) -> Result<std::ops::Range<f64>, DrawError> {
+    let drawable = lo.is_finite() && hi.is_finite() && lo < hi && (!log || (lo > 0.0 && (hi / lo).is_finite()));
+    if drawable {
+        Ok(lo..hi)
+    } else {
+        let scale = if log { "log " } else { "" };
+        Err(DrawError(format!(
+            "the {name} {scale}axis would run from {lo:e} to {hi:e}, which cannot be drawn (an input value is out of range)"
+        )))
+    }
+}
+
 /// Axes: ((x from, x to), (y from, y to)).
 pub type Axes = ((f64, f64), (f64, f64));
 
@@ -106,7 +122,7 @@ pub fn log_log_panel<'a, DB: DrawingBackend>(
         .margin_right(24)
         .x_label_area_size(56)
         .y_label_area_size(96)
-        .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())?;
+        .build_cartesian_2d(axis("x", xlo, xhi, true)?.log_scale(), axis("y", ylo, yhi, true)?.log_scale())?;
     chart
         .configure_mesh()
         .bold_line_style(style::GRID_BOLD)

@@ -121,7 +121,7 @@ fn draw_panel<DB: DrawingBackend>(h: &Histogram, area: &DrawingArea<DB, Shift>) 
         .margin_right(24)
         .x_label_area_size(56)
         .y_label_area_size(84)
-        .build_cartesian_2d(-0.5..63.5, 0.0..y_top)?;
+        .build_cartesian_2d(-0.5..63.5, super::axis("y", 0.0, y_top.max(1.0), false)?)?;
     chart
         .configure_mesh()
         .bold_line_style(style::GRID_BOLD)

@@ -88,7 +88,10 @@ fn draw_panel<DB: DrawingBackend>(
         .margin_right(24)
         .x_label_area_size(56)
         .y_label_area_size(84)
-        .build_cartesian_2d((0.85..k_max as f64 * 1.18).log_scale().base(2.0), 0.0..y_max * 1.15)?;
+        .build_cartesian_2d(
+            super::axis("x", 0.85, k_max as f64 * 1.18, true)?.log_scale().base(2.0),
+            super::axis("y", 0.0, y_max * 1.15, false)?,
+        )?;
     chart
         .configure_mesh()
         .bold_line_style(style::GRID_BOLD)
