@@ -97,7 +97,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             Some(n) => argv.extend(["--patches".into(), n.to_string()]),
             None => argv.extend(["--seconds".into(), seconds.to_string()]),
         }
-        let run = child::run::<ChildRow>(&argv)?;
+        let run = child::run::<ChildRow>(&argv, child::limit_for(seconds))?;
         let row = match (run.signal, run.rows.first()) {
             (None, Some(r)) if run.code == Some(0) => HazardRow {
                 machine_id: machine_id.clone(),

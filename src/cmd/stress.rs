@@ -101,7 +101,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let run = child::run::<ChildRow>(&argv)?;
+        let run = child::run::<ChildRow>(&argv, child::limit_for(args.seconds()))?;
         let row = match run.signal {
             Some(sig) => {
                 failures.push(format!("{protocol}: the child died of signal {sig}"));
