@@ -29,8 +29,9 @@ pub struct Args {
     /// (with --quick: mono, poly-rr-4, poly-random-4, sites-1024, offset-0, offset-62).
     #[arg(long = "scenario", value_name = "S", value_delimiter = ',')]
     pub scenarios: Vec<Scenarios>,
-    /// Fewer repeats (7 instead of 21, same calls per run) and the small scenario set unless --scenario
-    /// is given; well under a second here.
+    /// 15 block pairs per row instead of 31, and the small scenario set unless --scenario is given:
+    /// about 16 s on a quiet 2-vCPU guest, longer while the host contends (a row waits up to 3 s for
+    /// block pairs at the floor).
     #[arg(long)]
     pub quick: bool,
     /// CPU to pin the measuring thread to (default: the last allowed CPU).

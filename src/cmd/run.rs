@@ -27,8 +27,8 @@ use super::{interrupt, outdir, tether};
 /// Options of `callpatch run`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// A short run (goal: under a minute here): quick calls set, 2 s stress per protocol, quick patch
-    /// and hazard, census without the vmlinux.
+    /// A short run (about 2 minutes on a quiet 2-vCPU guest): quick calls set, 2 s stress per protocol,
+    /// quick patch and hazard, census without the vmlinux.
     #[arg(long)]
     pub quick: bool,
     /// Results folder (default: results/<machine_id>, with results/latest pointing at it).
@@ -37,6 +37,15 @@ pub struct Args {
     /// Parts to leave out (repeat or comma-separate): calls, patch, stress, hazard, census.
     #[arg(long, value_name = "PART", value_delimiter = ',', value_parser = PART_NAMES)]
     pub skip: Vec<String>,
+    /// Passed to `calls --cpu`: the CPU its measuring thread is pinned to.
+    #[arg(long, value_name = "N")]
+    pub cpu: Option<usize>,
+    /// Passed to `calls --arena`: how its generated code is mapped (rwx, sealed, dualmap).
+    #[arg(long, value_name = "MODE")]
+    pub arena: Option<callpatch_probes::code::ArenaMode>,
+    /// Passed to `patch --callers` and `stress --callers`: caller threads during patching.
+    #[arg(long, value_name = "N")]
+    pub callers: Option<usize>,
 }
 
 const PART_NAMES: [&str; 5] = ["calls", "patch", "stress", "hazard", "census"];
@@ -44,13 +53,41 @@ const PART_NAMES: [&str; 5] = ["calls", "patch", "stress", "hazard", "census"];
 /// One measuring part: a subcommand and its arguments (before `--out DIR`).
 struct Part {
     name: &'static str,
-    args: Vec<&'static str>,
+    args: Vec<String>,
     /// Needs `membarrier(PRIVATE_EXPEDITED_SYNC_CORE)` (every live-patching part).
     patches_code: bool,
 }
 
-fn parts(quick: bool) -> Vec<Part> {
-    let q = |full: Vec<&'static str>, quick_args: Vec<&'static str>| if quick { quick_args } else { full };
+/// The parts with their arguments: `--quick`'s short forms, and the options `run` passes through
+/// (`--cpu`, `--arena` to calls; `--callers` to patch and stress).
+fn parts(args: &Args) -> Vec<Part> {
+    let mut parts = base_parts(args.quick);
+    for part in &mut parts {
+        let mut add = |flag: &str, value: String| part.args.extend([flag.to_string(), value]);
+        match part.name {
+            "calls" => {
+                if let Some(cpu) = args.cpu {
+                    add("--cpu", cpu.to_string());
+                }
+                if let Some(mode) = args.arena {
+                    add("--arena", mode.name().to_string());
+                }
+            }
+            "patch" | "stress" => {
+                if let Some(n) = args.callers {
+                    add("--callers", n.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    parts
+}
+
+fn base_parts(quick: bool) -> Vec<Part> {
+    let q = |full: Vec<&'static str>, quick_args: Vec<&'static str>| {
+        if quick { quick_args } else { full }.into_iter().map(String::from).collect::<Vec<String>>()
+    };
     vec![
         Part { name: "calls", args: q(vec!["calls"], vec!["calls", "--quick"]), patches_code: false },
         Part { name: "patch", args: q(vec!["patch"], vec!["patch", "--quick"]), patches_code: true },
@@ -114,8 +151,7 @@ fn fill(args: &Args, identity: &MachineRow, out: &Path, dir: &Path) -> anyhow::R
 
     let membarrier = callpatch_probes::patch::membarrier_ready().map_err(|e| e.to_string());
     let exe = std::env::current_exe().context("cannot locate this executable")?;
-    let selected: Vec<Part> =
-        parts(args.quick).into_iter().filter(|p| !args.skip.iter().any(|s| s == p.name)).collect();
+    let selected: Vec<Part> = parts(args).into_iter().filter(|p| !args.skip.iter().any(|s| s == p.name)).collect();
     let bar = progress(selected.len() as u64);
     let mut failed = Vec::new();
     for part in &selected {
@@ -247,4 +283,32 @@ fn say(bar: &ProgressBar, line: String) {
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callpatch_probes::code::ArenaMode;
+
+    #[test]
+    fn cpu_arena_and_callers_reach_the_parts_that_take_them() {
+        let args = Args {
+            quick: true,
+            out: None,
+            skip: Vec::new(),
+            cpu: Some(0),
+            arena: Some(ArenaMode::DualMap),
+            callers: Some(2),
+        };
+        let argv = |name: &str| parts(&args).into_iter().find(|p| p.name == name).unwrap().args.join(" ");
+        assert_eq!(argv("calls"), "calls --quick --cpu 0 --arena dualmap");
+        assert_eq!(argv("patch"), "patch --quick --callers 2");
+        assert_eq!(argv("stress"), "stress --quick --callers 2");
+        assert_eq!(argv("hazard"), "hazard --quick");
+        let plain = Args { cpu: None, arena: None, callers: None, ..args };
+        assert_eq!(
+            parts(&plain).into_iter().map(|p| p.args.join(" ")).collect::<Vec<_>>(),
+            ["calls --quick", "patch --quick", "stress --quick", "hazard --quick", "census --quick"]
+        );
+    }
 }
