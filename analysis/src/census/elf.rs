@@ -174,6 +174,7 @@ impl<'data> Elf<'data> {
         if code.is_empty() {
             return Err(CensusError::NoCode { path });
         }
+        dedupe_code(&mut code);
         loaded.sort_by_key(|&(addr, _)| addr);
         Ok(Elf { file, relocatable, code, loaded })
     }
@@ -193,6 +194,28 @@ impl<'data> Elf<'data> {
         let (start, bytes) = self.loaded[i];
         bytes.get(usize::try_from(addr - start).ok()?..)
     }
+}
+
+/// Keeps each file byte of code in one section only: a header that repeats (or lies inside) another
+/// one's bytes at the same address is dropped, so a file with thousands of copies of its `.text`
+/// header costs what one copy costs (decoding, tallies and memory bounded by the file, not by the
+/// header count). Sections that only partly overlap are kept: real files do not have them, and each
+/// is decoded whole from its own start.
+fn dedupe_code(code: &mut Vec<CodeSection<'_>>) {
+    let start = |c: &CodeSection<'_>| c.data.as_ptr() as usize;
+    code.sort_by_key(|c| (start(c), std::cmp::Reverse(c.data.len()), c.index.0));
+    let mut kept: Vec<CodeSection<'_>> = Vec::with_capacity(code.len());
+    for c in code.drain(..) {
+        let inside = kept.last().is_some_and(|k| {
+            let (ks, cs) = (start(k), start(&c));
+            cs + c.data.len() <= ks + k.data.len() && c.address.wrapping_sub(k.address) == (cs - ks) as u64
+        });
+        if !inside {
+            kept.push(c);
+        }
+    }
+    kept.sort_by_key(|c| c.index.0);
+    *code = kept;
 }
 
 /// A short name for the common `e_machine` values, for the error line.
