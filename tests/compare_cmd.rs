@@ -84,6 +84,8 @@ fn calls_rows(id: &str) -> Vec<CallsRow> {
                 note: Some(String::new()),
                 core_hz_est: None,
                 core_cycles_median: None,
+                arena: None,
+                cpu: None,
             });
         }
     }

@@ -53,6 +53,8 @@ fn call(id: &str, flavor: &str, scenario: &str, param: &str, min: f64, median: f
         note: None,
         core_hz_est: None,
         core_cycles_median: None,
+        arena: None,
+        cpu: None,
     }
 }
 

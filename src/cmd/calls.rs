@@ -233,6 +233,8 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
     for r in &mut rows {
         r.core_hz_est = core_hz;
         r.core_cycles_median = core_hz.filter(|_| r.cycles_median.is_finite()).map(|c| r.cycles_median * c / hz);
+        r.arena = Some(args.arena.name().to_string());
+        r.cpu = u32::try_from(cpu).ok();
     }
     Ok((machine, rows))
 }
@@ -440,6 +442,8 @@ fn row(machine_id: &str, flavor: Flavor, scenario: Scenario, m: &Measurement, hz
         note: p.note.clone(),
         core_hz_est: None,
         core_cycles_median: None,
+        arena: None,
+        cpu: None,
     }
 }
 
@@ -469,6 +473,8 @@ fn failed_row(machine_id: &str, flavor: Flavor, scenario: Scenario, knobs: &Knob
         note: Some(format!("not measured: {reason}")),
         core_hz_est: None,
         core_cycles_median: None,
+        arena: None,
+        cpu: None,
     }
 }
 

@@ -127,6 +127,12 @@ pub struct CallsRow {
     /// `cycles_median` in estimated core cycles (`cycles_median × core_hz_est / tsc_hz`): an estimate.
     #[cfg_attr(feature = "serde", serde(default))]
     pub core_cycles_median: Option<f64>,
+    /// How the generated code was mapped (`calls --arena`: rwx, sealed, dualmap).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub arena: Option<String>,
+    /// The CPU the measuring thread was pinned to (`calls --cpu`, or the default chosen).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub cpu: Option<u32>,
 }
 
 impl CallsRow {

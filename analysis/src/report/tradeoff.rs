@@ -495,6 +495,8 @@ mod tests {
                 note: None,
                 core_hz_est: None,
                 core_cycles_median: None,
+                arena: None,
+                cpu: None,
             })
             .collect();
         write_csv(&dir.path().join("calls.csv"), &rows).unwrap();

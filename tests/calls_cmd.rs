@@ -1,0 +1,23 @@
+//! `callpatch calls` records how it measured: two runs with different `--arena` or `--cpu` do not look
+//! identical in their `calls.csv`.
+
+use std::process::Command;
+
+use callpatch_analysis::report::rows::{read_csv, CallsRow};
+
+#[test]
+fn the_arena_mode_and_the_pinned_cpu_are_in_every_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_callpatch"))
+        .args(["calls", "--quick", "--flavor", "direct", "--scenario", "mono", "--arena", "dualmap", "--cpu", "0"])
+        .arg("--out")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = read_csv::<CallsRow>(&tmp.path().join("calls.csv")).unwrap();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        assert_eq!((r.arena.as_deref(), r.cpu), (Some("dualmap"), Some(0)), "{r:?}");
+    }
+}
