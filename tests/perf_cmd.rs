@@ -52,7 +52,20 @@ fn writes_per_call_rows_for_tsc_hardware_and_software_events() {
 
 #[test]
 fn hold_announces_pid_and_a_map_covering_the_probe() {
-    let out = callpatch(&["perf", "--flavor", "trampoline", "--hold", "--quick", "--seconds", "0.2"]);
+    // Its own folder: the default results/<machine_id> is locked by whichever command writes it, and
+    // the tests of this file run in parallel.
+    let dir = scratch("hold");
+    let out = callpatch(&[
+        "perf",
+        "--flavor",
+        "trampoline",
+        "--hold",
+        "--quick",
+        "--seconds",
+        "0.2",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let line = stdout.lines().find(|l| l.starts_with("holding trampoline mono")).expect("announcement");
@@ -68,6 +81,7 @@ fn hold_announces_pid_and_a_map_covering_the_probe() {
     }
     assert!(entries.iter().all(|e| e.size > 0) && entries.windows(2).all(|w| w[0].end() <= w[1].start));
     std::fs::remove_file(Path::new(&map)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -83,7 +97,10 @@ fn bad_input_is_one_error_line() {
         &["perf", "--hold", "--seconds", "1e19"],
         &["perf", "--flavor", "direct", "--scenario", "poly-random-4"],
     ] {
-        let out = callpatch(args);
+        let dir = scratch("bad");
+        let mut args = args.to_vec();
+        args.extend(["--out", dir.to_str().unwrap()]);
+        let out = callpatch(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
