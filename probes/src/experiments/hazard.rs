@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::catch::CatchZone;
 use super::live_sites::{emit_tail, emit_target, run_loop, Tally, TARGETS};
+use super::threads::{self, StopOnDrop};
 use crate::code::insn::REL32_LEN;
 use crate::code::{decode, encode, Arena, ArenaMode, Insn, TextWriter, CACHE_LINE};
 use callpatch_patcher::naive::store_rel32;
@@ -175,7 +176,8 @@ pub fn run(writer: HazardWriter, patches: u64, time: Duration) -> Result<HazardO
     let stop = AtomicBool::new(false);
     let running = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let executor = s.spawn(|| {
+        let _stop = StopOnDrop(&stop);
+        let executor = threads::spawn(s, std::thread::Builder::new(), "the hazard's executor thread", || {
             pin(exec_cpu);
             let mut tally = Box::new(Tally::default());
             let mut iterations = 0u64;
@@ -185,9 +187,12 @@ pub fn run(writer: HazardWriter, patches: u64, time: Duration) -> Result<HazardO
                 running.store(true, Ordering::Relaxed);
             }
             (iterations, *tally)
-        });
+        })?;
         pin(write_cpu);
         while !running.load(Ordering::Relaxed) {
+            if executor.is_finished() {
+                break; // it ended before running (a panic): the join below says so
+            }
             std::thread::yield_now();
         }
         let traps = trap_count();
@@ -212,7 +217,7 @@ pub fn run(writer: HazardWriter, patches: u64, time: Duration) -> Result<HazardO
         })();
         let seconds = start.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
-        let (calls, tally) = executor.join().expect("the executor does not panic");
+        let (calls, tally) = threads::join(executor, "the hazard's executor thread")?;
         result?;
         Ok(HazardOutcome {
             writer,
