@@ -6,9 +6,10 @@
 //! the folder name, so runs are never silently averaged together. Census rows are keyed by binary and
 //! sha256 instead (the same binary counted twice is shown once).
 //!
-//! A folder that holds no CSV itself but has subfolders that do (`results/` with one folder per machine)
-//! stands for those subfolders; symbolic links such as `results/latest` are resolved so a run is read
-//! once. A missing file is a note, not an error; a malformed one is an error naming file and record.
+//! A folder's subfolders that hold CSVs (`results/` with one folder per machine) are read too, beside
+//! the CSVs the folder holds itself (`callpatch calls` writes `results/calls.csv`, `callpatch run`
+//! `results/<machine_id>/`: `plot results/` reads both, never one silently); symbolic links such as
+//! `results/latest` are resolved so a run is read once. A missing file is a note, not an error; a malformed one is an error naming file and record.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -159,9 +160,7 @@ fn resolve_folders(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
         if !meta.is_dir() {
             return Err(ReportError::NotAFolder { path: dir.clone(), reason: "it is a file".into() });
         }
-        let candidates = if holds_results(dir) {
-            vec![dir.clone()]
-        } else {
+        let candidates = {
             let mut subs = Vec::new();
             for entry in std::fs::read_dir(dir).map_err(|e| ReportError::io(dir, e))? {
                 let path = entry.map_err(|e| ReportError::io(dir, e))?.path();
@@ -173,6 +172,9 @@ fn resolve_folders(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
             }
             // Real folders before links to them (`results/latest`), so a run keeps its own name.
             subs.sort_by_key(|p| (p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()), p.clone()));
+            if holds_results(dir) {
+                subs.insert(0, dir.clone());
+            }
             subs
         };
         if candidates.is_empty() {
@@ -336,4 +338,24 @@ fn group_binaries(per_folder: &[FolderRows]) -> Vec<CensusBinary> {
 
 fn file_name(path: &str) -> String {
     Path::new(path).file_name().map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_with_results_of_its_own_and_machine_folders_beside_them_reads_all_of_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (top, m1, hidden) = (tmp.path(), tmp.path().join("m1"), tmp.path().join(".m2.partial-1"));
+        for d in [&m1, &hidden] {
+            std::fs::create_dir(d).unwrap();
+        }
+        for d in [top, m1.as_path(), hidden.as_path()] {
+            std::fs::write(d.join("machine.csv"), "").unwrap();
+        }
+        std::os::unix::fs::symlink(&m1, top.join("latest")).unwrap();
+        let folders = resolve_folders(&[top.to_path_buf()]).unwrap();
+        assert_eq!(folders, [top.to_path_buf(), m1], "the folder, its machine folder once, no staging folder");
+    }
 }
