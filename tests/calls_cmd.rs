@@ -1,12 +1,12 @@
-//! `callpatch calls` records how it measured: two runs with different `--arena` or `--cpu` do not look
-//! identical in their `calls.csv`.
+//! `callpatch calls` records how it measured (two runs with different `--arena` or `--cpu` do not look
+//! identical in their `calls.csv`) and reports each row as it finishes.
 
 use std::process::Command;
 
 use callpatch_analysis::report::rows::{read_csv, CallsRow};
 
 #[test]
-fn the_arena_mode_and_the_pinned_cpu_are_in_every_row() {
+fn the_arena_mode_and_the_pinned_cpu_are_in_every_row_and_rows_stream_as_they_finish() {
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_callpatch"))
         .args(["calls", "--quick", "--flavor", "direct", "--scenario", "mono", "--arena", "dualmap", "--cpu", "0"])
@@ -20,4 +20,7 @@ fn the_arena_mode_and_the_pinned_cpu_are_in_every_row() {
     for r in &rows {
         assert_eq!((r.arena.as_deref(), r.cpu), (Some("dualmap"), Some(0)), "{r:?}");
     }
+    // Each row is reported as it finishes, not only in the table at the end.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().any(|l| l.starts_with("  direct mono: ") && l.contains("direct mono")), "{stderr}");
 }

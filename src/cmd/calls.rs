@@ -155,11 +155,19 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
     );
 
     let bar = indicatif::ProgressBar::new(pairs.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:24} {pos}/{len} rows  {msg}  (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let mut baselines: Vec<Baseline> = Vec::new();
     let mut measured = Vec::with_capacity(pairs.len());
     for &(flavor, scenario) in &pairs {
         bar.set_message(format!("{flavor} {scenario}"));
         let m = measure_row(flavor, scenario, &mut baselines, &knobs, &pk, args.arena);
+        // Each row as it finishes (stderr; the table on stdout comes at the end).
+        bar.suspend(|| eprintln!("{}", progress_line(flavor, scenario, &m)));
         measured.push(m);
         bar.inc(1);
     }
@@ -237,6 +245,28 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
         r.cpu = u32::try_from(cpu).ok();
     }
     Ok((machine, rows))
+}
+
+/// One finished row in one line: its ratio with the interval, its cost, and what was set aside.
+fn progress_line(flavor: Flavor, scenario: Scenario, m: &anyhow::Result<Measurement>) -> String {
+    let m = match m {
+        Ok(m) => m,
+        Err(e) => return format!("  {flavor} {scenario}: not measured: {e:#}"),
+    };
+    let p = &m.paired;
+    let ratio = match (p.ratio, p.ratio_median) {
+        (Some(i), _) => format!("{:.2}× [{:.2}, {:.2}]", i.median, i.lo, i.hi),
+        (None, Some(r)) => format!("{r:.2}× (no interval)"),
+        (None, None) => "no ratio".into(),
+    };
+    let ticks = p.flavor.map_or_else(|| "–".into(), |s| format!("{:.2}", s.median));
+    format!(
+        "  {flavor} {scenario}: {ratio} {}, {ticks} ticks per call ({} kept, {} set aside){}",
+        m.baseline,
+        p.samples,
+        p.discarded.total(),
+        if p.noisy { ", noisy" } else { "" }
+    )
 }
 
 /// A baseline probe of a run and its floor, shared by every row that compares with it.
