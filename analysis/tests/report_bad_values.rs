@@ -181,4 +181,7 @@ fn a_bp_hazard_row_with_torn_calls_is_a_failure_in_the_summary() {
     render(dir.path()).unwrap();
     let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(summary.contains("**Verdict: FAIL** — bp tore 3 calls"), "{summary}");
+    // And `plot` reports it: everything drawn, then a failure (not exit 0 without complaint).
+    let failures = render_all(&[dir.path().to_path_buf()], dir.path()).unwrap().failures;
+    assert_eq!(failures, ["m: hazard.csv: bp tore 3 calls"]);
 }

@@ -67,6 +67,13 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     for n in &done.notes {
         outln!("note: {n}");
     }
+    // Everything is drawn, failures included; the exit status says the results record one.
+    anyhow::ensure!(
+        done.failures.is_empty(),
+        "the results record {} failure(s): {}",
+        done.failures.len(),
+        done.failures.join("; ")
+    );
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use crate::report::plots::{self, Plot};
 use crate::report::rows::remove_stale;
 use crate::report::summary::{self, PlotFile, SummaryInput};
 use crate::report::tradeoff::{self, Tradeoff, DEFAULT_SITES};
+use callpatch_vocab::HazardWriter;
 
 /// Presentation choices.
 #[derive(Clone, Debug)]
@@ -44,6 +45,9 @@ pub struct Rendered {
     pub folders: Vec<PathBuf>,
     /// Machines (runs) found.
     pub machines: Vec<String>,
+    /// Failures the results record (calls that went wrong under `stress`, a `bp` row of `hazard` with
+    /// torn calls): drawn and summarised like everything else, and a reason for `plot` to exit non-zero.
+    pub failures: Vec<String>,
 }
 
 /// Reads the CSVs in `dirs`, writes every plot (SVG and PNG) and `summary.md` into `out` (created if
@@ -119,10 +123,38 @@ pub fn render_all_with(dirs: &[PathBuf], out: &Path, opts: &RenderOptions) -> Re
     )?;
 
     let mut done = w.done;
+    done.failures = recorded_failures(&data);
     let input = SummaryInput { data: &data, models: &models, plots: &w.written, notes: &done.notes };
     let summary = summary::write(&input, out)?;
     done.files.push(summary);
     Ok(done)
+}
+
+/// What went wrong in the measurements themselves: a protocol under which calls were misdirected, lost
+/// or crashed (`stress`), and `bp` tearing a call (`hazard`: it must never).
+fn recorded_failures(data: &Dataset) -> Vec<String> {
+    let mut out = Vec::new();
+    for run in &data.runs {
+        for r in run.stress.iter().filter(|r| r.misdirected > 0 || r.crashed || r.lost.unwrap_or(0) > 0) {
+            out.push(format!(
+                "{}: stress.csv: {}: {} misdirected, {} lost{}",
+                run.label,
+                r.protocol.name(),
+                r.misdirected,
+                r.lost.unwrap_or(0),
+                if r.crashed { ", crashed" } else { "" }
+            ));
+        }
+        for r in run.hazard.iter().filter(|r| r.writer == HazardWriter::Bp && (r.torn > 0 || r.crashed)) {
+            out.push(format!(
+                "{}: hazard.csv: bp tore {} calls{}",
+                run.label,
+                r.torn,
+                if r.crashed { ", crashed" } else { "" }
+            ));
+        }
+    }
+    out
 }
 
 /// Writes plots into one folder and remembers what was written and what was skipped.
