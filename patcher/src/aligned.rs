@@ -51,6 +51,14 @@ impl Poke for Aligned {
     fn fallbacks(&self, plan: &Self::Plan) -> usize {
         plan.1
     }
+
+    fn writes(&self, plan: &Self::Plan) -> Vec<(usize, usize)> {
+        let word = |st: &Store| match self.granule {
+            Granule::Line => (st.at, st.bytes.len()),
+            Granule::Word8 => (st.at & !7, 8),
+        };
+        plan.0.iter().map(word).collect()
+    }
 }
 
 /// One store of a batch: `bytes` at `at` — 4 rel32 bytes (the site's or its trampoline's), or a whole

@@ -165,9 +165,17 @@ unsafe fn run<P: Poke>(
 ) -> Result<(u64, usize), PatchError> {
     code.begin_batch();
     let plan = protocol.plan(code, writer, sites)?;
+    // One write window for the whole batch (an `mprotect` writer): opened before the first write, so
+    // a text that cannot be made writable (a W^X policy) is refused with nothing written.
+    let writes = protocol.writes(&plan);
+    let first = writes.first().map_or(0, |w| w.0);
+    let window = writer.open_batch_window(&writes).map_err(|source| PatchError::NotWritable { addr: first, source })?;
     // SAFETY: `plan` was validated just now under the text lock, which the caller holds; the caller
     // vouches for the sites (see `patch_batch`).
-    let syncs = unsafe { protocol.poke(writer, &plan, on_step)? };
+    let syncs = unsafe { protocol.poke(writer, &plan, on_step) };
+    let closed = window.close();
+    let syncs = syncs?;
+    closed.map_err(|source| PatchError::Write { addr: first, len: 0, source })?;
     protocol.read_back(&plan)?;
     Ok((syncs, protocol.fallbacks(&plan)))
 }

@@ -84,6 +84,14 @@ pub enum PatchError {
     Miscount(String),
     /// Installing the SIGTRAP handler failed.
     Signal(std::io::Error),
+    /// The batch's pages could not be made writable (an `mprotect` refused, e.g. under a W^X policy);
+    /// nothing was written.
+    NotWritable {
+        /// The first address the batch would write.
+        addr: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A step of the batch failed (the cause inside); every site was restored to its old instruction.
     RolledBack(Box<PatchError>),
     /// A step failed and so did the rollback: the `parked` sites keep `int3` on byte 0 and the trap
@@ -133,6 +141,11 @@ impl fmt::Display for PatchError {
             PatchError::Build(e) => write!(f, "building the experiment's code failed: {e}"),
             PatchError::Miscount(m) => write!(f, "call accounting is off: {m}"),
             PatchError::Signal(e) => write!(f, "installing the SIGTRAP handler failed: {e}"),
+            PatchError::NotWritable { addr, source } => write!(
+                f,
+                "the text at {addr:#x} cannot be made writable ({source}; a W^X policy such as MemoryDenyWriteExecute \
+                 or PR_SET_MDWE?): nothing was written"
+            ),
             PatchError::RolledBack(cause) => {
                 write!(f, "{cause}; the batch was rolled back, every site holds its old instruction")
             }
@@ -153,7 +166,7 @@ impl fmt::Display for PatchError {
 impl std::error::Error for PatchError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            PatchError::Write { source, .. } => Some(source),
+            PatchError::Write { source, .. } | PatchError::NotWritable { source, .. } => Some(source),
             PatchError::Build(e) | PatchError::Signal(e) => Some(e),
             PatchError::RolledBack(cause) | PatchError::RollbackFailed { cause, .. } => Some(cause.as_ref()),
             _ => None,

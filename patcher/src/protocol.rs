@@ -41,6 +41,9 @@ pub(crate) trait Poke {
     /// After the last step every write reads back.
     fn read_back(&self, plan: &Self::Plan) -> Result<(), PatchError>;
 
+    /// Every range (address, length) the steps write: what the batch's write window must cover.
+    fn writes(&self, plan: &Self::Plan) -> Vec<(usize, usize)>;
+
     /// Sites that stayed on their trampoline (the aligned policy's fallbacks).
     fn fallbacks(&self, _plan: &Self::Plan) -> usize {
         0
@@ -95,5 +98,9 @@ impl<P: InPlace> Poke for P {
 
     fn read_back(&self, plan: &Vec<Planned>) -> Result<(), PatchError> {
         validate::read_back(plan)
+    }
+
+    fn writes(&self, plan: &Vec<Planned>) -> Vec<(usize, usize)> {
+        plan.iter().map(|p| (p.addr, p.new_bytes.len())).collect()
     }
 }

@@ -8,8 +8,11 @@
 //! Methods:
 //! - `Direct`: a plain store; the page must already be writable (an `Rwx` arena).
 //! - `Alias`: a store through the RW view of a dual-mapped (`memfd`) arena: W^X at every instant.
-//! - `Mprotect`: the page(s) are made RWX for the duration of one write, then RX again. This is the
-//!   method for the program's own `.text` (static calls) and for a sealed arena.
+//! - `Mprotect`: the page(s) are made RWX for the duration of one batch (one `mprotect` per contiguous
+//!   range when the batch opens its window, one when it closes: `BatchWindow`), or of one write outside
+//!   a batch, then RX again. This is the method for the program's own `.text` (static calls) and for a
+//!   sealed arena. A bp batch of 10 000 sites on this 2-vCPU guest: 22.3 µs per site with a window per
+//!   write (six `mprotect`s per site), 0.25 µs with one window per batch.
 //! - `ProcMem`: `pwrite` to `/proc/self/mem`, which the kernel performs with `FOLL_FORCE` on a private
 //!   RX mapping (copy-on-write), so no page is ever writable from user space. Not atomic: refused for
 //!   the single-store (aligned) protocol.
@@ -259,23 +262,111 @@ pub(crate) unsafe fn write(writer: &TextWriter, addr: usize, bytes: &[u8]) -> Re
     unsafe { writer.write(addr, bytes) }.map_err(|source| PatchError::Write { addr, len: bytes.len(), source })
 }
 
-/// Makes the pages under `[addr, addr+len)` RWX, runs `f`, and makes them RX again — the window is
-/// as short as the write. Assumes those pages are RX outside the window (code pages).
-fn with_write_window(addr: usize, len: usize, f: impl FnOnce()) -> io::Result<()> {
-    let page = page_size();
-    let start = addr - addr % page;
-    let end = (addr + len).next_multiple_of(page);
-    let rwx = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
-    // SAFETY: changes protection only; the range covers code pages the caller owns and names.
-    if unsafe { libc::mprotect(start as *mut libc::c_void, end - start, rwx) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    f();
-    // SAFETY: as above; restores the RX protection code pages have outside the window.
-    if unsafe { libc::mprotect(start as *mut libc::c_void, end - start, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
+/// `mprotect` calls made by the text writers (a count the tests read: a batch must not make one per write).
+static MPROTECTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `mprotect(2)` on `[start, end)`, counted.
+fn protect(start: usize, end: usize, prot: libc::c_int) -> io::Result<()> {
+    MPROTECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: changes protection only, of code pages the caller owns and names (every caller passes a
+    // page-aligned range of code it is patching).
+    if unsafe { libc::mprotect(start as *mut libc::c_void, end - start, prot) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+thread_local! {
+    /// The page ranges a batch window of this thread holds writable (empty: none).
+    static BATCH_WINDOW: std::cell::RefCell<Vec<(usize, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The pages of one batch made writable once, for all its steps (`Mprotect` writers): one `mprotect`
+/// per contiguous range when it opens and one when it closes, instead of two per write (a bp batch
+/// writes each site three times). The pages are writable and executable exactly as long as the batch,
+/// on the thread that patches; [`BatchWindow::close`] (or drop) makes them RX again.
+pub(crate) struct BatchWindow {
+    ranges: Vec<(usize, usize)>,
+}
+
+impl TextWriter {
+    /// Opens the window over the pages under `writes` (address, length) for an `Mprotect` writer; any
+    /// other method needs none. On an error nothing stays writable.
+    pub(crate) fn open_batch_window(&self, writes: &[(usize, usize)]) -> io::Result<BatchWindow> {
+        if self.method != WriteMethod::Mprotect || writes.is_empty() {
+            return Ok(BatchWindow { ranges: Vec::new() });
+        }
+        let page = page_size();
+        let mut pages: Vec<(usize, usize)> =
+            writes.iter().map(|&(a, l)| (a - a % page, (a + l.max(1)).next_multiple_of(page))).collect();
+        pages.sort_unstable();
+        let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(pages.len());
+        for (s, e) in pages {
+            match ranges.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => ranges.push((s, e)),
+            }
+        }
+        let rwx = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+        for (i, &(s, e)) in ranges.iter().enumerate() {
+            if let Err(err) = protect(s, e, rwx) {
+                let _ = restore_rx(&ranges[..i]);
+                return Err(err);
+            }
+        }
+        BATCH_WINDOW.with(|w| *w.borrow_mut() = ranges.clone());
+        Ok(BatchWindow { ranges })
+    }
+}
+
+impl BatchWindow {
+    /// Makes the window's pages RX again; an error means a page may stay writable and executable.
+    pub(crate) fn close(mut self) -> io::Result<()> {
+        self.restore()
+    }
+
+    fn restore(&mut self) -> io::Result<()> {
+        if self.ranges.is_empty() {
+            return Ok(());
+        }
+        BATCH_WINDOW.with(|w| w.borrow_mut().clear());
+        restore_rx(&std::mem::take(&mut self.ranges))
+    }
+}
+
+impl Drop for BatchWindow {
+    fn drop(&mut self) {
+        let _ = self.restore();
+    }
+}
+
+/// Makes every range RX; the first error, after trying them all.
+fn restore_rx(ranges: &[(usize, usize)]) -> io::Result<()> {
+    let mut first = Ok(());
+    for &(s, e) in ranges {
+        // The RX protection code pages have outside a window.
+        if let (Err(e), true) = (protect(s, e, libc::PROT_READ | libc::PROT_EXEC), first.is_ok()) {
+            first = Err(e);
+        }
+    }
+    first
+}
+
+/// Makes the pages under `[addr, addr+len)` RWX, runs `f`, and makes them RX again — the window is
+/// as short as the write — unless a batch window of this thread already holds them writable. Assumes
+/// those pages are RX outside the window (code pages).
+fn with_write_window(addr: usize, len: usize, f: impl FnOnce()) -> io::Result<()> {
+    let open = BATCH_WINDOW.with(|w| w.borrow().iter().any(|&(s, e)| s <= addr && addr + len <= e));
+    if open {
+        f();
+        return Ok(());
+    }
+    let page = page_size();
+    let start = addr - addr % page;
+    let end = (addr + len).next_multiple_of(page);
+    protect(start, end, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC)?;
+    f();
+    protect(start, end, libc::PROT_READ | libc::PROT_EXEC)
 }
 
 /// Test-only fault injection into the protocols' writes, per thread (the patcher writes from the
@@ -313,6 +404,42 @@ pub(crate) mod fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_through_an_mprotect_writer_opens_one_window_not_one_per_write() {
+        use crate::batch::{patch_batch, SitePatch};
+        use crate::insn::{encode, Insn};
+        use callpatch_vocab::Protocol;
+
+        // 100 sites `call a` on one page of a sealed (RX) arena, retargeted to `b` with bp: 300 writes.
+        let mut arena = Arena::new(2 * page_size(), ArenaMode::Sealed).unwrap();
+        let a = arena.alloc(6, 16).unwrap();
+        arena.write(a, &[0xb8, 1, 0, 0, 0, 0xc3]).unwrap();
+        let b = arena.alloc(6, 16).unwrap();
+        arena.write(b, &[0xb8, 2, 0, 0, 0, 0xc3]).unwrap();
+        let sites: Vec<usize> = (0..100).map(|_| arena.alloc(8, 8).unwrap()).collect();
+        for &s in &sites {
+            arena.write(s, &encode(Insn::Call(a), s).unwrap()).unwrap();
+        }
+        arena.seal().unwrap();
+        let w = TextWriter::for_arena(&arena);
+        assert_eq!(w.method(), WriteMethod::Mprotect);
+        let batch: Vec<SitePatch> =
+            sites.iter().map(|&s| SitePatch { addr: s, old: Insn::Call(a), new: Insn::Call(b) }).collect();
+        let before = MPROTECTS.load(std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the arena's own sites (never executed here), retargeted between its own targets.
+        unsafe { patch_batch(&w, Protocol::Bp, &batch) }.unwrap();
+        let calls = MPROTECTS.load(std::sync::atomic::Ordering::Relaxed) - before;
+        // Other tests may count theirs meanwhile; one window is 2 calls per range (at most 2 ranges
+        // here), where a window per write made 600.
+        assert!(calls < 100, "{calls} mprotect calls for one batch of 100 sites");
+        for &s in &sites {
+            assert_eq!(arena.read(s, 5), encode(Insn::Call(b), s).unwrap().to_vec());
+        }
+        let maps = crate::maps::read_maps().unwrap();
+        let page = maps.iter().find(|m| m.start <= sites[0] && sites[0] < m.end).unwrap();
+        assert_eq!(&page.perms[..3], "r-x", "the window is closed: {page:?}");
+    }
 
     #[test]
     fn every_fitting_method_writes_and_stores() {

@@ -44,24 +44,6 @@ fn wrote_nothing(e: &PatchError) -> bool {
     !matches!(e, PatchError::Write { .. } | PatchError::ReadBack { .. })
 }
 
-/// Makes sure the text writer can write every page of `batch`, by rewriting one byte of each page with
-/// the value it already holds (harmless to a thread executing it), so that a refused `mprotect` shows
-/// before the patcher writes its first `int3`.
-fn probe_writable(writer: &TextWriter, batch: &[SitePatch]) -> Result<(), String> {
-    let page = callpatch_patcher::page_size();
-    let mut pages: Vec<usize> = batch.iter().map(|p| p.addr).collect();
-    pages.sort_unstable_by_key(|a| a / page);
-    pages.dedup_by_key(|a| *a / page);
-    for addr in pages {
-        // SAFETY: `addr` is a site or trampoline in this program's text (readable).
-        let byte = unsafe { std::ptr::read_volatile(addr as *const u8) };
-        // SAFETY: the byte of a site or trampoline of ours, rewritten with the value it holds (under the
-        // static call lock, so no update changes it meanwhile): a thread executing it sees no change.
-        unsafe { writer.write(addr, &[byte]) }.map_err(|e| format!("text at {addr:#x} is not writable: {e}"))?;
-    }
-    Ok(())
-}
-
 /// The patcher protocol of the inline backends: bp (int3), or one aligned 8-byte store per site.
 fn protocol(trap_free: bool) -> Protocol {
     if trap_free {
@@ -105,7 +87,6 @@ pub(super) fn init(state: &mut State, trap_free: bool) -> Result<(), String> {
             new: site_insn(target),
         }));
     }
-    probe_writable(&TextWriter::new(WriteMethod::Mprotect), &batch)?;
     // SAFETY: every address is a `static_call!` site (the `call` its `asm!` emitted, found through the
     // site table and decoded just now) or a key's trampoline, and every new target is the key's shim
     // of the key's signature (or the trampoline's own generic path).
