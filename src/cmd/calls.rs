@@ -176,7 +176,9 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
     // floor is known; the better of the two is kept.
     let again: Vec<usize> = (0..pairs.len())
         .filter(|&i| {
-            below_floor_then(&measured[i], &baselines, &pk) || measured[i].as_ref().is_ok_and(|m| m.paired.noisy)
+            let scenario = pairs[i].1;
+            above_floor_now(&measured[i], scenario, &baselines, &pk)
+                || measured[i].as_ref().is_ok_and(|m| m.paired.noisy)
         })
         .collect();
     if !again.is_empty() {
@@ -189,7 +191,7 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
         for i in again {
             let (flavor, scenario) = pairs[i];
             let m = measure_row(flavor, scenario, &mut baselines, &knobs, &pk, args.arena);
-            if better(&m, &measured[i], &baselines, &pk) {
+            if better(&m, &measured[i], scenario, &baselines, &pk) {
                 measured[i] = m;
             }
         }
@@ -306,11 +308,12 @@ fn measure_row(
 fn better(
     new: &anyhow::Result<Measurement>,
     old: &anyhow::Result<Measurement>,
+    scenario: Scenario,
     baselines: &[Baseline],
     pk: &PairedKnobs,
 ) -> bool {
     let trusted = |m: &anyhow::Result<Measurement>| {
-        m.as_ref().is_ok_and(|x| !x.paired.noisy) && !below_floor_then(m, baselines, pk)
+        m.as_ref().is_ok_and(|x| !x.paired.noisy) && !above_floor_now(m, scenario, baselines, pk)
     };
     let width = |m: &anyhow::Result<Measurement>| {
         m.as_ref().ok().and_then(|x| x.paired.ratio).map_or(f64::INFINITY, |i| i.relative_half_width())
@@ -322,11 +325,18 @@ fn better(
     }
 }
 
-/// True when a measured row's kept samples had their baseline above the floor the run knows now.
-fn below_floor_then(m: &anyhow::Result<Measurement>, baselines: &[Baseline], pk: &PairedKnobs) -> bool {
+/// True when the kept samples of a row of `scenario` had their baseline above the floor the run knows
+/// now (the row ran before its baseline first showed its quiet floor).
+fn above_floor_now(
+    m: &anyhow::Result<Measurement>,
+    scenario: Scenario,
+    baselines: &[Baseline],
+    pk: &PairedKnobs,
+) -> bool {
     let Ok(m) = m else { return false };
     let Some(b) = m.paired.baseline else { return false };
-    let floor = baselines.iter().find(|x| format!("direct {}", x.scenario) == m.baseline).map(|x| &x.floor);
+    let base = baseline_scenario(scenario);
+    let floor = baselines.iter().find(|x| x.scenario == base).map(|x| &x.floor);
     floor.is_some_and(|f| !f.admits(b.median, pk.floor_tolerance))
 }
 
