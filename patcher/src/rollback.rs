@@ -101,14 +101,6 @@ mod tests {
     use crate::text_writer::{fault, TextWriter};
     use callpatch_vocab::Protocol;
 
-    /// One test at a time: a caller parked in the handler has SIGTRAP blocked there, which the guard of
-    /// a concurrent test's batch would rightly refuse.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-    fn serial() -> std::sync::MutexGuard<'static, ()> {
-        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Two targets (`mov eax, 1; ret` and `mov eax, 2; ret`) and a function whose only call is the
     /// site: `site: call A` (or `cs call A`), `ret`.
     struct Bed {
@@ -167,7 +159,6 @@ mod tests {
     }
 
     fn rolls_back(cs: bool) {
-        let _serial = serial();
         let bed = Bed::new(cs);
         let before = bed.bytes();
         assert_eq!(bed.call(), 1);
@@ -197,7 +188,6 @@ mod tests {
     fn a_caller_waiting_on_a_cs_prefix_trap_is_released_by_the_rollback() {
         // A caller meets the int3 between step 1 and the (failing) step 2: the handler makes it wait
         // for the rel32. Without rollback nobody ever finishes the rel32 and it waits for ever.
-        let _serial = serial();
         let bed = Bed::new(true);
         let writer = TextWriter::for_arena(&bed.arena);
         let (tx, rx) = mpsc::channel();
@@ -231,7 +221,6 @@ mod tests {
 
     #[test]
     fn a_failed_rollback_parks_the_site_on_its_old_call_and_a_later_batch_patches_it() {
-        let _serial = serial();
         let bed = Bed::new(false);
         fault::arm(1, 1000); // the body write fails, and every write of the rollback too
         let e = bed.patch(bed.old, bed.new_insn()).unwrap_err();
