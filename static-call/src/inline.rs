@@ -39,8 +39,9 @@ fn trampoline_head(key: &Key) -> Option<Insn> {
 
 /// True when every site still behaves as before the failed batch: the batch was refused before its
 /// first write, rolled back, or (rollback failed) parked with each site running its old instruction
-/// through the trap handler. Only a read-back mismatch (someone else wrote the text) is not.
-fn wrote_nothing(e: &PatchError) -> bool {
+/// through the trap handler. A bare write error (the pages could not be made RX again after a complete
+/// batch) and a read-back mismatch (someone else wrote the text) are not.
+fn behaves_as_before(e: &PatchError) -> bool {
     !matches!(e, PatchError::Write { .. } | PatchError::ReadBack { .. })
 }
 
@@ -92,7 +93,7 @@ pub(super) fn init(state: &mut State, trap_free: bool) -> Result<(), String> {
     // of the key's signature (or the trampoline's own generic path).
     match unsafe { patch_batch(&TextWriter::new(WriteMethod::Mprotect), protocol(trap_free), &batch) } {
         Ok(_) => {}
-        Err(e) if wrote_nothing(&e) => return Err(e.to_string()),
+        Err(e) if behaves_as_before(&e) => return Err(e.to_string()),
         Err(e) => panic!("static_call: init failed after writing to the text, which is now inconsistent: {e}"),
     }
     state.status.patched_sites = by_key.values().map(Vec::len).sum();
@@ -129,7 +130,7 @@ pub(super) fn update(state: &State, key: &Key, target: Option<usize>, trap_free:
     match unsafe { patch_batch(&TextWriter::new(WriteMethod::Mprotect), protocol(trap_free), &batch) } {
         Ok(_) => Ok(true),
         Err(e) => {
-            if wrote_nothing(&e) {
+            if behaves_as_before(&e) {
                 key.set_current(previous);
             }
             Err(failed(sites.len(), e))
