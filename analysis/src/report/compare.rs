@@ -517,6 +517,17 @@ pub struct Compared {
 }
 
 impl Compared {
+    /// The four cells every table row ends with: BASE, NEW, the change and the verdict.
+    fn compared_cells(&self, threshold_pct: f64) -> String {
+        format!(
+            "{} | {} | {} | {}",
+            estimate_cell(self.base, self.quantity),
+            estimate_cell(self.new, self.quantity),
+            change_cell(self.change),
+            self.verdict_text(threshold_pct)
+        )
+    }
+
     /// The verdict as the table words it: the verdict with its change, or why it is "no change".
     pub fn verdict_text(&self, threshold_pct: f64) -> String {
         let mut s = match self.verdict {
@@ -798,14 +809,7 @@ impl Comparison {
             let _ = writeln!(s, "|---|---|---|---|---|---|");
             for r in calls {
                 let Key::Calls { flavor, scenario } = &r.key else { continue };
-                let _ = writeln!(
-                    s,
-                    "| {flavor} | {scenario} | {} | {} | {} | {} |",
-                    estimate_cell(r.base, r.quantity),
-                    estimate_cell(r.new, r.quantity),
-                    change_cell(r.change),
-                    r.verdict_text(t)
-                );
+                let _ = writeln!(s, "| {flavor} | {scenario} | {} |", r.compared_cells(t));
             }
             s.push('\n');
         }
@@ -819,14 +823,7 @@ impl Comparison {
             let _ = writeln!(s, "|---|---:|---:|---|---|---|---|---|");
             for r in patch {
                 let Key::Patch { subject, callers, method, batch } = &r.key else { continue };
-                let _ = writeln!(
-                    s,
-                    "| {subject} | {batch} | {callers} | {method} | {} | {} | {} | {} |",
-                    estimate_cell(r.base, r.quantity),
-                    estimate_cell(r.new, r.quantity),
-                    change_cell(r.change),
-                    r.verdict_text(t)
-                );
+                let _ = writeln!(s, "| {subject} | {batch} | {callers} | {method} | {} |", r.compared_cells(t));
             }
             s.push('\n');
         }
