@@ -169,7 +169,9 @@ unsafe fn run<P: Poke>(
     // a text that cannot be made writable (a W^X policy) is refused with nothing written.
     let writes = protocol.writes(&plan);
     let first = writes.first().map_or(0, |w| w.0);
-    let window = writer.open_batch_window(&writes).map_err(|source| PatchError::NotWritable { addr: first, source })?;
+    let window = writer
+        .open_batch_window(&writes, |a| code.rx_mapping_of(a))
+        .map_err(|source| PatchError::NotWritable { addr: first, source })?;
     // SAFETY: `plan` was validated just now under the text lock, which the caller holds; the caller
     // vouches for the sites (see `patch_batch`).
     let syncs = unsafe { protocol.poke(writer, &plan, on_step) };

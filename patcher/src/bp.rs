@@ -14,7 +14,7 @@ use crate::protocol::InPlace;
 use crate::sync::sync_cores;
 use crate::table::{Action, Phase};
 use crate::text_writer::{write, TextWriter};
-use crate::validate::Planned;
+use crate::validate::{prefetching, Planned};
 
 /// The bp protocol. It can make any same-length change (validation checks the length).
 pub(crate) struct Bp;
@@ -33,12 +33,10 @@ impl InPlace for Bp {
 /// # Safety
 /// As [`InPlace::steps`].
 unsafe fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
-    // 0. Publish: from now on a trap at any of these sites emulates its new instruction.
-    for p in plan {
+    // 1. Publish each site's slot (from now on a trap there emulates its new instruction), then int3
+    // on its byte 0; sync so that no core can start an old instruction any more.
+    for p in prefetching(plan) {
         p.slot.set(Action::Emulate(p.new), Phase::Int3);
-    }
-    // 1. int3 on byte 0 of every site; sync so that no core can start the old instruction any more.
-    for p in plan {
         // SAFETY: a planned site (validated, vouched for by the caller); the step order keeps every
         // executing thread on a whole instruction or on the int3.
         unsafe { write(writer, p.addr, &[INT3])? };
@@ -46,18 +44,17 @@ unsafe fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(St
     sync_cores()?;
     on_step(Step::Int3Placed);
     // 2. The new bytes 1..n-1, hidden behind the int3; sync so every core sees the whole new body.
-    for p in plan {
+    for p in prefetching(plan) {
         // SAFETY: a planned site (validated, vouched for by the caller); the step order keeps every
         // executing thread on a whole instruction or on the int3.
         unsafe { write(writer, p.addr + 1, &p.new_bytes[1..])? };
     }
     sync_cores()?;
-    for p in plan {
-        p.slot.set_phase(Phase::BodyReady);
-    }
     on_step(Step::BodyWritten);
-    // 3. The new byte 0 completes each site; sync so no core still sees the int3.
-    for p in plan {
+    // 3. Each slot learns that its body is synced, and the new byte 0 completes the site; sync so no
+    // core still sees the int3.
+    for p in prefetching(plan) {
+        p.slot.set_phase(Phase::BodyReady);
         // SAFETY: a planned site (validated, vouched for by the caller); the step order keeps every
         // executing thread on a whole instruction or on the int3.
         unsafe { write(writer, p.addr, &p.new_bytes[..1])? };

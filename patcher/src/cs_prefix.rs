@@ -12,7 +12,7 @@ use crate::protocol::InPlace;
 use crate::sync::sync_cores;
 use crate::table::{Action, Phase};
 use crate::text_writer::{write, TextWriter};
-use crate::validate::Planned;
+use crate::validate::{prefetching, Planned};
 
 /// The cs-prefix protocol.
 pub(crate) struct CsPrefix;
@@ -43,31 +43,28 @@ impl InPlace for CsPrefix {
 /// # Safety
 /// As [`InPlace::steps`].
 unsafe fn poke(writer: &TextWriter, plan: &[Planned], on_step: &mut dyn FnMut(Step)) -> Result<u64, PatchError> {
-    // 0. Publish: a trap on a prefix now waits for the rel32, then runs the call behind it.
-    for p in plan {
+    // 1. Publish each slot (a trap on its prefix now waits for the rel32, then runs the call behind
+    // it), then int3 over the prefix; sync so no core can start an old `cs call` any more.
+    for p in prefetching(plan) {
         p.slot.set(Action::ResumeAfterPrefix, Phase::Int3);
-    }
-    // 1. int3 over the prefix; sync so no core can start the old `cs call` any more.
-    for p in plan {
         // SAFETY: a planned site (validated, vouched for by the caller); the step order keeps every
         // executing thread on a whole instruction or on the int3.
         unsafe { write(writer, p.addr, &[INT3])? };
     }
     sync_cores()?;
     on_step(Step::Int3Placed);
-    // 2. The new rel32 (bytes 2..6); sync so every core sees it whole; then release waiting traps.
-    for p in plan {
+    // 2. The new rel32 (bytes 2..6); sync so every core sees it whole.
+    for p in prefetching(plan) {
         // SAFETY: a planned site (validated, vouched for by the caller); the step order keeps every
         // executing thread on a whole instruction or on the int3.
         unsafe { write(writer, p.addr + 2, &p.new_bytes[2..])? };
     }
     sync_cores()?;
-    for p in plan {
-        p.slot.set_phase(Phase::BodyReady);
-    }
     on_step(Step::BodyWritten);
-    // 3. The prefix back; sync so no core still sees the int3.
-    for p in plan {
+    // 3. Release the traps waiting at each site (its rel32 is synced: they resume at the plain call),
+    // and put its prefix back; sync so no core still sees the int3.
+    for p in prefetching(plan) {
+        p.slot.set_phase(Phase::BodyReady);
         // SAFETY: a planned site (validated, vouched for by the caller); the step order keeps every
         // executing thread on a whole instruction or on the int3.
         unsafe { write(writer, p.addr, &[CS_PREFIX])? };

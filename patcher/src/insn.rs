@@ -104,6 +104,14 @@ impl InsnBytes {
         InsnBytes { buf, len: bytes.len() as u8 }
     }
 
+    /// The first `len` (≤ 8) bytes of `word` in memory order (little-endian); the rest stay zero, as
+    /// in [`InsnBytes::from_slice`], so that `==` compares exactly the instruction's bytes.
+    pub(crate) fn from_word(word: u64, len: usize) -> InsnBytes {
+        assert!(len <= 8, "an instruction of {len} bytes is not a site");
+        let mask = if len == 8 { u64::MAX } else { (1u64 << (8 * len)) - 1 };
+        InsnBytes { buf: (word & mask).to_le_bytes(), len: len as u8 }
+    }
+
     /// The encoded bytes.
     pub fn as_slice(&self) -> &[u8] {
         &self.buf[..self.len as usize]

@@ -53,26 +53,48 @@ fn parse_line(line: &str) -> io::Result<Mapping> {
 /// sends the cache back to `/proc/self/maps`.
 #[derive(Debug, Default)]
 pub(crate) struct CodeRanges {
-    ranges: Vec<(usize, usize)>,
-    /// Pages confirmed mapped in the current batch.
+    /// (start, end, writable) of each code mapping, sorted.
+    ranges: Vec<(usize, usize, bool)>,
+    /// Pages confirmed mapped in the current batch, sorted.
     confirmed: Vec<usize>,
+    /// The page of the last site approved in this batch (`None` after `begin_batch`): mappings are
+    /// whole pages, so a site inside that page lies in the same mapping, confirmed in this batch.
+    last_page: Option<usize>,
 }
 
 impl CodeRanges {
     /// Starts a batch: pages are confirmed again.
     pub(crate) fn begin_batch(&mut self) {
         self.confirmed.clear();
+        self.last_page = None;
     }
 
     /// Whether `[addr, addr+len)` lies in one readable, executable mapping.
     pub(crate) fn contains(&mut self, addr: usize, len: usize) -> bool {
-        if self.hit(addr, len) && self.still_mapped(addr, len) {
+        let mask = !(crate::arena::page_size() - 1);
+        let page = addr & mask;
+        let one_page = (addr + len.max(1) - 1) & mask == page;
+        if one_page && self.last_page == Some(page) {
             return true;
         }
-        self.ranges = read_maps()
-            .map(|m| m.into_iter().filter(Mapping::is_code).map(|m| (m.start, m.end)).collect())
-            .unwrap_or_default();
-        self.hit(addr, len)
+        let found = self.hit(addr, len) && self.still_mapped(addr, len) || {
+            self.ranges = read_maps()
+                .map(|m| m.into_iter().filter(Mapping::is_code).map(|m| (m.start, m.end, m.is_wx())).collect())
+                .unwrap_or_default();
+            self.hit(addr, len)
+        };
+        if found && one_page {
+            self.last_page = Some(page);
+        }
+        found
+    }
+
+    /// The read-execute (not writable) mapping holding `addr`, as last read: what a batch's write
+    /// window may make writable as a whole and restore to RX. Only meaningful for addresses that
+    /// [`CodeRanges::contains`] approved in this batch.
+    pub(crate) fn rx_mapping_of(&self, addr: usize) -> Option<(usize, usize)> {
+        let i = self.ranges.partition_point(|&(_, end, _)| end <= addr);
+        self.ranges.get(i).filter(|&&(start, _, wx)| start <= addr && !wx).map(|&(s, e, _)| (s, e))
     }
 
     /// Whether every page under `[addr, addr+len)` is mapped now (`mincore` per page not yet confirmed
@@ -82,22 +104,22 @@ impl CodeRanges {
         let first = addr - addr % page;
         let last = (addr + len.max(1) - 1) / page * page;
         for p in (first..=last).step_by(page) {
-            if self.confirmed.contains(&p) {
+            let Err(at) = self.confirmed.binary_search(&p) else {
                 continue;
-            }
+            };
             let mut resident = 0u8;
             // SAFETY: mincore only inspects the mapping of one page and writes one byte to `resident`.
             if unsafe { libc::mincore(p as *mut libc::c_void, page, &mut resident) } != 0 {
                 return false; // ENOMEM: not mapped (any other error: do not trust the cache either)
             }
-            self.confirmed.push(p);
+            self.confirmed.insert(at, p);
         }
         true
     }
 
     fn hit(&self, addr: usize, len: usize) -> bool {
-        let i = self.ranges.partition_point(|&(_, end)| end <= addr);
-        self.ranges.get(i).is_some_and(|&(start, end)| start <= addr && addr.saturating_add(len) <= end)
+        let i = self.ranges.partition_point(|&(_, end, _)| end <= addr);
+        self.ranges.get(i).is_some_and(|&(start, end, _)| start <= addr && addr.saturating_add(len) <= end)
     }
 }
 

@@ -148,6 +148,10 @@ pub(crate) fn lookup(addr: usize) -> Option<&'static Slot> {
 pub(crate) struct Registry {
     entries: Vec<Entry>,
     index: HashMap<usize, usize, BuildHasherDefault<AddrHasher>>,
+    /// The entry found last: a batch usually visits sites in the order they were first registered, so
+    /// the next one is usually the one after it (a sequential read, where the hash index costs a cache
+    /// miss per site in a registry of tens of thousands of entries).
+    cursor: usize,
     graveyard: Vec<*mut Snapshot>,
     /// Entries were added since the last publication.
     dirty: bool,
@@ -156,6 +160,8 @@ pub(crate) struct Registry {
 /// What the patcher keeps per site address.
 #[derive(Debug)]
 pub(crate) struct Entry {
+    /// The site address (the slot's, kept here to compare without reading the slot).
+    addr: usize,
     /// The handler's slot (never freed).
     pub(crate) slot: &'static Slot,
     /// The two most recent distinct encodings at this address. Encoding is a pure function of
@@ -209,6 +215,7 @@ pub(crate) fn registry() -> RegistryGuard {
     g.get_or_insert_with(|| Registry {
         entries: Vec::new(),
         index: HashMap::default(),
+        cursor: 0,
         graveyard: Vec::new(),
         dirty: false,
     });
@@ -235,16 +242,22 @@ impl Registry {
     /// The entry of `addr`, created (with a new, unpublished slot) when new. Call
     /// [`Registry::publish_new`] before any `int3` goes to a new address.
     pub(crate) fn entry(&mut self, addr: usize) -> &mut Entry {
-        let i = match self.index.get(&addr) {
-            Some(&i) => i,
-            None => {
-                let slot = Box::leak(Box::new(Slot { addr, action: AtomicU64::new(0), state: AtomicU64::new(0) }));
-                self.entries.push(Entry { slot, recent: [None, None] });
-                self.index.insert(addr, self.entries.len() - 1);
-                self.dirty = true;
-                self.entries.len() - 1
-            }
+        let at = |i: usize| self.entries.get(i).is_some_and(|e| e.addr == addr);
+        let (next, last) = (self.cursor + 1, self.cursor);
+        let i = if at(next) {
+            next
+        } else if at(last) {
+            last
+        } else if let Some(&i) = self.index.get(&addr) {
+            i
+        } else {
+            let slot = Box::leak(Box::new(Slot { addr, action: AtomicU64::new(0), state: AtomicU64::new(0) }));
+            self.entries.push(Entry { addr, slot, recent: [None, None] });
+            self.index.insert(addr, self.entries.len() - 1);
+            self.dirty = true;
+            self.entries.len() - 1
         };
+        self.cursor = i;
         &mut self.entries[i]
     }
 
