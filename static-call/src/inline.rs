@@ -102,38 +102,54 @@ pub(super) fn init(state: &mut State, trap_free: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Rewrites `key`'s trampoline and every patched site of it for `target`, in one batch (bp, or one store
-/// per site when `trap_free`). `Ok(false)`: nothing needed patching.
-pub(super) fn update(state: &State, key: &Key, target: Option<usize>, trap_free: bool) -> Result<bool, UpdateError> {
-    let failed = |sites: usize, source: PatchError| UpdateError::Patch { key: key.name(), sites, source };
+/// Rewrites the trampoline and every patched site of each key for its new target, all in one batch
+/// (bp: three syncs in all, however many keys; or one store per site when `trap_free`). `Ok` says, per
+/// key, whether anything of it needed patching. Keys are distinct (the caller checks).
+pub(super) fn update(
+    state: &State,
+    changes: &[(&Key, Option<usize>)],
+    trap_free: bool,
+) -> Result<Vec<bool>, UpdateError> {
+    let sites_of = |key: &Key| state.by_key.get(&key.addr()).map(Vec::as_slice).unwrap_or_default();
+    let total: usize = changes.iter().map(|(k, _)| sites_of(k).len()).sum();
+    let failed =
+        |source: PatchError| UpdateError::patch(changes.iter().map(|(k, _)| k.name()).collect(), total, source);
     let mut batch = Vec::new();
-    let head = trampoline_head(key);
-    let new_head = patched_insn(target);
-    if head != Some(new_head) {
-        let old = head.ok_or_else(|| failed(0, not_a_site(key.trampoline())))?;
-        batch.push(SitePatch { addr: key.trampoline(), old, new: new_head });
-    }
-    let sites = state.by_key.get(&key.addr()).map(Vec::as_slice).unwrap_or_default();
-    for s in sites {
-        let old = decode(&s.bytes(), s.addr()).ok_or_else(|| failed(sites.len(), not_a_site(s.addr())))?;
-        if old != site_insn(target) {
-            batch.push(SitePatch { addr: s.addr(), old, new: site_insn(target) });
+    let mut patched = Vec::with_capacity(changes.len());
+    for &(key, target) in changes {
+        let before = batch.len();
+        let head = trampoline_head(key);
+        let new_head = patched_insn(target);
+        if head != Some(new_head) {
+            let old = head.ok_or_else(|| failed(not_a_site(key.trampoline())))?;
+            batch.push(SitePatch { addr: key.trampoline(), old, new: new_head });
         }
+        for s in sites_of(key) {
+            let old = decode(&s.bytes(), s.addr()).ok_or_else(|| failed(not_a_site(s.addr())))?;
+            if old != site_insn(target) {
+                batch.push(SitePatch { addr: s.addr(), old, new: site_insn(target) });
+            }
+        }
+        patched.push(batch.len() > before);
     }
-    let previous = key.target();
+    let previous: Vec<Option<usize>> = changes.iter().map(|(k, _)| k.target()).collect();
     // The generic path of a trampoline not patched yet sees the new target from now on.
-    key.set_current(target);
-    if batch.is_empty() {
-        return Ok(false);
+    for &(key, target) in changes {
+        key.set_current(target);
     }
-    // SAFETY: as in `init`: the key's own sites and trampoline, retargeted to a shim of its signature.
+    if batch.is_empty() {
+        return Ok(patched);
+    }
+    // SAFETY: as in `init`: each key's own sites and trampoline, retargeted to a shim of its signature.
     match unsafe { patch_batch(&TextWriter::new(WriteMethod::Mprotect), protocol(trap_free), &batch) } {
-        Ok(_) => Ok(true),
+        Ok(_) => Ok(patched),
         Err(e) => {
             if behaves_as_before(&e) {
-                key.set_current(previous);
+                for (&(key, _), &was) in changes.iter().zip(&previous) {
+                    key.set_current(was);
+                }
             }
-            Err(failed(sites.len(), e))
+            Err(failed(e))
         }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use super::signature::{Signature, Target};
 use super::sites::{self, CallSite};
 use super::trampoline::{return_zero, zero_stub};
-use super::update::{self, UpdateError};
+use super::update::{self, Change, UpdateError};
 
 /// What `static_call!` generates for each key; implemented only by that macro.
 ///
@@ -154,6 +154,12 @@ impl<D: Definition> StaticCall<D> {
         let _witness = f;
         update::set(&self.key, Some(F::SHIM as usize))
     }
+
+    /// This key's part of a several-key update ([`update_all`](crate::update_all)): point it at `f`.
+    pub fn to<F: Target<D::Sig>>(&'static self, f: F) -> Change {
+        let _witness = f;
+        Change { key: &self.key, target: Some(F::SHIM as usize) }
+    }
 }
 
 impl<D: Nullable> StaticCall<D> {
@@ -161,6 +167,11 @@ impl<D: Nullable> StaticCall<D> {
     /// returns the return type's zero value (0, `false`, null, `()`).
     pub fn disable(&'static self) -> Result<(), UpdateError> {
         update::set(&self.key, None)
+    }
+
+    /// This key's part of a several-key update ([`update_all`](crate::update_all)): disable it.
+    pub fn to_none(&'static self) -> Change {
+        Change { key: &self.key, target: None }
     }
 }
 

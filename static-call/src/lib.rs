@@ -31,6 +31,7 @@
 //! | `DEFINE_STATIC_CALL_NULL`     | `static_call! { static NAME: Option<fn(u32)> = None; }`|
 //! | `static_call(name)(args)`     | `static_call!(NAME(args))`                             |
 //! | `static_call_update(name, f)` | `static_call_update!(NAME, f)` / `(NAME, None)`        |
+//! | (one key per update)          | `static_call_update! { A => f, B => None }`: one batch |
 //! | `.static_call_sites`          | section `static_call_sites` ([`sites`])                |
 //! | `static_call_init()` at boot  | [`init`], or the first update                          |
 //!
@@ -79,4 +80,4 @@ pub use abi::{RegArg, RegRet};
 pub use key::{Definition, Key, Nullable, StaticCall};
 pub use signature::{shim_of, Signature, Target};
 pub use sites::CallSite;
-pub use update::{backend, init, init_with, status, Backend, Status, UpdateError, UpdatePaths};
+pub use update::{backend, init, init_with, status, update_all, Backend, Change, Status, UpdateError, UpdatePaths};

@@ -94,11 +94,13 @@ macro_rules! static_call {
     };
 }
 
-/// Points a key at a new target, or (`None`, only for `Option<fn>` keys) at no function.
+/// Points a key at a new target, or (`None`, only for `Option<fn>` keys) at no function; or several
+/// keys at once, in one patch batch (three syncs in all, see [`update_all`](crate::update_all)).
 ///
 /// ```ignore
 /// static_call_update!(LOG, log_json)?;
 /// static_call_update!(HOOK, None)?;
+/// static_call_update! { LOG => log_plain, HOOK => Some(trace), crate::net::SEND => send_batched }?;
 /// ```
 /// The target is a fn item or a closure that captures nothing, of the key's exact fn type (checked at
 /// compile time). Returns `Result<(), UpdateError>`; see [`StaticCall::update`](crate::StaticCall::update).
@@ -126,6 +128,21 @@ macro_rules! static_call {
 /// let n = 5u64;
 /// static_call_update!(K, move |x: u64| x + n).unwrap();
 /// ```
+/// In a several-key update, a target of another signature, or `None` for a key that is not
+/// `Option<fn(..)>`:
+/// ```compile_fail,E0631
+/// # use callpatch_static_call::{static_call, static_call_update};
+/// fn f(x: u64) -> u64 { x }
+/// fn g(x: u32) -> u64 { x as u64 }
+/// static_call! { static K: fn(u64) -> u64 = f; static L: fn(u64) -> u64 = f; }
+/// static_call_update! { K => f, L => g }.unwrap();
+/// ```
+/// ```compile_fail,E0277
+/// # use callpatch_static_call::{static_call, static_call_update};
+/// fn f(x: u64) -> u64 { x }
+/// static_call! { static K: fn(u64) -> u64 = f; static L: fn(u64) -> u64 = f; }
+/// static_call_update! { K => f, L => None }.unwrap();
+/// ```
 /// A call with the wrong arguments:
 /// ```compile_fail,E0308
 /// # use callpatch_static_call::{static_call, static_call_update};
@@ -143,6 +160,27 @@ macro_rules! static_call_update {
     };
     ($($key:ident)::+, $f:expr $(,)?) => {
         $crate::StaticCall::update(&$($key)::+, $f)
+    };
+    ($($changes:tt)+) => {
+        $crate::update_all(&$crate::__static_call_changes!([] $($changes)+))
+    };
+}
+
+/// `A => f, B => None, C => Some(g)` into `[A.to(f), B.to_none(), C.to(g)]`, one item at a time.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __static_call_changes {
+    ([$($done:expr,)*] $(,)?) => {
+        [$($done,)*]
+    };
+    ([$($done:expr,)*] $($key:ident)::+ => None $(, $($rest:tt)*)?) => {
+        $crate::__static_call_changes!([$($done,)* $crate::StaticCall::to_none(&$($key)::+),] $($($rest)*)?)
+    };
+    ([$($done:expr,)*] $($key:ident)::+ => Some($f:expr) $(, $($rest:tt)*)?) => {
+        $crate::__static_call_changes!([$($done,)* $crate::StaticCall::to(&$($key)::+, $f),] $($($rest)*)?)
+    };
+    ([$($done:expr,)*] $($key:ident)::+ => $f:expr $(, $($rest:tt)*)?) => {
+        $crate::__static_call_changes!([$($done,)* $crate::StaticCall::to(&$($key)::+, $f),] $($($rest)*)?)
     };
 }
 

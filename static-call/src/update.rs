@@ -55,26 +55,45 @@ impl Backend {
     }
 }
 
-/// Why an update failed. When the patcher refused before writing, the key keeps its previous target;
+/// Why an update failed. When the patcher refused before writing, every key keeps its previous target;
 /// after a failed write, each site calls the old or the new target.
 #[derive(Debug)]
 pub enum UpdateError {
     /// The patcher refused or failed the batch.
     Patch {
-        /// The key's name.
-        key: &'static str,
-        /// Sites of the key.
+        /// The names of the keys the batch updated (one for [`StaticCall::update`](crate::StaticCall::update)).
+        keys: Vec<&'static str>,
+        /// Sites of those keys.
         sites: usize,
         /// The patcher's error.
         source: callpatch_patcher::PatchError,
     },
+    /// One key was given twice in one [`update_all`] (which target should win?); nothing was changed.
+    Repeated {
+        /// The key's name.
+        key: &'static str,
+    },
+}
+
+impl UpdateError {
+    pub(crate) fn patch(keys: Vec<&'static str>, sites: usize, source: callpatch_patcher::PatchError) -> UpdateError {
+        UpdateError::Patch { keys, sites, source }
+    }
 }
 
 impl std::fmt::Display for UpdateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UpdateError::Patch { key, sites, source } => {
-                write!(f, "static call {key}: patching its trampoline and {sites} sites failed: {source}")
+            UpdateError::Patch { keys, sites, source } => {
+                let (what, names) = match keys.as_slice() {
+                    [one] => ("static call", one.to_string()),
+                    many => ("static calls", many.join(", ")),
+                };
+                let trampolines = if keys.len() == 1 { "its trampoline" } else { "their trampolines" };
+                write!(f, "{what} {names}: patching {trampolines} and {sites} sites failed: {source}")
+            }
+            UpdateError::Repeated { key } => {
+                write!(f, "static call {key} is given twice in one update; nothing was changed")
             }
         }
     }
@@ -84,8 +103,32 @@ impl std::error::Error for UpdateError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             UpdateError::Patch { source, .. } => Some(source),
+            UpdateError::Repeated { .. } => None,
         }
     }
+}
+
+/// One key's new target, for [`update_all`]: made by [`StaticCall::to`](crate::StaticCall::to) or
+/// [`StaticCall::to_none`](crate::StaticCall::to_none), which check the target's signature at compile
+/// time (what `static_call_update! { A => f, B => g }` expands to).
+#[derive(Clone, Copy, Debug)]
+pub struct Change {
+    pub(crate) key: &'static Key,
+    pub(crate) target: Option<usize>,
+}
+
+/// Points several keys at new targets in one patch batch: with the inline backend, every trampoline
+/// and every site of every key changes in one bp batch, three syncs in all (the kernel updates one key
+/// at a time, three syncs each). Calls made meanwhile reach each key's old or new target. A key given
+/// twice is refused before anything changes. Initialises static calls first if needed.
+pub fn update_all(changes: &[Change]) -> Result<(), UpdateError> {
+    for (i, c) in changes.iter().enumerate() {
+        if changes[..i].iter().any(|d| std::ptr::eq(d.key, c.key)) {
+            return Err(UpdateError::Repeated { key: c.key.name() });
+        }
+    }
+    let pairs: Vec<(&Key, Option<usize>)> = changes.iter().map(|c| (c.key, c.target)).collect();
+    set_all(&pairs)
 }
 
 /// Which path a key's updates took (see the module docs).
@@ -255,22 +298,31 @@ fn init_inline(state: &mut State, inline: Backend) -> Backend {
 
 /// Points `key` at `target` (a shim address; `None`: disabled), initialising first if needed.
 pub(crate) fn set(key: &Key, target: Option<usize>) -> Result<(), UpdateError> {
+    set_all(&[(key, target)])
+}
+
+/// Points each key at its target (shim addresses; `None`: disabled) in one batch; keys are distinct.
+fn set_all(changes: &[(&Key, Option<usize>)]) -> Result<(), UpdateError> {
     let mut state = lock();
     let backend = ensure_init(&mut state, requested());
     let outcome = match backend {
         Backend::Generic => {
-            key.set_current(target);
-            Ok(true)
+            for &(key, target) in changes {
+                key.set_current(target);
+            }
+            Ok(vec![true; changes.len()])
         }
-        Backend::Inline | Backend::TrapFree => super::inline::update(&state, key, target, backend == Backend::TrapFree),
+        Backend::Inline | Backend::TrapFree => super::inline::update(&state, changes, backend == Backend::TrapFree),
     };
-    let paths = state.status.updates.entry(key.name()).or_default();
-    match (&outcome, backend) {
-        (Err(_), _) => paths.failed += 1,
-        (Ok(false), _) => paths.unchanged += 1,
-        (Ok(true), Backend::Inline) => paths.bp += 1,
-        (Ok(true), Backend::TrapFree) => paths.trap_free += 1,
-        (Ok(true), Backend::Generic) => paths.generic += 1,
+    for (i, &(key, _)) in changes.iter().enumerate() {
+        let paths = state.status.updates.entry(key.name()).or_default();
+        match (&outcome, backend) {
+            (Err(_), _) => paths.failed += 1,
+            (Ok(patched), _) if !patched[i] => paths.unchanged += 1,
+            (Ok(_), Backend::Inline) => paths.bp += 1,
+            (Ok(_), Backend::TrapFree) => paths.trap_free += 1,
+            (Ok(_), Backend::Generic) => paths.generic += 1,
+        }
     }
     outcome.map(|_| ())
 }
