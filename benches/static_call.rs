@@ -1,10 +1,16 @@
 //! `cargo bench --bench static_call` — one call through `static_call!` against the other ways to make
 //! it: a direct call, a `fn` pointer, `&dyn Trait`, and an `enum` match; monomorphic (one target) and
-//! polymorphic (four targets in a fixed random order); plus the cost of one update of a key with 1,
-//! 100 and 1000 sites. Every variant makes exactly one call per operation into a function whose body is
-//! the same few arithmetic instructions, in a dependent chain of 64 calls per iteration (criterion reports
-//! time per call). `CALLPATCH_STATIC_CALL=generic` measures the generic (unpatched) backend instead.
-//! `cargo bench --bench static_call -- --test` runs each once (CI).
+//! polymorphic (four targets in a fixed random order). Every variant makes exactly one call per operation
+//! into a function whose body is the same few arithmetic instructions, in a dependent chain of 64 calls
+//! per iteration (criterion reports time per call).
+//!
+//! Then the cost of one update, in groups `update/1 site`, `update/100 sites` and `update/1000 sites`:
+//! callpatch pointing a `static_call!` key with that many sites at the other of two targets, next to the
+//! peer, the `static-keys` crate (0.8), enabling or disabling a key with that many `static_branch_unlikely!`
+//! sites (criterion reports time per update).
+//!
+//! `CALLPATCH_STATIC_CALL=generic` measures callpatch's generic (unpatched) backend instead.
+//! `cargo bench --bench static_call -- --test` runs each once (CI); `-- update` runs only the updates.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -13,6 +19,7 @@ use callpatch_static_call::static_call;
 use callpatch_static_call::{Definition, StaticCall};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use static_keys::{define_static_key_false, static_branch_unlikely, StaticFalseKey};
 
 /// Calls per iteration: a dependent chain, unrolled by `rep64!` in every variant (no loop overhead).
 const CHAIN: usize = 64;
@@ -284,8 +291,8 @@ fn sites_1000(mut x: u64) -> u64 {
     x
 }
 
-/// One update-cost case: `sites` runs once (its sites are linked and live), the key must hold `n` sites,
-/// then each iteration flips the key between two targets.
+/// One callpatch update-cost case: `sites` runs once (its sites are linked and live), the key must hold
+/// `n` sites, then each iteration flips the key between two targets.
 fn bench_update<D: Definition<Sig = fn(u64) -> u64>>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
@@ -304,14 +311,90 @@ fn bench_update<D: Definition<Sig = fn(u64) -> u64>>(
     });
 }
 
-fn update_cost(c: &mut Criterion) {
+// The peer: the `static-keys` crate patches `static_branch_*!` sites (a 5-byte nop or jmp each) when its
+// key is enabled or disabled. One key per size, with 1, 100 or 1000 branch sites in one function; a site
+// calls `body1` when the key is enabled and `body0` otherwise, as the static calls above are pointed at
+// one or the other.
+define_static_key_false!(K1);
+define_static_key_false!(K100);
+define_static_key_false!(K1000);
+
+#[inline(never)]
+fn branches_1(x: u64) -> u64 {
+    if static_branch_unlikely!(K1) {
+        body1(x)
+    } else {
+        body0(x)
+    }
+}
+#[inline(never)]
+fn branches_100(mut x: u64) -> u64 {
+    rep100!(x = if static_branch_unlikely!(K100) { body1(x) } else { body0(x) };);
+    x
+}
+#[inline(never)]
+fn branches_1000(mut x: u64) -> u64 {
+    rep1000!(x = if static_branch_unlikely!(K1000) { body1(x) } else { body0(x) };);
+    x
+}
+
+/// What `n` sites compute from 1 when each one calls `f`.
+fn chain(n: usize, f: fn(u64) -> u64) -> u64 {
+    (0..n).fold(1, |x, _| f(x))
+}
+
+/// One static-keys update-cost case: checks that enabling and disabling `key` switches all `n` branch
+/// sites of `branches`, then each iteration flips the key.
+fn bench_update_static_keys(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    key: &'static StaticFalseKey,
+    n: usize,
+    branches: fn(u64) -> u64,
+) {
+    // SAFETY: `enable` and `disable` ask for `global_init` first (`update_cost` called it) and for no
+    // other thread running: criterion runs here without rayon, no thread of ours is alive, and every
+    // update is made by this thread, one after another.
+    unsafe { key.enable() };
+    assert_eq!(branches(black_box(1)), chain(n, body1), "{name}: every branch site enabled");
+    // SAFETY: as above.
+    unsafe { key.disable() };
+    assert_eq!(branches(black_box(1)), chain(n, body0), "{name}: every branch site disabled");
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            // SAFETY: as above.
+            unsafe {
+                if key.is_enabled() {
+                    key.disable()
+                } else {
+                    key.enable()
+                }
+            }
+        })
+    });
+}
+
+/// One group per size, callpatch next to static-keys, so criterion prints the two side by side.
+fn update_group<D: Definition<Sig = fn(u64) -> u64>>(
+    c: &mut Criterion,
+    label: &str,
+    n: usize,
+    (key, sites): (&'static StaticCall<D>, fn(u64) -> u64),
+    (peer_key, branches): (&'static StaticFalseKey, fn(u64) -> u64),
+) {
     let backend = callpatch_static_call::init();
-    let mut g = c.benchmark_group(format!("update ({})", backend.name()));
-    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    bench_update(&mut g, "1 site", &U1, 1, sites_1);
-    bench_update(&mut g, "100 sites", &U100, 100, sites_100);
-    bench_update(&mut g, "1000 sites", &U1000, 1000, sites_1000);
+    let mut g = c.benchmark_group(format!("update/{label}"));
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    bench_update(&mut g, &format!("callpatch ({}), no caller", backend.name()), key, n, sites);
+    bench_update_static_keys(&mut g, "static-keys 0.8, no caller", peer_key, n, branches);
     g.finish();
+}
+
+fn update_cost(c: &mut Criterion) {
+    static_keys::global_init();
+    update_group(c, "1 site", 1, (&U1, sites_1), (&K1, branches_1));
+    update_group(c, "100 sites", 100, (&U100, sites_100), (&K100, branches_100));
+    update_group(c, "1000 sites", 1000, (&U1000, sites_1000), (&K1000, branches_1000));
 }
 
 criterion_group! {
