@@ -1,18 +1,31 @@
 //! `cargo bench --bench static_call` — one call through `static_call!` against the other ways to make
 //! it: a direct call, a `fn` pointer, `&dyn Trait`, and an `enum` match; monomorphic (one target) and
-//! polymorphic (four targets in a fixed random order); plus the cost of one update of a key with 1,
-//! 100 and 1000 sites. Every variant makes exactly one call per operation into a function whose body is
-//! the same few arithmetic instructions, in a dependent chain of 64 calls per iteration (criterion reports
-//! time per call). `CALLPATCH_STATIC_CALL=generic` measures the generic (unpatched) backend instead.
-//! `cargo bench --bench static_call -- --test` runs each once (CI).
+//! polymorphic (four targets in a fixed random order). Every variant makes exactly one call per operation
+//! into a function whose body is the same few arithmetic instructions, in a dependent chain of 64 calls
+//! per iteration (criterion reports time per call).
+//!
+//! Then the cost of one update, in groups `update/1 site`, `update/100 sites` and `update/1000 sites`:
+//! callpatch pointing a `static_call!` key with that many sites at the other of two targets, next to the
+//! peer, the `static-keys` crate (0.8), enabling or disabling a key with that many `static_branch_unlikely!`
+//! sites (criterion reports time per update). Each with no caller, and with 1 caller: a second thread
+//! calling the function that holds the sites over and over while the updates are measured. The peer's
+//! caller case is named unsupported: its docs allow an update only while no other thread runs, so it
+//! measures what its mechanism costs, never that it is correct under a caller.
+//!
+//! `CALLPATCH_STATIC_CALL=generic` measures callpatch's generic (unpatched) backend instead.
+//! `cargo bench --bench static_call -- --test` runs each once (CI); `-- update` runs only the updates.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use callpatch_static_call::static_call;
 use callpatch_static_call::{Definition, StaticCall};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use static_keys::{define_static_key_false, static_branch_unlikely, StaticFalseKey};
 
 /// Calls per iteration: a dependent chain, unrolled by `rep64!` in every variant (no loop overhead).
 const CHAIN: usize = 64;
@@ -284,17 +297,69 @@ fn sites_1000(mut x: u64) -> u64 {
     x
 }
 
-/// One update-cost case: `sites` runs once (its sites are linked and live), the key must hold `n` sites,
-/// then each iteration flips the key between two targets.
+/// A second thread calling the function that holds the sites, over and over, from `spawn` until
+/// `finish` or drop: dropping it (also when a panic unwinds past it) stops and joins the thread, so it
+/// never spins on.
+struct Caller {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Caller {
+    /// Starts the thread and returns once it has made its first call.
+    fn spawn(f: fn(u64) -> u64) -> Caller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(AtomicBool::new(false));
+        let (stop2, started2) = (stop.clone(), started.clone());
+        let thread = std::thread::spawn(move || {
+            black_box(f(black_box(1)));
+            started2.store(true, Ordering::Relaxed);
+            while !stop2.load(Ordering::Relaxed) {
+                black_box(f(black_box(1)));
+            }
+        });
+        let caller = Caller { stop, thread: Some(thread) };
+        while !started.load(Ordering::Relaxed) {
+            let died = caller.thread.as_ref().is_some_and(JoinHandle::is_finished);
+            assert!(!died, "the caller died before its first call");
+            std::hint::spin_loop();
+        }
+        caller
+    }
+
+    /// Stops and joins the thread (a panic in it is raised here).
+    fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("joined once");
+        thread.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            // Only while unwinding (`finish` takes the thread otherwise): a panic of the caller too
+            // would abort, so its result is dropped.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One callpatch update-cost case: `sites` runs once (its sites are linked and live), the key must hold
+/// `n` sites, then each iteration flips the key between two targets, with a [`Caller`] of `sites`
+/// running the whole time if `with_caller`.
 fn bench_update<D: Definition<Sig = fn(u64) -> u64>>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     key: &'static StaticCall<D>,
     n: usize,
     sites: fn(u64) -> u64,
+    with_caller: bool,
 ) {
     black_box(sites(black_box(1)));
     assert_eq!(key.sites().len(), n, "{name}: sites of {} in the site table", key.name());
+    let caller = with_caller.then(|| Caller::spawn(sites));
     let mut flip = false;
     g.bench_function(name, |b| {
         b.iter(|| {
@@ -302,16 +367,117 @@ fn bench_update<D: Definition<Sig = fn(u64) -> u64>>(
             if flip { key.update(body1) } else { key.update(body0) }.unwrap()
         })
     });
+    if let Some(caller) = caller {
+        caller.finish();
+    }
+}
+
+// The peer: the `static-keys` crate patches `static_branch_*!` sites (a 5-byte nop or jmp each) when its
+// key is enabled or disabled. One key per size, with 1, 100 or 1000 branch sites in one function; a site
+// calls `body1` when the key is enabled and `body0` otherwise, as the static calls above are pointed at
+// one or the other.
+define_static_key_false!(K1);
+define_static_key_false!(K100);
+define_static_key_false!(K1000);
+
+#[inline(never)]
+fn branches_1(x: u64) -> u64 {
+    if static_branch_unlikely!(K1) {
+        body1(x)
+    } else {
+        body0(x)
+    }
+}
+#[inline(never)]
+fn branches_100(mut x: u64) -> u64 {
+    rep100!(x = if static_branch_unlikely!(K100) { body1(x) } else { body0(x) };);
+    x
+}
+#[inline(never)]
+fn branches_1000(mut x: u64) -> u64 {
+    rep1000!(x = if static_branch_unlikely!(K1000) { body1(x) } else { body0(x) };);
+    x
+}
+
+/// What `n` sites compute from 1 when each one calls `f`.
+fn chain(n: usize, f: fn(u64) -> u64) -> u64 {
+    (0..n).fold(1, |x, _| f(x))
+}
+
+/// One static-keys update-cost case: checks that enabling and disabling `key` switches all `n` branch
+/// sites of `branches`, then each iteration flips the key, with a [`Caller`] of `branches` running the
+/// whole time if `with_caller`.
+fn bench_update_static_keys(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    key: &'static StaticFalseKey,
+    n: usize,
+    branches: fn(u64) -> u64,
+    with_caller: bool,
+) {
+    // SAFETY: `enable` and `disable` ask for `global_init` first (`update_cost` called it) and for no
+    // other thread running: criterion runs here without rayon, no caller is alive yet (the last one was
+    // joined), and every update is made by this thread, one after another.
+    unsafe { key.enable() };
+    assert_eq!(branches(black_box(1)), chain(n, body1), "{name}: every branch site enabled");
+    // SAFETY: as above.
+    unsafe { key.disable() };
+    assert_eq!(branches(black_box(1)), chain(n, body0), "{name}: every branch site disabled");
+    let caller = with_caller.then(|| Caller::spawn(branches));
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            // SAFETY: without a caller, as above. With one, the contract is NOT met: the docs say "Never
+            // call this method when there are multi-threads running", and the caller runs the very code
+            // these updates rewrite (each site's page is replaced by a patched copy, with mmap and mremap,
+            // while the caller may be executing in it). That is acceptable here only because this case
+            // measures what the mechanism costs, not whether it is correct under a caller: the caller's
+            // results are discarded, and the case's name says it is unsupported. A crash of the caller
+            // would end the benchmark run, not pass silently.
+            unsafe {
+                if key.is_enabled() {
+                    key.disable()
+                } else {
+                    key.enable()
+                }
+            }
+        })
+    });
+    if let Some(caller) = caller {
+        caller.finish();
+    }
+}
+
+/// The peer's case with a caller, named unsupported: the docs of its `enable` and `disable` say "Never
+/// call this method when there are multi-threads running. Spawn threads after this method is called."
+/// (its README: "it is very dangerous if you modify a static key in a multi-threads environment").
+/// Kept short enough for criterion to print whole (it cuts titles at 100 characters).
+const PEER_WITH_CALLER: &str = "static-keys 0.8, 1 caller (unsupported: docs: update only while single-threaded)";
+
+/// One group per size, callpatch next to static-keys, each without and with a caller, so criterion
+/// prints them side by side.
+fn update_group<D: Definition<Sig = fn(u64) -> u64>>(
+    c: &mut Criterion,
+    label: &str,
+    n: usize,
+    (key, sites): (&'static StaticCall<D>, fn(u64) -> u64),
+    (peer_key, branches): (&'static StaticFalseKey, fn(u64) -> u64),
+) {
+    let backend = callpatch_static_call::init();
+    let mut g = c.benchmark_group(format!("update/{label}"));
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    let callpatch = format!("callpatch ({})", backend.name());
+    bench_update(&mut g, &format!("{callpatch}, no caller"), key, n, sites, false);
+    bench_update(&mut g, &format!("{callpatch}, 1 caller"), key, n, sites, true);
+    bench_update_static_keys(&mut g, "static-keys 0.8, no caller", peer_key, n, branches, false);
+    bench_update_static_keys(&mut g, PEER_WITH_CALLER, peer_key, n, branches, true);
+    g.finish();
 }
 
 fn update_cost(c: &mut Criterion) {
-    let backend = callpatch_static_call::init();
-    let mut g = c.benchmark_group(format!("update ({})", backend.name()));
-    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    bench_update(&mut g, "1 site", &U1, 1, sites_1);
-    bench_update(&mut g, "100 sites", &U100, 100, sites_100);
-    bench_update(&mut g, "1000 sites", &U1000, 1000, sites_1000);
-    g.finish();
+    static_keys::global_init();
+    update_group(c, "1 site", 1, (&U1, sites_1), (&K1, branches_1));
+    update_group(c, "100 sites", 100, (&U100, sites_100), (&K100, branches_100));
+    update_group(c, "1000 sites", 1000, (&U1000, sites_1000), (&K1000, branches_1000));
 }
 
 criterion_group! {
