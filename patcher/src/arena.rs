@@ -297,11 +297,28 @@ impl Drop for Fd {
     }
 }
 
+/// A memfd declared executable (`MFD_EXEC`, Linux 6.3+; older kernels, which do not know the flag,
+/// get none). Declaring it is what lets the administrator's `vm.memfd_noexec=2` refuse the alias arena
+/// (EACCES) instead of the arena slipping past it: without the flag the kernel would make the memfd
+/// non-executable by *seal*, which does not stop an executable `mmap` of it.
 fn memfd(len: usize) -> io::Result<Fd> {
-    // SAFETY: the name is a NUL-terminated literal; flags are valid.
-    let fd = unsafe { libc::memfd_create(c"callpatch-arena".as_ptr(), libc::MFD_CLOEXEC) };
+    let create = |flags| {
+        // SAFETY: the name is a NUL-terminated literal; flags are valid memfd_create flags.
+        unsafe { libc::memfd_create(c"callpatch-arena".as_ptr(), flags) }
+    };
+    let mut fd = create(libc::MFD_CLOEXEC | libc::MFD_EXEC);
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        fd = create(libc::MFD_CLOEXEC);
+    }
     if fd < 0 {
-        return Err(io::Error::last_os_error());
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EACCES) {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("an executable memfd is refused ({e}; vm.memfd_noexec=2?): no dual-mapped arena here"),
+            ));
+        }
+        return Err(e);
     }
     let fd = Fd(fd);
     // SAFETY: plain syscall on our own descriptor.

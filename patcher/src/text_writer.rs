@@ -37,7 +37,12 @@ pub enum WriteMethod {
     Alias,
     /// RWX window with `mprotect` around each write.
     Mprotect,
-    /// `pwrite` to `/proc/self/mem`.
+    /// `pwrite` to `/proc/self/mem`: an explicit opt-in, never chosen by the patcher or `static_call!`.
+    /// The kernel performs it with `FOLL_FORCE`, the debugger's write, which ignores the mapping's
+    /// protection: it bypasses the administrator's W^X policy (`MemoryDenyWriteExecute`,
+    /// `PR_SET_MDWE`, SELinux `execmem`) rather than obeying it. Refused by the kernel, and by
+    /// [`TextWriter::open`] up front, under `proc_mem.force_override=never` (or `=ptrace`: a process
+    /// does not trace itself).
     ProcMem,
 }
 
@@ -242,13 +247,32 @@ impl TextWriter {
     }
 
     /// Opens `/proc/self/mem` now (for `ProcMem`); other methods need nothing. Call once after creating
-    /// a `ProcMem` writer.
+    /// a `ProcMem` writer. Refused when the kernel command line forbids forced `/proc/*/mem` writes.
     pub fn open(mut self) -> io::Result<TextWriter> {
         if self.method == WriteMethod::ProcMem && self.mem.is_none() {
+            let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+            if let Some(policy) = proc_mem_refused(&cmdline) {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "the kernel forbids forced writes through /proc/self/mem ({policy}): the procmem writer \
+                         is refused; use mprotect or alias"
+                    ),
+                ));
+            }
             self.mem = Some(std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/mem")?);
         }
         Ok(self)
     }
+}
+
+/// The `proc_mem.force_override=` setting on a kernel command line that refuses this process's own
+/// forced `/proc/self/mem` writes (`never`; `ptrace`, which allows them only to an active tracer).
+fn proc_mem_refused(cmdline: &str) -> Option<&str> {
+    cmdline.split_whitespace().rfind(|w| w.starts_with("proc_mem.force_override=")).filter(|w| {
+        let value = &w["proc_mem.force_override=".len()..];
+        value == "never" || value == "ptrace"
+    })
 }
 
 /// Copies `bytes` to `dst`: byte stores for a site's few bytes (a protocol step writes 1 to 6, three
@@ -512,6 +536,14 @@ mod tests {
             let m = maps.iter().find(|m| m.start <= p && p < m.end).unwrap();
             assert_eq!(&m.perms[..3], "r-x", "page {p:#x} after the batch: {m:?}");
         }
+    }
+
+    #[test]
+    fn the_procmem_writer_reads_the_kernels_force_override_policy() {
+        assert_eq!(proc_mem_refused("ro quiet proc_mem.force_override=never"), Some("proc_mem.force_override=never"));
+        assert_eq!(proc_mem_refused("proc_mem.force_override=ptrace"), Some("proc_mem.force_override=ptrace"));
+        assert_eq!(proc_mem_refused("proc_mem.force_override=never proc_mem.force_override=always"), None);
+        assert_eq!(proc_mem_refused("BOOT_IMAGE=/vmlinuz ro"), None);
     }
 
     #[test]
