@@ -327,6 +327,9 @@ fn protect(start: usize, end: usize, prot: libc::c_int) -> io::Result<()> {
 thread_local! {
     /// The page ranges a batch window of this thread holds writable (empty: none).
     static BATCH_WINDOW: std::cell::RefCell<Vec<(usize, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The window range the last write of this thread fell in (`(0, 0)`: none): consecutive writes of a
+    /// batch usually fall in the same one.
+    static LAST_RANGE: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
 }
 
 /// The pages of one batch made writable once, for all its steps (`Mprotect` writers): one `mprotect`
@@ -356,7 +359,7 @@ impl TextWriter {
         }
         let page = page_size();
         let mut pages: Vec<(usize, usize)> =
-            writes.iter().map(|&(a, l)| (a - a % page, (a + l.max(1)).next_multiple_of(page))).collect();
+            writes.iter().map(|&(a, l)| (a & !(page - 1), (a + l.max(1) + page - 1) & !(page - 1))).collect();
         pages.sort_unstable();
         let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(pages.len());
         let mut mapping_of_last = None;
@@ -391,6 +394,7 @@ impl BatchWindow {
             return Ok(());
         }
         BATCH_WINDOW.with(|w| w.borrow_mut().clear());
+        LAST_RANGE.with(|r| r.set((0, 0)));
         restore_rx(&std::mem::take(&mut self.ranges))
     }
 }
@@ -417,11 +421,17 @@ fn restore_rx(ranges: &[(usize, usize)]) -> io::Result<()> {
 /// as short as the write — unless a batch window of this thread already holds them writable. Assumes
 /// those pages are RX outside the window (code pages).
 fn with_write_window(addr: usize, len: usize, f: impl FnOnce()) -> io::Result<()> {
-    let open = BATCH_WINDOW.with(|w| {
-        let w = w.borrow();
-        let i = w.partition_point(|&(_, e)| e <= addr);
-        w.get(i).is_some_and(|&(s, e)| s <= addr && addr + len <= e)
-    });
+    let within = |(s, e): (usize, usize)| s <= addr && addr + len <= e;
+    let open = LAST_RANGE.with(|r| within(r.get()))
+        || BATCH_WINDOW.with(|w| {
+            let w = w.borrow();
+            let i = w.partition_point(|&(_, e)| e <= addr);
+            let hit = w.get(i).copied().filter(|&r| within(r));
+            if let Some(r) = hit {
+                LAST_RANGE.with(|last| last.set(r));
+            }
+            hit.is_some()
+        });
     if open {
         f();
         return Ok(());
