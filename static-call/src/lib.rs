@@ -58,7 +58,8 @@
 //! atomic store. It is reported once on stderr; `CALLPATCH_STATIC_CALL=generic` requests it.
 //!
 //! Limits: sites and keys must be linked into one executable (not a `dylib`); a panicking target aborts
-//! the process; the site macros contain `unsafe` blocks (they emit `asm!`), so a crate that forbids
+//! the process, after one line naming the target and its key (a panic cannot unwind through the site's
+//! `asm!` call on stable Rust: `options(may_unwind)` is unstable); the site macros contain `unsafe` blocks (they emit `asm!`), so a crate that forbids
 //! `unsafe_code` cannot use them.
 //!
 

@@ -10,8 +10,8 @@
 //! Why a shim rather than the function itself: a site is an `asm!` block and can only assume the C
 //! calling convention; Rust's own is unspecified. Why zero-sized: the shim has no environment to read a
 //! closure's captures from, so only callables that *are* their code can be targets (checked at compile
-//! time). A target that panics aborts the process: unwinding out of an `extern "C"` function aborts, which
-//! is also what keeps unwinding from crossing the `asm!` call.
+//! time). A target that panics aborts the process, after one line naming the target and its keys: the
+//! shim catches the panic, because unwinding cannot cross the site's `asm!` call (see `panicked`).
 
 use std::ptr::NonNull;
 
@@ -57,6 +57,31 @@ unsafe fn conjure<F: Copy>() -> F {
     unsafe { NonNull::<F>::dangling().read() }
 }
 
+/// A target panicked: says which target and which keys point at it, and aborts. A panic cannot unwind
+/// through a static call site: the site's `asm!` call has no unwind table entry (that needs
+/// `options(may_unwind)`, which is not stable Rust), so the unwinder would fail there with "failed to
+/// initiate panic" or abort with "panic in a function that cannot unwind", naming neither. Catching it in
+/// the shim costs nothing on the path that does not panic (a landing pad, no instruction).
+#[cold]
+#[inline(never)]
+fn panicked(target: &str, shim: usize) -> ! {
+    let mut keys: Vec<&str> = Vec::new();
+    for site in super::sites::all() {
+        // SAFETY: site table entries come only from `static_call!` call sites, whose key operand is a
+        // `StaticCall` static.
+        let key = unsafe { super::key::key_at(site.key()) };
+        if key.target() == Some(shim) && !keys.contains(&key.name()) {
+            keys.push(key.name());
+        }
+    }
+    let keys = if keys.is_empty() { "no key now".to_string() } else { keys.join(", ") };
+    eprintln!(
+        "callpatch: static_call: target {target} (of static call {keys}) panicked; a panic cannot unwind \
+         through a static call site, so the process aborts"
+    );
+    std::process::abort()
+}
+
 macro_rules! signatures {
     ($($n:literal: $shim:ident($($a:ident: $A:ident),*);)*) => {$(
         // SAFETY: the argument tuple and return type are exactly those of the fn type.
@@ -69,7 +94,13 @@ macro_rules! signatures {
         extern "C" fn $shim<R, $($A,)* F: Fn($($A),*) -> R + Copy>($($a: $A),*) -> R {
             // SAFETY: `F: Target` is only used by code that held a value of `F` (see `conjure`).
             let f: F = unsafe { conjure::<F>() };
-            f($($a),*)
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f($($a),*))) {
+                Ok(r) => r,
+                Err(_) => panicked(
+                    std::any::type_name::<F>(),
+                    $shim::<R, $($A,)* F> as extern "C" fn($($A),*) -> R as usize,
+                ),
+            }
         }
 
         // SAFETY: the shim is `extern "C" fn(A0, .., An) -> R`, the signature's parameters and result.
