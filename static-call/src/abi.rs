@@ -18,6 +18,15 @@
 /// `to_reg` must produce the register image that an `extern "C"` callee taking `Self` expects: the value,
 /// zero-extended for unsigned types and `bool`, sign-extended for signed ones (LLVM marks small C-ABI
 /// parameters `zeroext`/`signext` and relies on it).
+#[diagnostic::on_unimplemented(
+    message = "a static call cannot pass `{Self}` as an argument",
+    label = "not passed in one integer register",
+    note = "a static call site is an `asm!` call that loads the C ABI's integer argument registers \
+            (rdi, rsi, rdx, rcx, r8, r9): integers up to 64 bits, `bool`, `char` and raw pointers",
+    note = "`f32`/`f64` travel in xmm registers, slices and `&dyn` in two registers, structs by their \
+            classification or in memory, and a reference makes the key's fn type generic over its \
+            lifetime: pass a raw pointer to the value instead"
+)]
 pub unsafe trait RegArg: Copy {
     /// The 64-bit register image of `self`.
     fn to_reg(self) -> u64;
@@ -29,6 +38,14 @@ pub unsafe trait RegArg: Copy {
 /// # Safety
 /// `from_reg(0)` must be a valid value, and `from_reg(r)` must be valid for every `r` whose low bits an
 /// `extern "C"` function returning `Self` may leave in `rax`.
+#[diagnostic::on_unimplemented(
+    message = "a static call cannot return `{Self}`",
+    label = "not returned in `rax` alone, or zero is not a valid value of it",
+    note = "a static call site reads its result from `rax`, and a disabled key's call yields the all-zero \
+            register: integers up to 64 bits, `bool`, `char`, raw pointers and `()`",
+    note = "`f32`/`f64` come back in xmm0, larger values in two registers or memory; references and \
+            `NonNull` have no zero value: return a raw pointer instead"
+)]
 pub unsafe trait RegRet: Sized {
     /// Reads the value from the `rax` image.
     ///

@@ -44,6 +44,9 @@ pub unsafe trait Nullable: Definition {}
 pub struct Key {
     /// Address the generic path jumps to: a target's shim, or the zero stub when disabled.
     current: AtomicPtr<()>,
+    /// A Rust-ABI function of the key's type calling the current target (null when disabled): what
+    /// `query` returns. Changed with `current`, under the static call lock.
+    query: AtomicPtr<()>,
     trampoline: unsafe extern "C" fn(),
     nullable: bool,
     name: &'static str,
@@ -82,6 +85,11 @@ impl Key {
         sites::all().into_iter().filter(|s| s.key() == self.addr()).collect()
     }
 
+    /// Sets what `query` returns (`0`: disabled).
+    pub(crate) fn set_query(&self, rust: usize) {
+        self.query.store(rust as *mut (), Ordering::Release);
+    }
+
     /// Sets the generic path's destination (the fallback's whole update: one atomic store).
     pub(crate) fn set_current(&self, target: Option<usize>) {
         let p = target.unwrap_or(zero_stub()) as *mut ();
@@ -115,7 +123,7 @@ impl<D: Definition> StaticCall<D> {
     /// the same `D` would patch `D`'s trampoline.
     pub const unsafe fn __new<F: Target<D::Sig>>(name: &'static str, f: F) -> Self {
         let _witness = f;
-        Self::with_current(name, F::SHIM)
+        Self::with_current(name, F::SHIM, F::RUST)
     }
 
     #[doc(hidden)]
@@ -127,13 +135,14 @@ impl<D: Definition> StaticCall<D> {
     where
         D: Nullable,
     {
-        Self::with_current(name, return_zero as *const ())
+        Self::with_current(name, return_zero as *const (), std::ptr::null())
     }
 
-    const fn with_current(name: &'static str, current: *const ()) -> Self {
+    const fn with_current(name: &'static str, current: *const (), query: *const ()) -> Self {
         StaticCall {
             key: Key {
                 current: AtomicPtr::new(current as *mut ()),
+                query: AtomicPtr::new(query as *mut ()),
                 trampoline: D::trampoline,
                 nullable: D::NULLABLE,
                 name,
@@ -151,14 +160,25 @@ impl<D: Definition> StaticCall<D> {
     /// rewritten in one bp batch (three syncs); otherwise `key.current` is stored. Calls made by other
     /// threads meanwhile reach the old or the new target. Initialises static calls first if needed.
     pub fn update<F: Target<D::Sig>>(&'static self, f: F) -> Result<(), UpdateError> {
-        let _witness = f;
-        update::set(&self.key, Some(F::SHIM as usize))
+        update::update_all(&[self.to(f)])
     }
 
     /// This key's part of a several-key update ([`update_all`](crate::update_all)): point it at `f`.
     pub fn to<F: Target<D::Sig>>(&'static self, f: F) -> Change {
         let _witness = f;
-        Change { key: &self.key, target: Some(F::SHIM as usize) }
+        Change { key: &self.key, target: Some(F::SHIM as usize), query: F::RUST as usize }
+    }
+
+    /// The kernel's `static_call_query`: a function of the key's type that calls its current target, as
+    /// of the last update (`None` when disabled). It is not the target's own fn pointer (a static call
+    /// keeps only the code it jumps to), so compare results by calling, not by address.
+    pub fn query(&self) -> Option<D::Sig> {
+        let p = self.key.query.load(Ordering::Acquire);
+        const { assert!(size_of::<D::Sig>() == size_of::<*mut ()>(), "a key's type is a fn pointer") };
+        // SAFETY: a non-null `query` is always `Target::<D::Sig>::RUST` of a target of this key (set by
+        // `to` through an update, or by the definition), a function of type `D::Sig`; fn pointers and
+        // data pointers have the same size and representation on x86-64.
+        (!p.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut (), D::Sig>(&p) })
     }
 }
 
@@ -166,12 +186,12 @@ impl<D: Nullable> StaticCall<D> {
     /// Sets the key to "no function": sites become a 5-byte nop, the trampoline `ret`, and a call
     /// returns the return type's zero value (0, `false`, null, `()`).
     pub fn disable(&'static self) -> Result<(), UpdateError> {
-        update::set(&self.key, None)
+        update::update_all(&[self.to_none()])
     }
 
     /// This key's part of a several-key update ([`update_all`](crate::update_all)): disable it.
     pub fn to_none(&'static self) -> Change {
-        Change { key: &self.key, target: None }
+        Change { key: &self.key, target: None, query: 0 }
     }
 }
 

@@ -32,6 +32,7 @@
 //! | `static_call(name)(args)`     | `static_call!(NAME(args))`                             |
 //! | `static_call_update(name, f)` | `static_call_update!(NAME, f)` / `(NAME, None)`        |
 //! | (one key per update)          | `static_call_update! { A => f, B => None }`: one batch |
+//! | `static_call_query(name)`     | `NAME.query()`: a fn of the key's type, or `None`      |
 //! | `.static_call_sites`          | section `static_call_sites` ([`sites`])                |
 //! | `static_call_init()` at boot  | [`init`], or the first update                          |
 //!

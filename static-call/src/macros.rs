@@ -33,6 +33,23 @@
 /// ```
 /// Arguments and results are integers, `bool`, `char` or raw pointers, at most six arguments (see
 /// [`abi`](crate::abi)). Change the target with [`static_call_update!`](crate::static_call_update).
+///
+/// Anything else is a compile error that says why — a float, a reference, a float result:
+/// ```compile_fail,E0277
+/// # use callpatch_static_call::static_call;
+/// fn f(x: f64) -> u64 { x as u64 }
+/// static_call! { static K: fn(f64) -> u64 = f; }
+/// ```
+/// ```compile_fail,E0277
+/// # use callpatch_static_call::static_call;
+/// fn g(x: &u64) -> u64 { *x }
+/// static_call! { static K: fn(&u64) -> u64 = g; }
+/// ```
+/// ```compile_fail,E0277
+/// # use callpatch_static_call::static_call;
+/// fn h(x: u64) -> f32 { x as f32 }
+/// static_call! { static K: fn(u64) -> f32 = h; }
+/// ```
 #[macro_export]
 macro_rules! static_call {
     () => {};

@@ -21,6 +21,14 @@ use super::abi::{RegArg, RegRet};
 ///
 /// # Safety
 /// Implemented only here, for `fn(A0, .., An) -> R`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the type of a static call key",
+    label = "not a static call signature",
+    note = "a key's type is `fn(A0, .., An) -> R` with at most six arguments that the C ABI passes in one \
+            integer register each (integers, `bool`, `char`, raw pointers) and such a result or `()`",
+    note = "a reference makes the fn type generic over its lifetime (`for<'a> fn(&'a T)`), which a key cannot \
+            be: pass `*const T` (or `*mut T`, or an address) instead"
+)]
 pub unsafe trait Signature: Copy + 'static {
     /// The argument types as a tuple, `(A0, A1, ..)`.
     type Args;
@@ -38,6 +46,9 @@ pub unsafe trait Target<S: Signature>: Copy + 'static {
     /// Address of the `extern "C"` shim that calls this callable. Evaluating it fails to compile when the
     /// callable is not zero-sized (a closure that captures).
     const SHIM: *const ();
+    /// Address of a Rust-ABI function of type `S` that calls this callable (what
+    /// [`StaticCall::query`](crate::StaticCall::query) returns).
+    const RUST: *const ();
 }
 
 /// Produces a value of a zero-sized type.
@@ -83,7 +94,7 @@ fn panicked(target: &str, shim: usize) -> ! {
 }
 
 macro_rules! signatures {
-    ($($n:literal: $shim:ident($($a:ident: $A:ident),*);)*) => {$(
+    ($($n:literal: $shim:ident, $thunk:ident($($a:ident: $A:ident),*);)*) => {$(
         // SAFETY: the argument tuple and return type are exactly those of the fn type.
         unsafe impl<R: RegRet + 'static, $($A: RegArg + 'static),*> Signature for fn($($A),*) -> R {
             type Args = ($($A,)*);
@@ -103,6 +114,12 @@ macro_rules! signatures {
             }
         }
 
+        fn $thunk<R, $($A,)* F: Fn($($A),*) -> R + Copy>($($a: $A),*) -> R {
+            // SAFETY: as in the shim.
+            let f: F = unsafe { conjure::<F>() };
+            f($($a),*)
+        }
+
         // SAFETY: the shim is `extern "C" fn(A0, .., An) -> R`, the signature's parameters and result.
         unsafe impl<R: RegRet + 'static, $($A: RegArg + 'static,)* F: Fn($($A),*) -> R + Copy + 'static>
             Target<fn($($A),*) -> R> for F
@@ -114,18 +131,19 @@ macro_rules! signatures {
                 );
                 $shim::<R, $($A,)* F> as extern "C" fn($($A),*) -> R as *const ()
             };
+            const RUST: *const () = $thunk::<R, $($A,)* F> as fn($($A),*) -> R as *const ();
         }
     )*};
 }
 
 signatures! {
-    0: shim0();
-    1: shim1(a0: A0);
-    2: shim2(a0: A0, a1: A1);
-    3: shim3(a0: A0, a1: A1, a2: A2);
-    4: shim4(a0: A0, a1: A1, a2: A2, a3: A3);
-    5: shim5(a0: A0, a1: A1, a2: A2, a3: A3, a4: A4);
-    6: shim6(a0: A0, a1: A1, a2: A2, a3: A3, a4: A4, a5: A5);
+    0: shim0, thunk0();
+    1: shim1, thunk1(a0: A0);
+    2: shim2, thunk2(a0: A0, a1: A1);
+    3: shim3, thunk3(a0: A0, a1: A1, a2: A2);
+    4: shim4, thunk4(a0: A0, a1: A1, a2: A2, a3: A3);
+    5: shim5, thunk5(a0: A0, a1: A1, a2: A2, a3: A3, a4: A4);
+    6: shim6, thunk6(a0: A0, a1: A1, a2: A2, a3: A3, a4: A4, a5: A5);
 }
 
 /// The shim address of `f` for signature `S` (what a site calls once patched to `f`). A shim is a

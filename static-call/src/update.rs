@@ -115,6 +115,8 @@ impl std::error::Error for UpdateError {
 pub struct Change {
     pub(crate) key: &'static Key,
     pub(crate) target: Option<usize>,
+    /// What `query` returns after the change (`0`: disabled).
+    pub(crate) query: usize,
 }
 
 /// Points several keys at new targets in one patch batch: with the inline backend, every trampoline
@@ -127,8 +129,7 @@ pub fn update_all(changes: &[Change]) -> Result<(), UpdateError> {
             return Err(UpdateError::Repeated { key: c.key.name() });
         }
     }
-    let pairs: Vec<(&Key, Option<usize>)> = changes.iter().map(|c| (c.key, c.target)).collect();
-    set_all(&pairs)
+    set_all(changes)
 }
 
 /// Which path a key's updates took (see the module docs).
@@ -296,26 +297,28 @@ fn init_inline(state: &mut State, inline: Backend) -> Backend {
     }
 }
 
-/// Points `key` at `target` (a shim address; `None`: disabled), initialising first if needed.
-pub(crate) fn set(key: &Key, target: Option<usize>) -> Result<(), UpdateError> {
-    set_all(&[(key, target)])
-}
-
-/// Points each key at its target (shim addresses; `None`: disabled) in one batch; keys are distinct.
-fn set_all(changes: &[(&Key, Option<usize>)]) -> Result<(), UpdateError> {
+/// Points each key at its target in one batch, initialising first if needed; keys are distinct.
+fn set_all(changes: &[Change]) -> Result<(), UpdateError> {
+    let targets: Vec<(&Key, Option<usize>)> = changes.iter().map(|c| (c.key, c.target)).collect();
     let mut state = lock();
     let backend = ensure_init(&mut state, requested());
     let outcome = match backend {
         Backend::Generic => {
-            for &(key, target) in changes {
+            for &(key, target) in &targets {
                 key.set_current(target);
             }
-            Ok(vec![true; changes.len()])
+            Ok(vec![true; targets.len()])
         }
-        Backend::Inline | Backend::TrapFree => super::inline::update(&state, changes, backend == Backend::TrapFree),
+        Backend::Inline | Backend::TrapFree => super::inline::update(&state, &targets, backend == Backend::TrapFree),
     };
-    for (i, &(key, _)) in changes.iter().enumerate() {
-        let paths = state.status.updates.entry(key.name()).or_default();
+    for c in changes {
+        // `query` follows `current`: the new target unless the batch was refused before writing.
+        if c.key.target() == c.target {
+            c.key.set_query(c.query);
+        }
+    }
+    for (i, c) in changes.iter().enumerate() {
+        let paths = state.status.updates.entry(c.key.name()).or_default();
         match (&outcome, backend) {
             (Err(_), _) => paths.failed += 1,
             (Ok(patched), _) if !patched[i] => paths.unchanged += 1,
