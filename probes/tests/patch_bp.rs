@@ -49,7 +49,7 @@ core::arch::global_asm!(
     ".popsection",
     one = sym returns_one,
 );
-extern "sysv64" {
+unsafe extern "sysv64" {
     fn callpatch_own_site() -> u64;
 }
 

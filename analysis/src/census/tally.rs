@@ -82,7 +82,7 @@ impl KindTally {
     }
 
     /// The 64 `census_offsets.csv` rows (zeros included: the histogram is tidy).
-    pub fn offset_rows(&self, binary: &str) -> impl Iterator<Item = CensusOffsetRow> + '_ {
+    pub fn offset_rows(&self, binary: &str) -> impl Iterator<Item = CensusOffsetRow> + use<'_> {
         let binary = binary.to_string();
         (0u8..64).map(move |o| CensusOffsetRow {
             binary: binary.clone(),

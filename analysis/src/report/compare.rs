@@ -758,17 +758,17 @@ impl Comparison {
                 plural(spread)
             ));
         }
-        if cycles > 0 && self.cross_machine() {
-            if let (Some(b), Some(n)) = (&self.base.machine, &self.new.machine) {
-                if (b.tsc_hz / n.tsc_hz - 1.0).abs() > 0.01 {
-                    notes.push(format!(
-                        "the TSC rates differ ({:.3} GHz vs {:.3} GHz): cycles are each machine's reference \
+        if cycles > 0
+            && self.cross_machine()
+            && let (Some(b), Some(n)) = (&self.base.machine, &self.new.machine)
+            && (b.tsc_hz / n.tsc_hz - 1.0).abs() > 0.01
+        {
+            notes.push(format!(
+                "the TSC rates differ ({:.3} GHz vs {:.3} GHz): cycles are each machine's reference \
                          cycles, so the cycles rows compare ticks, not time.",
-                        b.tsc_hz / 1e9,
-                        n.tsc_hz / 1e9
-                    ));
-                }
-            }
+                b.tsc_hz / 1e9,
+                n.tsc_hz / 1e9
+            ));
         }
         if self.base.has_patch != self.new.has_patch {
             let (with, without) = if self.base.has_patch { ("BASE", "NEW") } else { ("NEW", "BASE") };

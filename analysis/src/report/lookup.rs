@@ -193,14 +193,12 @@ impl Run {
         if !usable(row.cycles_median) {
             return None;
         }
-        if let (Some(lo), Some(mid), Some(hi)) = (row.ratio_lo, row.ratio_median, row.ratio_hi) {
-            if let Some(base) = self.baseline_of(row).filter(|b| usable(b.cycles_median)) {
-                if !std::ptr::eq(base, row) {
-                    if let Some(r) = Interval::new(lo, mid, hi) {
-                        return Some(r.scale(base.cycles_median));
-                    }
-                }
-            }
+        if let (Some(lo), Some(mid), Some(hi)) = (row.ratio_lo, row.ratio_median, row.ratio_hi)
+            && let Some(base) = self.baseline_of(row).filter(|b| usable(b.cycles_median))
+            && !std::ptr::eq(base, row)
+            && let Some(r) = Interval::new(lo, mid, hi)
+        {
+            return Some(r.scale(base.cycles_median));
         }
         let is_baseline = self
             .calls

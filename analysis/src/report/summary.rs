@@ -155,10 +155,10 @@ fn with_interval(iv: Interval, suffix: &str) -> String {
 /// The ratio of `row` to its baseline with its interval: the paired columns where measured, else the
 /// ratio of medians, which has no interval.
 fn ratio_of(run: &Run, row: &CallsRow) -> Option<Interval> {
-    if let (Some(lo), Some(mid), Some(hi)) = (row.ratio_lo, row.ratio_median, row.ratio_hi) {
-        if let Some(iv) = Interval::new(lo, mid, hi) {
-            return Some(iv);
-        }
+    if let (Some(lo), Some(mid), Some(hi)) = (row.ratio_lo, row.ratio_median, row.ratio_hi)
+        && let Some(iv) = Interval::new(lo, mid, hi)
+    {
+        return Some(iv);
     }
     let base = run.baseline_of(row)?.cycles_median;
     let is_base = run.baseline_of(row).is_some_and(|b| std::ptr::eq(b, row));
@@ -340,19 +340,19 @@ fn headline(s: &mut String, run: &Run, model: Option<&Tradeoff>) {
                 let _ =
                     write!(line, " {}", compare_costs(&format!("A `{flavor}` call (mono)"), x, "an `inline` call", i));
             }
-            if let (Some(x), Some(dir)) = (run.call(flavor, Scenario::Mono), direct) {
-                if let Some(r) = ratio_of(run, x) {
-                    let _ = write!(
-                        line,
-                        " Against a direct call ({} ticks) it costs {}.",
-                        sig3(dir.mid),
-                        if r.known {
-                            with_interval(r, "×")
-                        } else {
-                            format!("{}× by the medians — {NO_INTERVAL}", sig3(r.mid))
-                        }
-                    );
-                }
+            if let (Some(x), Some(dir)) = (run.call(flavor, Scenario::Mono), direct)
+                && let Some(r) = ratio_of(run, x)
+            {
+                let _ = write!(
+                    line,
+                    " Against a direct call ({} ticks) it costs {}.",
+                    sig3(dir.mid),
+                    if r.known {
+                        with_interval(r, "×")
+                    } else {
+                        format!("{}× by the medians — {NO_INTERVAL}", sig3(r.mid))
+                    }
+                );
             }
             let mech = match flavor {
                 Flavor::Retpoline => Some("retpoline"),

@@ -154,10 +154,10 @@ impl SiteForm {
         };
         let mut enc = Encoder::new(64);
         let at_call = at + prefix.len();
-        if let SiteForm::CallRipSlot { slot } = self {
-            if !insn::in_rel32_range(at_call, 6, slot) {
-                return Err(EncodeError::OutOfRange { site: at, target: slot });
-            }
+        if let SiteForm::CallRipSlot { slot } = self
+            && !insn::in_rel32_range(at_call, 6, slot)
+        {
+            return Err(EncodeError::OutOfRange { site: at, target: slot });
         }
         let instr = instr.expect("call r/m64 takes one register or memory operand");
         enc.encode(&instr, at_call as u64).expect("call r/m64 with an in-range operand always encodes");

@@ -77,11 +77,13 @@ impl EventSpec {
         if let Some((_, kind)) = NAMED.iter().find(|(names, _)| names.contains(&name)) {
             return Ok(EventSpec { name: name.to_string(), kind: *kind });
         }
-        if let Some(hex) = name.strip_prefix('r') {
-            if !hex.is_empty() && hex.len() <= 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                let config = u64::from_str_radix(hex, 16).expect("checked hex digits, at most 16");
-                return Ok(EventSpec { name: name.to_string(), kind: EventKind::Raw(config) });
-            }
+        if let Some(hex) = name.strip_prefix('r')
+            && !hex.is_empty()
+            && hex.len() <= 16
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            let config = u64::from_str_radix(hex, 16).expect("checked hex digits, at most 16");
+            return Ok(EventSpec { name: name.to_string(), kind: EventKind::Raw(config) });
         }
         Err(CounterError::UnknownEvent(name.to_string()))
     }

@@ -133,10 +133,10 @@ pub fn check_entries(sorted: &[MapEntry]) -> Result<(), PerfMapError> {
         if e.start.checked_add(e.size).is_none() {
             return bad(e, "range wraps the address space");
         }
-        if let Some(next) = sorted.get(i + 1) {
-            if next.start < e.end() {
-                return bad(next, "overlaps the previous range");
-            }
+        if let Some(next) = sorted.get(i + 1)
+            && next.start < e.end()
+        {
+            return bad(next, "overlaps the previous range");
         }
     }
     Ok(())
