@@ -3,7 +3,7 @@
 //!
 //! Encoded by hand, as the kernel's `text_gen_insn` does: each form is an opcode (with the `2e` prefix
 //! for the cs call) and a little-endian rel32 measured from the end of the instruction. Nothing else
-//! is ever written to a site, so a table of five forms is the whole encoder, and the decoder accepts
+//! is ever written to a site, so a table of six forms is the whole encoder, and the decoder accepts
 //! exactly these byte patterns (a `jmp rel8`, an `int3` or any other instruction is not a site).
 
 /// Length of `call rel32` / `jmp rel32` / the 5-byte nop.
@@ -16,6 +16,9 @@ pub const INT3: u8 = 0xcc;
 pub const CS_PREFIX: u8 = 0x2e;
 /// The SDM's recommended 5-byte nop, `nopl 0x0(%rax,%rax,1)` — the kernel's `BYTES_NOP5`.
 pub const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+/// `xor %eax,%eax` behind three `cs` prefixes: one 5-byte instruction that makes a call site return 0
+/// without calling — the kernel's `xor5rax` (arch/x86/kernel/static_call.c), its RET0 call site.
+pub const XOR5RAX: [u8; 5] = [0x2e, 0x2e, 0x2e, 0x31, 0xc0];
 
 /// One site instruction and, for branches, its absolute target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,6 +31,8 @@ pub enum Insn {
     CsCall(usize),
     /// The 5-byte nop (a conditional static call set to "no function").
     Nop5,
+    /// [`XOR5RAX`]: a call site of a "no function" key that returns 0 (the kernel's RET0).
+    Ret0,
     /// `c3` padded to 5 bytes with `int3` (a trampoline for a "no function" key returns at once).
     Ret,
 }
@@ -50,7 +55,7 @@ impl Insn {
     pub fn target(self) -> Option<usize> {
         match self {
             Insn::Call(t) | Insn::Jmp(t) | Insn::CsCall(t) => Some(t),
-            Insn::Nop5 | Insn::Ret => None,
+            Insn::Nop5 | Insn::Ret0 | Insn::Ret => None,
         }
     }
 
@@ -59,7 +64,7 @@ impl Insn {
         match self {
             Insn::Call(_) | Insn::Jmp(_) => Some(1),
             Insn::CsCall(_) => Some(2),
-            Insn::Nop5 | Insn::Ret => None,
+            Insn::Nop5 | Insn::Ret0 | Insn::Ret => None,
         }
     }
 }
@@ -147,6 +152,7 @@ fn rel32(site: usize, len: usize, target: usize) -> Option<i32> {
 pub fn encode(insn: Insn, site: usize) -> Result<InsnBytes, EncodeError> {
     let (head, target): (&[u8], usize) = match insn {
         Insn::Nop5 => return Ok(InsnBytes::from_slice(&NOP5)),
+        Insn::Ret0 => return Ok(InsnBytes::from_slice(&XOR5RAX)),
         Insn::Ret => return Ok(InsnBytes::from_slice(&[RET, INT3, INT3, INT3, INT3])),
         Insn::Call(t) => (&[CALL], t),
         Insn::Jmp(t) => (&[JMP], t),
@@ -168,6 +174,7 @@ pub fn decode(bytes: &[u8], site: usize) -> Option<Insn> {
     };
     match bytes {
         [0x0f, 0x1f, 0x44, 0x00, 0x00, ..] => Some(Insn::Nop5),
+        [0x2e, 0x2e, 0x2e, 0x31, 0xc0, ..] => Some(Insn::Ret0),
         [RET, ..] => Some(Insn::Ret),
         [CALL, ..] => branch(REL32_LEN).map(Insn::Call),
         [JMP, ..] => branch(REL32_LEN).map(Insn::Jmp),

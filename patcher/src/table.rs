@@ -58,6 +58,7 @@ fn pack(action: Action) -> u64 {
         Action::Emulate(Insn::Nop5) => (4, 0),
         Action::Emulate(Insn::Ret) => (5, 0),
         Action::ResumeAfterPrefix => (6, 0),
+        Action::Emulate(Insn::Ret0) => (7, 0),
     };
     debug_assert!(target as u64 <= TARGET_MASK, "user-space addresses fit in 48 bits");
     (kind << KIND_SHIFT) | (target as u64 & TARGET_MASK)
@@ -72,6 +73,7 @@ fn unpack(word: u64) -> Action {
         4 => Action::Emulate(Insn::Nop5),
         5 => Action::Emulate(Insn::Ret),
         6 => Action::ResumeAfterPrefix,
+        7 => Action::Emulate(Insn::Ret0),
         _ => Action::Retired,
     }
 }
@@ -343,6 +345,7 @@ mod tests {
             Action::Emulate(Insn::Jmp(0x1000)),
             Action::Emulate(Insn::CsCall(0x5555_0000_0001)),
             Action::Emulate(Insn::Nop5),
+            Action::Emulate(Insn::Ret0),
             Action::Emulate(Insn::Ret),
             Action::ResumeAfterPrefix,
             Action::Retired,

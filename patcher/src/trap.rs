@@ -84,6 +84,12 @@ impl Regs<'_> {
             }
             Insn::Jmp(t) => self.set(libc::REG_RIP, t),
             Insn::Nop5 => self.set(libc::REG_RIP, site + insn.len()),
+            Insn::Ret0 => {
+                // `xor %eax,%eax` zero-extends into rax. Its flags are not reproduced: a call site's
+                // flags are dead after it (`clobber_abi("C")`; the C ABI preserves no flags).
+                self.set(libc::REG_RAX, 0);
+                self.set(libc::REG_RIP, site + insn.len());
+            }
             Insn::Ret => self.emulate_ret(),
         }
     }

@@ -111,6 +111,8 @@ fn every_form_is_emulated_as_the_new_instruction() {
     assert_eq!(run_parked(Insn::Call(0), |r| Insn::Jmp(r.targets[1])), [0, 1, 0]);
     // The 5-byte nop: on to the next instruction.
     assert_eq!(run_parked(Insn::Call(0), |_| Insn::Nop5), [0, 0, 1]);
+    // RET0 (`cs cs cs xor eax,eax`): on to the next instruction (rax: static-call's nullable keys test it).
+    assert_eq!(run_parked(Insn::Call(0), |_| Insn::Ret0), [0, 0, 1]);
     // ret: back to f's caller at once.
     assert_eq!(run_parked(Insn::Call(0), |_| Insn::Ret), [0, 0, 0]);
     // cs call T1 (6 bytes): returns after all six.

@@ -6,7 +6,7 @@
 //! |------------------|-------------------|-------------------|
 //! | before init      | `call T`          | `jmp T+8` (generic path) |
 //! | target `f`       | `call shim(f)`    | `jmp shim(f)`     |
-//! | disabled (`None`)| 5-byte nop        | `ret`             |
+//! | disabled (`None`)| RET0: `2e 2e 2e 31 c0` (`xor eax, eax`) | `jmp return_zero` |
 //!
 //! A batch is validated whole by the patcher (every site must hold the expected old instruction, every
 //! new target must be in rel32 reach) before its first byte changes.
@@ -20,11 +20,12 @@ use super::update::{State, UpdateError};
 use callpatch_patcher::{decode, Insn, TextWriter, WriteMethod};
 use callpatch_patcher::{fits_one_word, membarrier_ready, patch_batch, Granule, PatchError, Protocol, SitePatch};
 
-/// What a site of a key holds for `target`.
+/// What a site of a key holds for `target`: a call, or for a disabled key the kernel's RET0 site, one
+/// 5-byte `xor eax, eax` (so the call's result is 0 without a call, and enabled calls pay nothing).
 fn site_insn(target: Option<usize>) -> Insn {
     match target {
         Some(t) => Insn::Call(t),
-        None => Insn::Nop5,
+        None => Insn::Ret0,
     }
 }
 

@@ -23,7 +23,7 @@ use super::update::{self, Change, UpdateError};
 pub unsafe trait Definition: Sized + 'static {
     /// The key's fn type.
     type Sig: Signature;
-    /// Whether the key may be disabled (its sites then zero `rax` before the call).
+    /// Whether the key may be disabled (its sites then become RET0, `xor eax, eax`).
     const NULLABLE: bool;
     /// The trampoline (a naked function; not callable from Rust).
     ///
@@ -183,8 +183,8 @@ impl<D: Definition> StaticCall<D> {
 }
 
 impl<D: Nullable> StaticCall<D> {
-    /// Sets the key to "no function": sites become a 5-byte nop, the trampoline `ret`, and a call
-    /// returns the return type's zero value (0, `false`, null, `()`).
+    /// Sets the key to "no function": sites become RET0 (`xor eax, eax`), the trampoline jumps to a
+    /// function returning 0, and a call returns the return type's zero value (0, `false`, null, `()`).
     pub fn disable(&'static self) -> Result<(), UpdateError> {
         update::update_all(&[self.to_none()])
     }

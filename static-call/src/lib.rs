@@ -45,9 +45,11 @@
 //!
 //! A target is a fn item or a non-capturing closure of the key's exact fn type, reached through a
 //! generated `extern "C"` shim ([`signature`]); arguments and results are integers, `bool`, `char` or
-//! raw pointers, at most six ([`abi`]). A key declared `Option<fn(..)>` may be set to `None`: its sites
-//! become a 5-byte nop and calls return zero (its sites zero `rax` before the call, because a nop leaves
-//! `rax` as it was; the kernel's `static_call_cond` exists only for void functions for the same reason).
+//! raw pointers, at most six ([`abi`]). A key declared `Option<fn(..)>` may be set to `None`: as the
+//! kernel's RET0, each site becomes one 5-byte `xor eax, eax` (`2e 2e 2e 31 c0`), so a call returns zero
+//! without calling, and while the key has a target its calls pay nothing extra. Every result type a key
+//! can have comes back in `rax` alone and has zero as a value ([`RegRet`]): that is what makes RET0 right
+//! for it (a float or two-register result could not be zeroed by it, and does not compile).
 //!
 //! The trap-free backend never writes an `int3`: sites inside one aligned 8-byte word change with one
 //! 8-byte store, the others stay on their trampoline ([`update`] says what that rests on). The program

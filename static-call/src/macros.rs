@@ -8,8 +8,7 @@
 //!
 //! Expansion of a call `static_call!(LOG(7))`, at the use site:
 //! ```text
-//!         xor  eax, eax                   only for Option<fn> keys: a nopped call then yields 0
-//!     2:  call <LOG as Definition>::trampoline    e8 rel32, 5 bytes
+//!     2:  call <LOG as Definition>::trampoline    e8 rel32, 5 bytes (RET0, `xor eax, eax`, when disabled)
 //!         .pushsection static_call_sites,"aR" ; .long 2b - . ; .long LOG - . ; .popsection
 //! ```
 //! with the arguments in `rdi, rsi, rdx, rcx, r8, r9`, the result in `rax`, and `clobber_abi("C")`.
@@ -270,9 +269,6 @@ macro_rules! __static_call_site {
         // call. The pushed section entry adds no code.
         unsafe {
             ::core::arch::asm!(
-                ".if {nullable}",
-                "xor eax, eax",
-                ".endif",
                 "2:",
                 "call {trampoline}",
                 ".pushsection static_call_sites,\"aR\",@progbits",
@@ -280,7 +276,6 @@ macro_rules! __static_call_site {
                 ".long 2b - .",
                 ".long {key} - .",
                 ".popsection",
-                nullable = const <$($key)* as $crate::Definition>::NULLABLE as u8,
                 trampoline = sym <$($key)* as $crate::Definition>::trampoline,
                 key = sym $($key)*,
                 $(in($reg) $crate::RegArg::to_reg(__args.$idx),)*

@@ -29,7 +29,7 @@ pub struct CallSite {
 }
 
 impl CallSite {
-    /// Address of the site's instruction (`call`, or the 5-byte nop of a disabled key).
+    /// Address of the site's instruction (`call`, or RET0, `xor eax, eax`, for a disabled key).
     pub fn addr(&self) -> usize {
         self.addr
     }

@@ -1,7 +1,7 @@
 //! A key's trampoline: 16 bytes of `.text` that every site calls until it is patched.
 //!
 //! ```text
-//! T+0   e9 rel32       jmp  T+8            the patchable jmp: later `jmp target`, or `ret` (c3 cc cc cc cc)
+//! T+0   e9 rel32       jmp  T+8            the patchable jmp: later `jmp target`, or `jmp return_zero`
 //! T+5   cc cc cc
 //! T+8   ff 25 disp32   jmp  *key.current   the generic path: an indirect jump through the key's pointer
 //! T+14  cc cc
@@ -27,12 +27,10 @@ pub const GENERIC_PATH: usize = 8;
 /// The generic path's opcode bytes: `jmp qword ptr [rip + disp32]`.
 pub const JMP_RIP_INDIRECT: [u8; 2] = [0xff, 0x25];
 
-/// The instruction at `T+0` for a key that calls `target` (`None`: the key is disabled).
+/// The instruction at `T+0` for a key that calls `target` (`None`: the key is disabled, and a call
+/// that still reaches its trampoline returns 0 through `return_zero`).
 pub fn patched_insn(target: Option<usize>) -> Insn {
-    match target {
-        Some(t) => Insn::Jmp(t),
-        None => Insn::Ret,
-    }
+    Insn::Jmp(target.unwrap_or(zero_stub()))
 }
 
 /// The instruction at `T+0` as the linker left it: a jmp to the generic path.
@@ -50,8 +48,8 @@ pub fn decode_head(bytes: &[u8; TRAMPOLINE_LEN], trampoline: usize) -> Option<In
     decode(&bytes[..5], trampoline)
 }
 
-/// The generic path's target for a disabled key: returns zero (sites of a nullable key also zero `rax`
-/// before the call, so a nopped site, a `ret` trampoline and this stub all yield 0).
+/// Where a disabled key's calls end when they still reach its trampoline (the generic path, or a site
+/// left on its trampoline): returns zero, as its patched sites (RET0, `xor eax, eax`) do.
 #[unsafe(naked)]
 pub(crate) extern "C" fn return_zero() {
     core::arch::naked_asm!("xor eax, eax", "ret")

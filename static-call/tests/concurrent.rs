@@ -169,3 +169,64 @@ fn two_keys_on_one_page_updated_concurrently_lose_no_update() {
     assert_calls(&PAGE_B, shim_of::<fn(u64) -> u64, _>(b2));
     assert_eq!([both_1(10), both_2(10), both_3(10)], [(12, 40), (41, 13), (14, 42)]);
 }
+
+static_call! {
+    static MAYBE: Option<fn(u64) -> u64> = None;
+}
+
+fn plus_one(x: u64) -> u64 {
+    x + 1
+}
+
+#[inline(never)]
+fn maybe(x: u64) -> u64 {
+    static_call!(MAYBE(x))
+}
+
+#[test]
+fn a_nullable_key_flipped_while_a_thread_calls_yields_zero_or_the_target() {
+    // Disabled, a site is RET0 (`xor eax, eax`, nothing zeroes rax before it); a thread meeting the
+    // int3 mid-patch has it emulated: either way a call returns 0 or x + 1, never what rax held.
+    let stop = AtomicBool::new(false);
+    let (zero, one) = (AtomicU64::new(0), AtomicU64::new(0));
+    let wrong = std::thread::scope(|s| {
+        let caller = s.spawn(|| {
+            let mut wrong = 0u64;
+            let mut x = 1000u64;
+            while !stop.load(Ordering::Relaxed) {
+                // rax holds x * 7 going in (a stale value a broken RET0 would return).
+                let poison = black_box(x * 7);
+                match maybe(black_box(poison / 7)) {
+                    0 => zero.fetch_add(1, Ordering::Relaxed),
+                    r if r == x + 1 => one.fetch_add(1, Ordering::Relaxed),
+                    _ => {
+                        wrong += 1;
+                        0
+                    }
+                };
+                x = x % 1_000_000 + 1000;
+            }
+            wrong
+        });
+        let t = Instant::now();
+        let mut n = 0u64;
+        while t.elapsed() < Duration::from_millis(500)
+            || zero.load(Ordering::Relaxed) == 0
+            || one.load(Ordering::Relaxed) == 0
+        {
+            if n.is_multiple_of(2) { static_call_update!(MAYBE, plus_one) } else { static_call_update!(MAYBE, None) }
+                .unwrap();
+            n += 1;
+            assert!(t.elapsed() < Duration::from_secs(60), "the caller saw only one side in 60 s");
+        }
+        stop.store(true, Ordering::Relaxed);
+        caller.join().unwrap()
+    });
+    assert_eq!(
+        wrong,
+        0,
+        "calls that returned neither 0 nor x + 1 ({} zero, {} x + 1)",
+        zero.into_inner(),
+        one.into_inner()
+    );
+}

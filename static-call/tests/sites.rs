@@ -154,11 +154,15 @@ fn sites_are_found_and_patched_through_init_update_and_disable() {
     assert_eq!(lib_calls(1), [2001; 3]);
     assert_sites(&LIB_KEY, LIB_USES, Insn::Call(LIB_KEY.target().unwrap()), "library key");
 
-    // Disabled: 5-byte nops, a `ret` trampoline, and calls return 0.
+    // Disabled: RET0 sites (`xor eax, eax`, nothing else zeroes rax), a trampoline jumping to a function
+    // that returns 0, and calls return 0.
     static_call_update!(HOOK, None).unwrap();
     assert_eq!(HOOK.target(), None);
-    assert_sites(&HOOK, HOOK_USES, Insn::Nop5, "disabled");
-    assert_eq!(head(&HOOK), Some(Insn::Ret));
+    assert_sites(&HOOK, HOOK_USES, Insn::Ret0, "disabled");
+    let Some(Insn::Jmp(zero)) = head(&HOOK) else { panic!("disabled trampoline: {:?}", head(&HOOK)) };
+    // SAFETY: a disabled key's trampoline jumps to a C-ABI function that returns 0 and reads nothing.
+    let zero: extern "C" fn() -> u64 = unsafe { std::mem::transmute(zero) };
+    assert_eq!(zero(), 0);
     assert_eq!((h1(black_box(5)), h2(black_box(5))), (0, 0));
     // ... and a later update restores the calls.
     static_call_update!(HOOK, times_ten).unwrap();
