@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use callpatch_static_call::static_call;
-use callpatch_static_call::{Definition, StaticCall};
+use callpatch_static_call::{Definition, StaticCall, Updatable};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use static_keys::{define_static_key_false, static_branch_unlikely, StaticFalseKey};
@@ -349,7 +349,7 @@ impl Drop for Caller {
 /// One callpatch update-cost case: `sites` runs once (its sites are linked and live), the key must hold
 /// `n` sites, then each iteration flips the key between two targets, with a [`Caller`] of `sites`
 /// running the whole time if `with_caller`.
-fn bench_update<D: Definition<Sig = fn(u64) -> u64>>(
+fn bench_update<D: Definition<Sig = fn(u64) -> u64> + Updatable>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     key: &'static StaticCall<D>,
@@ -455,7 +455,7 @@ const PEER_WITH_CALLER: &str = "static-keys 0.8, 1 caller (unsupported: docs: up
 
 /// One group per size, callpatch next to static-keys, each without and with a caller, so criterion
 /// prints them side by side.
-fn update_group<D: Definition<Sig = fn(u64) -> u64>>(
+fn update_group<D: Definition<Sig = fn(u64) -> u64> + Updatable>(
     c: &mut Criterion,
     label: &str,
     n: usize,

@@ -32,6 +32,59 @@ pub unsafe trait Definition: Sized + 'static {
     unsafe extern "C" fn trampoline();
 }
 
+/// Marks keys that anyone who can name them may retarget: every key not declared
+/// `#[call_only(update = ..)]`. A call-only key is updated only through its [`Updater`].
+///
+/// # Safety
+/// Implemented by `static_call!` exactly for the keys not declared call-only.
+#[diagnostic::on_unimplemented(
+    message = "static call `{Self}` is exported call-only: it cannot be retargeted here",
+    label = "declared `#[call_only(update = ..)]`",
+    note = "its defining module retargets it through the updater static named in `#[call_only(update = ..)]`"
+)]
+pub unsafe trait Updatable: Definition {}
+
+/// The right to retarget one call-only key: `static_call!` declares it beside the key, with the name and
+/// visibility given in `#[call_only(update = ..)]` (the kernel's `EXPORT_STATIC_CALL_TRAMP`: other
+/// modules may call the key, only its own updates it).
+#[derive(Debug)]
+pub struct Updater<D: 'static> {
+    key: &'static StaticCall<D>,
+}
+
+impl<D: Definition> Updater<D> {
+    #[doc(hidden)]
+    /// Used by `static_call!`.
+    ///
+    /// # Safety
+    /// Only for the updater declared with the call-only key `key`.
+    pub const unsafe fn __new(key: &'static StaticCall<D>) -> Self {
+        Updater { key }
+    }
+
+    /// As [`StaticCall::update`], for the call-only key.
+    pub fn update<F: Target<D::Sig>>(&self, f: F) -> Result<(), UpdateError> {
+        update::update_all(&[self.to(f)])
+    }
+
+    /// As [`StaticCall::to`], for the call-only key.
+    pub fn to<F: Target<D::Sig>>(&self, f: F) -> Change {
+        self.key.change_to(f)
+    }
+}
+
+impl<D: Nullable> Updater<D> {
+    /// As [`StaticCall::disable`], for the call-only key.
+    pub fn disable(&self) -> Result<(), UpdateError> {
+        update::update_all(&[self.to_none()])
+    }
+
+    /// As [`StaticCall::to_none`], for the call-only key.
+    pub fn to_none(&self) -> Change {
+        self.key.change_to_none()
+    }
+}
+
 /// Marks keys declared `Option<fn(..)>`: those may be set to "no function".
 ///
 /// # Safety
@@ -156,17 +209,13 @@ impl<D: Definition> StaticCall<D> {
         &self.key
     }
 
-    /// Points the key at `f`: with inline patching, the trampoline and every site of this key are
-    /// rewritten in one bp batch (three syncs); otherwise `key.current` is stored. Calls made by other
-    /// threads meanwhile reach the old or the new target. Initialises static calls first if needed.
-    pub fn update<F: Target<D::Sig>>(&'static self, f: F) -> Result<(), UpdateError> {
-        update::update_all(&[self.to(f)])
-    }
-
-    /// This key's part of a several-key update ([`update_all`](crate::update_all)): point it at `f`.
-    pub fn to<F: Target<D::Sig>>(&'static self, f: F) -> Change {
+    fn change_to<F: Target<D::Sig>>(&'static self, f: F) -> Change {
         let _witness = f;
         Change { key: &self.key, target: Some(F::SHIM as usize), query: F::RUST as usize }
+    }
+
+    fn change_to_none(&'static self) -> Change {
+        Change { key: &self.key, target: None, query: 0 }
     }
 
     /// The kernel's `static_call_query`: a function of the key's type that calls its current target, as
@@ -182,7 +231,21 @@ impl<D: Definition> StaticCall<D> {
     }
 }
 
-impl<D: Nullable> StaticCall<D> {
+impl<D: Updatable> StaticCall<D> {
+    /// Points the key at `f`: with inline patching, the trampoline and every site of this key are
+    /// rewritten in one bp batch (three syncs); otherwise `key.current` is stored. Calls made by other
+    /// threads meanwhile reach the old or the new target. Initialises static calls first if needed.
+    pub fn update<F: Target<D::Sig>>(&'static self, f: F) -> Result<(), UpdateError> {
+        update::update_all(&[self.to(f)])
+    }
+
+    /// This key's part of a several-key update ([`update_all`](crate::update_all)): point it at `f`.
+    pub fn to<F: Target<D::Sig>>(&'static self, f: F) -> Change {
+        self.change_to(f)
+    }
+}
+
+impl<D: Nullable + Updatable> StaticCall<D> {
     /// Sets the key to "no function": sites become RET0 (`xor eax, eax`), the trampoline jumps to a
     /// function returning 0, and a call returns the return type's zero value (0, `false`, null, `()`).
     pub fn disable(&'static self) -> Result<(), UpdateError> {
@@ -191,7 +254,7 @@ impl<D: Nullable> StaticCall<D> {
 
     /// This key's part of a several-key update ([`update_all`](crate::update_all)): disable it.
     pub fn to_none(&'static self) -> Change {
-        Change { key: &self.key, target: None, query: 0 }
+        self.change_to_none()
     }
 }
 

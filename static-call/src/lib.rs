@@ -33,6 +33,7 @@
 //! | `static_call_update(name, f)` | `static_call_update!(NAME, f)` / `(NAME, None)`        |
 //! | (one key per update)          | `static_call_update! { A => f, B => None }`: one batch |
 //! | `static_call_query(name)`     | `NAME.query()`: a fn of the key's type, or `None`      |
+//! | `EXPORT_STATIC_CALL_TRAMP`    | `#[call_only(update = NAME_UPDATE)]` on the definition |
 //! | `.static_call_sites`          | section `static_call_sites` ([`sites`])                |
 //! | `static_call_init()` at boot  | [`init`], or the first update                          |
 //!
@@ -81,7 +82,7 @@ pub mod trampoline;
 pub mod update;
 
 pub use abi::{RegArg, RegRet};
-pub use key::{Definition, Key, Nullable, StaticCall};
+pub use key::{Definition, Key, Nullable, StaticCall, Updatable, Updater};
 pub use signature::{shim_of, Signature, Target};
 pub use sites::CallSite;
 pub use update::{backend, init, init_with, status, update_all, Backend, Change, Status, UpdateError, UpdatePaths};

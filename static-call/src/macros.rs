@@ -33,6 +33,47 @@
 /// Arguments and results are integers, `bool`, `char` or raw pointers, at most six arguments (see
 /// [`abi`](crate::abi)). Change the target with [`static_call_update!`](crate::static_call_update).
 ///
+/// A key other modules and crates may call but not retarget (the kernel's `EXPORT_STATIC_CALL_TRAMP`):
+/// `#[call_only(update = NAME)]`, first among its attributes, declares beside it the updater static
+/// `NAME` (of the visibility written before `NAME`, private here), the only way to retarget it:
+/// ```
+/// mod log {
+///     use callpatch_static_call::static_call;
+///     fn plain(x: u64) -> u64 { x }
+///     fn tagged(x: u64) -> u64 { x | 1 << 63 }
+///     static_call! {
+///         #[call_only(update = LOG_UPDATE)]
+///         pub static LOG: fn(u64) -> u64 = plain;
+///     }
+///     pub fn tag_everything() {
+///         LOG_UPDATE.update(tagged).unwrap();
+///     }
+/// }
+/// use callpatch_static_call::static_call;
+/// assert_eq!(static_call!(log::LOG(1)), 1);
+/// log::tag_everything();
+/// assert_eq!(static_call!(log::LOG(1)), 1 | 1 << 63);
+/// ```
+/// Retargeting it from outside does not compile, through the key or through its private updater:
+/// ```compile_fail,E0277
+/// mod log {
+///     use callpatch_static_call::static_call;
+///     fn plain(x: u64) -> u64 { x }
+///     static_call! { #[call_only(update = LOG_UPDATE)] pub static LOG: fn(u64) -> u64 = plain; }
+/// }
+/// fn mine(x: u64) -> u64 { x }
+/// callpatch_static_call::static_call_update!(log::LOG, mine).unwrap();
+/// ```
+/// ```compile_fail,E0603
+/// mod log {
+///     use callpatch_static_call::static_call;
+///     fn plain(x: u64) -> u64 { x }
+///     static_call! { #[call_only(update = LOG_UPDATE)] pub static LOG: fn(u64) -> u64 = plain; }
+/// }
+/// fn mine(x: u64) -> u64 { x }
+/// log::LOG_UPDATE.update(mine).unwrap();
+/// ```
+///
 /// Anything else is a compile error that says why — a float, a reference, a float result:
 /// ```compile_fail,E0277
 /// # use callpatch_static_call::static_call;
@@ -52,7 +93,11 @@
 #[macro_export]
 macro_rules! static_call {
     () => {};
+    (#[call_only(update = $uvis:vis $upd:ident)] $($def:tt)*) => {
+        $crate::static_call! { @mode [call_only $uvis $upd] $($def)* }
+    };
     (
+        @mode [$($mode:tt)*]
         $(#[$attr:meta])*
         $vis:vis static $name:ident : fn($($arg:ty),* $(,)?) $(-> $ret:ty)? = $default:expr;
         $($more:tt)*
@@ -66,9 +111,11 @@ macro_rules! static_call {
             )
         };
         $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, false);
+        $crate::__static_call_mode!($name, $($mode)*);
         $crate::static_call! { $($more)* }
     };
     (
+        @mode [$($mode:tt)*]
         $(#[$attr:meta])*
         $vis:vis static $name:ident : Option<fn($($arg:ty),* $(,)?) $(-> $ret:ty)?> = None;
         $($more:tt)*
@@ -83,9 +130,11 @@ macro_rules! static_call {
             ))
         };
         $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, true);
+        $crate::__static_call_mode!($name, $($mode)*);
         $crate::static_call! { $($more)* }
     };
     (
+        @mode [$($mode:tt)*]
         $(#[$attr:meta])*
         $vis:vis static $name:ident : Option<fn($($arg:ty),* $(,)?) $(-> $ret:ty)?> = Some($default:expr);
         $($more:tt)*
@@ -99,7 +148,11 @@ macro_rules! static_call {
             )
         };
         $crate::__static_call_definition!($vis $name, fn($($arg),*) $(-> $ret)?, true);
+        $crate::__static_call_mode!($name, $($mode)*);
         $crate::static_call! { $($more)* }
+    };
+    ($(#[$attr:meta])* $vis:vis static $($def:tt)*) => {
+        $crate::static_call! { @mode [updatable] $(#[$attr])* $vis static $($def)* }
     };
     ($($key:ident)::+ ( $($arg:expr),* $(,)? )) => {
         $crate::__static_call_site!(
@@ -234,6 +287,22 @@ macro_rules! __static_call_definition {
         }
 
         $crate::__static_call_nullable!($name, $nullable);
+    };
+}
+
+/// Who may retarget a key: anyone who can name it (`updatable`), or only through its updater static
+/// (`call_only`, the kernel's `EXPORT_STATIC_CALL_TRAMP`: other crates call it, its own crate updates it).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __static_call_mode {
+    ($name:ident, updatable) => {
+        // SAFETY: `$name` was not declared call-only.
+        unsafe impl $crate::Updatable for $name {}
+    };
+    ($name:ident, call_only $uvis:vis $upd:ident) => {
+        /// Retargets the call-only key of the same name (see `static_call!`'s `#[call_only]`).
+        // SAFETY: the one updater of the key `$name`, declared with it.
+        $uvis static $upd: $crate::Updater<$name> = unsafe { $crate::Updater::__new(&$name) };
     };
 }
 
