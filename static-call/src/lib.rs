@@ -86,3 +86,8 @@ pub use key::{Definition, Key, Nullable, StaticCall, Updatable, Updater};
 pub use signature::{shim_of, Signature, Target};
 pub use sites::CallSite;
 pub use update::{backend, init, init_with, status, update_all, Backend, Change, Status, UpdateError, UpdatePaths};
+
+/// The README's `static_call!` example, compiled and run as a doctest so that it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExample;
