@@ -3,15 +3,10 @@
 
 use callpatch_static_call::{static_call, static_call_update};
 
-fn double(x: u64) -> u64 {
-    x * 2
-}
-fn triple(x: u64) -> u64 {
-    x * 3
-}
+mod common;
+use common::scale::{double, triple, SCALE};
 
 static_call! {
-    static SCALE: fn(u64) -> u64 = double;
     static HOOK: Option<fn(u64) -> u64> = None;
 }
 
