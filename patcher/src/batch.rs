@@ -167,7 +167,9 @@ unsafe fn run<P: Poke>(
     let plan = protocol.plan(code, writer, sites)?;
     // One write window for the whole batch (an `mprotect` writer): opened before the first write, so
     // a text that cannot be made writable (a W^X policy) is refused with nothing written.
-    let writes = protocol.writes(&plan);
+    // Only an mprotect writer needs the list (it is 16 bytes per site of fresh memory).
+    let writes =
+        if writer.method() == crate::text_writer::WriteMethod::Mprotect { protocol.writes(&plan) } else { Vec::new() };
     let first = writes.first().map_or(0, |w| w.0);
     let window = writer
         .open_batch_window(&writes, |a| code.rx_mapping_of(a))
@@ -179,5 +181,7 @@ unsafe fn run<P: Poke>(
     let syncs = syncs?;
     closed.map_err(|source| PatchError::Write { addr: first, len: 0, source })?;
     protocol.read_back(&plan)?;
-    Ok((syncs, protocol.fallbacks(&plan)))
+    let fallbacks = protocol.fallbacks(&plan);
+    protocol.recycle(plan);
+    Ok((syncs, fallbacks))
 }

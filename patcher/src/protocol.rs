@@ -48,6 +48,9 @@ pub(crate) trait Poke {
     fn fallbacks(&self, _plan: &Self::Plan) -> usize {
         0
     }
+
+    /// Takes back a finished batch's plan, whose memory the next batch may reuse.
+    fn recycle(&self, _plan: Self::Plan) {}
 }
 
 /// A protocol that rewrites each site in place (bp, cs-prefix, naive): every site must hold `old`,
@@ -102,5 +105,9 @@ impl<P: InPlace> Poke for P {
 
     fn writes(&self, plan: &Vec<Planned>) -> Vec<(usize, usize)> {
         plan.iter().map(|p| (p.addr, p.new_bytes.len())).collect()
+    }
+
+    fn recycle(&self, plan: Vec<Planned>) {
+        validate::recycle(plan);
     }
 }

@@ -69,6 +69,29 @@ pub(crate) fn prefetching(plan: &[Planned]) -> impl Iterator<Item = &Planned> {
     })
 }
 
+/// The plan buffer of the last batch, kept for the next (taken and given back under the text mutex). A
+/// plan of 10 000 sites is 720 KB; allocated fresh each time, it is fresh pages from the kernel, faulted
+/// in one by one: about 0.1 ms of a 0.7 ms batch here. Kept up to [`SPARE_MAX`] entries.
+static SPARE_PLAN: std::sync::Mutex<Vec<Planned>> = std::sync::Mutex::new(Vec::new());
+/// The largest plan buffer kept between batches (7 MB).
+const SPARE_MAX: usize = 100_000;
+
+/// An empty plan buffer with room for `n` sites, the last batch's when there is one.
+fn plan_buffer(n: usize) -> Vec<Planned> {
+    let mut v = std::mem::take(&mut *SPARE_PLAN.lock().unwrap_or_else(|e| e.into_inner()));
+    v.clear();
+    v.reserve(n);
+    v
+}
+
+/// Gives a finished plan's buffer back for the next batch.
+pub(crate) fn recycle(mut plan: Vec<Planned>) {
+    if plan.capacity() <= SPARE_MAX {
+        plan.clear();
+        *SPARE_PLAN.lock().unwrap_or_else(|e| e.into_inner()) = plan;
+    }
+}
+
 /// The checks every protocol shares: same length, mapped code, new target in reach. Returns the
 /// encoded new instruction.
 pub(crate) fn check_site(code: &mut CodeRanges, reg: &mut Registry, site: &SitePatch) -> Result<InsnBytes, PatchError> {
@@ -123,7 +146,7 @@ pub(crate) fn plan_in_place(
     sites: &[SitePatch],
     supports: impl Fn(Insn, Insn) -> Result<(), &'static str>,
 ) -> Result<Vec<Planned>, PatchError> {
-    let mut plan = Vec::with_capacity(sites.len());
+    let mut plan = plan_buffer(sites.len());
     for (i, s) in sites.iter().enumerate() {
         if let Some(ahead) = sites.get(i + PREFETCH_AHEAD) {
             prefetch(ahead.addr);
