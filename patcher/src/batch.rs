@@ -171,9 +171,17 @@ unsafe fn run<P: Poke>(
     let writes =
         if writer.method() == crate::text_writer::WriteMethod::Mprotect { protocol.writes(&plan) } else { Vec::new() };
     let first = writes.first().map_or(0, |w| w.0);
-    let window = writer
-        .open_batch_window(&writes, |a| code.rx_mapping_of(a))
-        .map_err(|source| PatchError::NotWritable { addr: first, source })?;
+    let window = match writer.open_batch_window(&writes, |a| code.rx_mapping_of(a)) {
+        // ENOMEM: a page between two written pages of one mapping, as last read, is no longer mapped
+        // (the cache was stale): forget it, and cover the written pages alone (each confirmed mapped in
+        // this batch's plan).
+        Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
+            code.forget();
+            writer.open_batch_window(&writes, |_| None)
+        }
+        other => other,
+    }
+    .map_err(|source| PatchError::NotWritable { addr: first, source })?;
     // SAFETY: `plan` was validated just now under the text lock, which the caller holds; the caller
     // vouches for the sites (see `patch_batch`).
     let syncs = unsafe { protocol.poke(writer, &plan, on_step) };

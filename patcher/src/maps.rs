@@ -89,6 +89,12 @@ impl CodeRanges {
         found
     }
 
+    /// Drops the cached mappings: the next lookup reads `/proc/self/maps` again.
+    pub(crate) fn forget(&mut self) {
+        self.ranges.clear();
+        self.last_page = None;
+    }
+
     /// The read-execute (not writable) mapping holding `addr`, as last read: what a batch's write
     /// window may make writable as a whole and restore to RX. Only meaningful for addresses that
     /// [`CodeRanges::contains`] approved in this batch.

@@ -557,6 +557,41 @@ mod tests {
     }
 
     #[test]
+    fn a_range_over_a_page_unmapped_since_the_maps_were_read_falls_back_to_the_written_pages() {
+        use crate::batch::{patch_batch, SitePatch};
+        use crate::insn::{encode, Insn};
+        use callpatch_vocab::Protocol;
+
+        // Sites on pages 0 and 2 of one sealed arena; a first batch reads the maps (one mapping).
+        let page = page_size();
+        let mut arena = Arena::new(3 * page, ArenaMode::Sealed).unwrap();
+        let first = arena.alloc(page, page).unwrap();
+        let middle = arena.alloc(page, page).unwrap();
+        let last = arena.alloc(page, page).unwrap();
+        let a = first + 64;
+        arena.write(a, &[0xb8, 1, 0, 0, 0, 0xc3]).unwrap();
+        let sites = [first + 8, last + 8];
+        for s in sites {
+            arena.write(s, &encode(Insn::Call(a), s).unwrap()).unwrap();
+        }
+        arena.seal().unwrap();
+        let w = TextWriter::for_arena(&arena);
+        let flip = |from: usize, to: usize| -> Vec<SitePatch> {
+            sites.iter().map(|&s| SitePatch { addr: s, old: Insn::Call(from), new: Insn::Call(to) }).collect()
+        };
+        // SAFETY: the arena's own sites (never executed here), between two addresses of its first page.
+        unsafe { patch_batch(&w, Protocol::Bp, &flip(a, a + 16)) }.unwrap();
+        // The middle page goes (the cached mapping still spans it), then a second batch.
+        // SAFETY: a page of this test's own arena that nothing uses.
+        assert_eq!(unsafe { libc::munmap(middle as *mut libc::c_void, page) }, 0);
+        // SAFETY: as above.
+        unsafe { patch_batch(&w, Protocol::Bp, &flip(a + 16, a)) }.expect("the stale range must not refuse it");
+        for s in sites {
+            assert_eq!(arena.read(s, 5), encode(Insn::Call(a), s).unwrap().to_vec());
+        }
+    }
+
+    #[test]
     fn every_fitting_method_writes_and_stores() {
         for mode in ArenaMode::ALL {
             for method in WriteMethod::ALL {
