@@ -35,6 +35,9 @@
 //! | `static_call_query(name)`     | `NAME.query()`: a fn of the key's type, or `None`      |
 //! | `.static_call_sites`          | section `static_call_sites` ([`sites`])                |
 //! | `static_call_init()` at boot  | [`init`], or the first update                          |
+//! | `DEFINE_STATIC_KEY_FALSE(k)`  | `static_branch! { static K: StaticBranch = false; }` ([`branch`]) |
+//! | `static_branch_unlikely(&k)`  | `static_branch_unlikely!(K)` / `static_branch_likely!(K)` |
+//! | `static_branch_enable(&k)`    | `K.enable()` / `K.disable()`: one bp batch             |
 //!
 //! How a call works: the site is an `asm!` block with a 5-byte `call rel32` to the key's trampoline and
 //! an entry in the site table ([`sites`]). Until init the trampoline jumps through the key's pointer
@@ -70,6 +73,9 @@
 compile_error!("callpatch-static-call patches x86-64 call sites on Linux: build it for x86_64-unknown-linux-*");
 
 pub mod abi;
+pub mod branch;
+mod branch_macros;
+pub mod branch_sites;
 mod inline;
 mod key;
 mod macros;
@@ -79,6 +85,8 @@ pub mod trampoline;
 pub mod update;
 
 pub use abi::{RegArg, RegRet};
+pub use branch::{branch_status, BranchStatus, StaticBranch};
+pub use branch_sites::BranchSite;
 pub use key::{Definition, Key, Nullable, StaticCall};
 pub use signature::{shim_of, Signature, Target};
 pub use sites::CallSite;
