@@ -119,7 +119,11 @@ fn eval(c: &mut Criterion) {
 
 #[inline(never)]
 fn callpatch_1(x: u64) -> u64 {
-    if callpatch_static_call::static_branch_unlikely!(C1) { work(x, 1) } else { work(x, 0) }
+    if callpatch_static_call::static_branch_unlikely!(C1) {
+        work(x, 1)
+    } else {
+        work(x, 0)
+    }
 }
 #[inline(never)]
 fn callpatch_100(mut x: u64) -> u64 {
@@ -133,7 +137,11 @@ fn callpatch_1000(mut x: u64) -> u64 {
 }
 #[inline(never)]
 fn static_keys_1(x: u64) -> u64 {
-    if static_keys::static_branch_unlikely!(K1) { work(x, 1) } else { work(x, 0) }
+    if static_keys::static_branch_unlikely!(K1) {
+        work(x, 1)
+    } else {
+        work(x, 0)
+    }
 }
 #[inline(never)]
 fn static_keys_100(mut x: u64) -> u64 {

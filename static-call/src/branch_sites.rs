@@ -61,7 +61,11 @@ impl BranchSite {
     /// What the site holds, once patched, for a key in state `enabled`: the jump to the target when
     /// the branch goes that way, else the 5-byte nop (fall through).
     pub fn insn_for(&self, enabled: bool) -> Insn {
-        if enabled != self.likely { Insn::Jmp(self.target) } else { Insn::Nop5 }
+        if enabled != self.likely {
+            Insn::Jmp(self.target)
+        } else {
+            Insn::Nop5
+        }
     }
 
     /// What the site holds as the linker left it: a jump to its generic stub.

@@ -26,7 +26,11 @@ fn flag_unlikely() -> bool {
 }
 #[inline(never)]
 fn flag_likely() -> bool {
-    if static_branch_likely!(FLAG) { black_box(true) } else { false }
+    if static_branch_likely!(FLAG) {
+        black_box(true)
+    } else {
+        false
+    }
 }
 
 #[inline(never)]
@@ -49,9 +53,8 @@ fn every_evaluation_returns_the_old_or_the_new_state() {
     assert!(!FLAG.is_enabled(), "200 flips from false");
     assert_eq!(flag_sites(), [false; 4]);
 
-    let counts = flip_under_evaluation(2, 101, true, fast_sites, &|on| {
-        if on { FAST.enable() } else { FAST.disable() }.unwrap()
-    });
+    let counts =
+        flip_under_evaluation(2, 101, true, fast_sites, &|on| if on { FAST.enable() } else { FAST.disable() }.unwrap());
     assert_eq!(counts.wrong, 0, "{counts:?}");
     assert!(!FAST.is_enabled(), "101 flips from true");
     assert_eq!(fast_sites(), [false; 2]);

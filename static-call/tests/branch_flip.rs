@@ -17,19 +17,35 @@ static_branch! {
 // Several sites of each key and form, some in their own functions, some inlined.
 #[inline(never)]
 fn off_unlikely(x: u64) -> u64 {
-    if static_branch_unlikely!(OFF) { black_box(x + 1) } else { x }
+    if static_branch_unlikely!(OFF) {
+        black_box(x + 1)
+    } else {
+        x
+    }
 }
 #[inline(never)]
 fn off_likely(x: u64) -> u64 {
-    if static_branch_likely!(OFF) { x + 1 } else { black_box(x) }
+    if static_branch_likely!(OFF) {
+        x + 1
+    } else {
+        black_box(x)
+    }
 }
 #[inline(never)]
 fn on_unlikely(x: u64) -> u64 {
-    if static_branch_unlikely!(ON) { black_box(x + 1) } else { x }
+    if static_branch_unlikely!(ON) {
+        black_box(x + 1)
+    } else {
+        x
+    }
 }
 #[inline(never)]
 fn on_likely(x: u64) -> u64 {
-    if static_branch_likely!(self::ON) { x + 1 } else { black_box(x) }
+    if static_branch_likely!(self::ON) {
+        x + 1
+    } else {
+        black_box(x)
+    }
 }
 
 /// What every site of both keys evaluates to: (OFF sites, ON sites), each `Some(state)` when all of that

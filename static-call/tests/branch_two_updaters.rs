@@ -9,8 +9,7 @@ use std::sync::Barrier;
 
 use callpatch_patcher::page_size;
 use callpatch_static_call::{
-    static_branch, static_branch_likely, static_branch_unlikely, static_call, static_call_update, Backend,
-    StaticBranch,
+    static_branch, static_branch_likely, static_branch_unlikely, static_call, static_call_update, Backend, StaticBranch,
 };
 
 #[path = "common/stop.rs"]

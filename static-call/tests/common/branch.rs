@@ -69,7 +69,10 @@ pub fn flip_under_evaluation<const N: usize>(
         let wait_all_seen = |period: u64| {
             let deadline = Instant::now() + Duration::from_secs(20);
             while seen.iter().any(|s| s.load(Ordering::SeqCst) != period) {
-                assert!(Instant::now() < deadline, "an evaluating thread made no checked evaluation in period {period}");
+                assert!(
+                    Instant::now() < deadline,
+                    "an evaluating thread made no checked evaluation in period {period}"
+                );
                 std::thread::yield_now();
             }
         };
