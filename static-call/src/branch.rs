@@ -3,7 +3,7 @@
 //! lock and with the same backend as static calls.
 //!
 //! A site is an `asm!` goto block ([`static_branch_unlikely!`](crate::static_branch_unlikely)) holding one
-//! 5-byte instruction and an entry in the table of [`branch_sites`](crate::branch_sites). Its forms:
+//! 5-byte instruction and an entry in the [site table](crate::branch_sites). Its forms:
 //! | moment                              | the site          | a thread there                        |
 //! |-------------------------------------|-------------------|---------------------------------------|
 //! | before init, generic backend        | `jmp stub`        | stub: tests the key's state byte, jumps to the label or back after the site |
