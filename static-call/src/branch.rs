@@ -205,11 +205,17 @@ pub(crate) fn init(backend: Backend) {
             other => skipped.push((site, format!("holds {other:?}, not a jump to its stub"))),
         }
     }
-    // SAFETY: as in `StaticBranch::set`: each address is a branch site's own instruction, found through
-    // the table and holding the jump to its stub; the nop falls through to the asm's fallthrough and the
-    // jump goes to the asm's label.
-    match unsafe { patch_batch(&writer(), state.protocol, &batch) } {
-        Ok(_) => {
+    let patched = if batch.is_empty() {
+        // A program without branch sites runs no batch at all.
+        Ok(())
+    } else {
+        // SAFETY: as in `StaticBranch::set`: each address is a branch site's own instruction, found
+        // through the table and holding the jump to its stub; the nop falls through to the asm's
+        // fallthrough and the jump goes to the asm's label.
+        unsafe { patch_batch(&writer(), state.protocol, &batch) }.map(drop)
+    };
+    match patched {
+        Ok(()) => {
             state.status.backend = Some(backend);
             state.status.patched_sites = batch.len();
             state.status.skipped = skipped;
