@@ -58,6 +58,12 @@ macro_rules! static_branch {
 /// ```ignore
 /// if static_branch_unlikely!(TRACING) { trace(event) }
 /// ```
+/// The key must be a [`StaticBranch`](crate::StaticBranch) static (what `static_branch!` defines):
+/// ```compile_fail,E0308
+/// # use callpatch_static_call::static_branch_unlikely;
+/// static FLAG: bool = false;
+/// let _ = static_branch_unlikely!(FLAG);
+/// ```
 #[macro_export]
 macro_rules! static_branch_unlikely {
     ($($key:ident)::+) => {

@@ -61,6 +61,10 @@
 //! keeps every call correct: the trampoline's indirect jump through the key's pointer, updated with one
 //! atomic store. It is reported once on stderr; `CALLPATCH_STATIC_CALL=generic` requests it.
 //!
+//! Static branches (the kernel's jump labels) share the patcher, the lock, init and the backend: a
+//! `static_branch_likely!` / `static_branch_unlikely!` site is a 5-byte `jmp` to an out-of-line stub
+//! that tests the key's state byte until init patches it to a nop or a jump to its label ([`branch`]).
+//!
 //! Limits: sites and keys must be linked into one executable (not a `dylib`); a panicking target aborts
 //! the process, after one line naming the target and its key (a panic cannot unwind through the site's
 //! `asm!` call on stable Rust: `options(may_unwind)` is unstable); the site macros contain `unsafe` blocks (they emit `asm!`), so a crate that forbids
