@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::branch_sites::{self, BranchSite};
-use super::update::{self, Backend, UpdateError};
+use super::update::{self, Backend, UpdateError, UpdatePaths};
 use callpatch_patcher::{decode, fits_one_word, patch_batch, Granule, PatchError, Protocol, SitePatch};
 use callpatch_patcher::{TextWriter, WriteMethod};
 
@@ -85,10 +85,25 @@ impl StaticBranch {
     pub fn set(&self, enabled: bool) -> Result<(), UpdateError> {
         let mut calls = update::lock();
         update::ensure_init(&mut calls, update::requested());
-        let state = lock();
-        let previous = self.enabled.swap(enabled, Ordering::AcqRel);
+        let mut state = lock();
+        let outcome = self.patch(&state, enabled);
+        let backend = state.status.backend;
+        let paths = state.status.updates.entry(self.name).or_default();
+        match (&outcome, backend) {
+            (Err(_), _) => paths.failed += 1,
+            (Ok(_), Some(Backend::Generic)) => paths.generic += 1,
+            (Ok(false), _) => paths.unchanged += 1,
+            (Ok(true), Some(Backend::TrapFree)) => paths.trap_free += 1,
+            (Ok(true), _) => paths.bp += 1,
+        }
+        outcome.map(drop)
+    }
+
+    /// [`set`](Self::set)'s work, with both locks held; `Ok` says whether any site was patched.
+    fn patch(&self, state: &State, enabled: bool) -> Result<bool, UpdateError> {
         let sites = state.by_key.get(&self.addr()).map(Vec::as_slice).unwrap_or_default();
         let failed = |source| UpdateError::Branch { key: self.name, sites: sites.len(), source };
+        // Planned (and every site decoded) before the state byte changes, so a refusal here changes nothing.
         let mut batch = Vec::with_capacity(sites.len());
         for s in sites {
             let old = decode(&s.bytes(), s.addr()).ok_or_else(|| failed(not_a_site(s.addr())))?;
@@ -96,14 +111,16 @@ impl StaticBranch {
                 batch.push(SitePatch { addr: s.addr(), old, new: s.insn_for(enabled) });
             }
         }
+        // The stubs (unpatched sites) follow the state byte from now on; patched sites follow the batch.
+        let previous = self.enabled.swap(enabled, Ordering::AcqRel);
         if batch.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         // SAFETY: every address is a branch site (the 5-byte instruction its `asm!` emitted, found in the
         // table and decoded just now); its new form is the nop (fall through to the code after the asm)
         // or a jump to the asm's own label, both places the compiler made the asm's successors.
         match unsafe { patch_batch(&writer(), state.protocol, &batch) } {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(e) => {
                 if behaves_as_before(&e) {
                     self.enabled.store(previous, Ordering::Release);
@@ -131,6 +148,8 @@ pub struct BranchStatus {
     pub patched_sites: usize,
     /// Sites left on their generic stub, and why (they stay correct, two jumps and a load longer).
     pub skipped: Vec<(BranchSite, String)>,
+    /// Per key name: which path each of its updates took.
+    pub updates: BTreeMap<&'static str, UpdatePaths>,
 }
 
 struct State {
@@ -143,7 +162,13 @@ struct State {
 /// Branch state. Only ever locked while holding the static call lock ([`update::lock`]), so it adds no
 /// lock order of its own (and is never held across `fork`).
 static STATE: Mutex<State> = Mutex::new(State {
-    status: BranchStatus { backend: None, generic_reason: None, patched_sites: 0, skipped: Vec::new() },
+    status: BranchStatus {
+        backend: None,
+        generic_reason: None,
+        patched_sites: 0,
+        skipped: Vec::new(),
+        updates: BTreeMap::new(),
+    },
     protocol: Protocol::Bp,
     by_key: BTreeMap::new(),
 });

@@ -63,4 +63,12 @@ fn every_evaluation_returns_the_old_or_the_new_state() {
         assert_eq!(s.insn(), Some(s.insn_for(key_on)), "site {:#x}", s.addr());
     }
     eprintln!("{counts:?}; traps emulated: {}", callpatch_patcher::trap_count() - traps);
+    let (flag, fast) = (paths_of("::FLAG"), paths_of("::FAST"));
+    assert_eq!((flag.bp, flag.failed, fast.bp, fast.failed), (200, 0, 101, 0), "{flag:?} {fast:?}");
+}
+
+/// The update paths `branch_status()` reports for the key whose name ends with `name`.
+fn paths_of(name: &str) -> callpatch_static_call::UpdatePaths {
+    let all = callpatch_static_call::branch_status().updates;
+    all.iter().find(|(k, _)| k.ends_with(name)).map(|(_, p)| *p).unwrap_or_default()
 }

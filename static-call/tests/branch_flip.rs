@@ -114,4 +114,13 @@ fn enable_and_disable_flip_every_site() {
         assert_eq!(evaluate(), (Some(false), Some(true)), "round {round}: back");
         assert!(!OFF.is_enabled() && ON.is_enabled());
     }
+    let (off, on) = (paths_of("::OFF"), paths_of("::ON"));
+    assert_eq!((off.bp, off.unchanged, off.failed), (6, 3, 0), "{off:?}");
+    assert_eq!((on.bp, on.unchanged, on.failed), (6, 3, 0), "{on:?}");
+}
+
+/// The update paths `branch_status()` reports for the key whose name ends with `name`.
+fn paths_of(name: &str) -> callpatch_static_call::UpdatePaths {
+    let all = callpatch_static_call::branch_status().updates;
+    all.iter().find(|(k, _)| k.ends_with(name)).map(|(_, p)| *p).unwrap_or_default()
 }

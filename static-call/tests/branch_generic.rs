@@ -41,4 +41,12 @@ fn generic_branches_read_the_state_byte() {
     for s in OFF.sites().iter().chain(&ON.sites()) {
         assert_eq!(s.insn(), Some(s.initial_insn()), "site {:#x}", s.addr());
     }
+    let (off, on) = (paths_of("::OFF"), paths_of("::ON"));
+    assert_eq!((off.generic, on.generic, off.bp + on.bp + off.failed + on.failed), (101, 101, 0), "{off:?} {on:?}");
+}
+
+/// The update paths `branch_status()` reports for the key whose name ends with `name`.
+fn paths_of(name: &str) -> callpatch_static_call::UpdatePaths {
+    let all = callpatch_static_call::branch_status().updates;
+    all.iter().find(|(k, _)| k.ends_with(name)).map(|(_, p)| *p).unwrap_or_default()
 }

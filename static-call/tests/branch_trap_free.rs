@@ -59,4 +59,12 @@ fn trap_free_updates_store_whole_sites_and_never_trap() {
     for s in &all {
         assert_eq!(s.insn(), Some(s.insn_for(true)), "site {:#x}", s.addr());
     }
+    let flag = paths_of("::FLAG");
+    assert_eq!((flag.trap_free, flag.bp, flag.failed), (201, 0, 0), "{flag:?}");
+}
+
+/// The update paths `branch_status()` reports for the key whose name ends with `name`.
+fn paths_of(name: &str) -> callpatch_static_call::UpdatePaths {
+    let all = callpatch_static_call::branch_status().updates;
+    all.iter().find(|(k, _)| k.ends_with(name)).map(|(_, p)| *p).unwrap_or_default()
 }
