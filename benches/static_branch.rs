@@ -2,7 +2,8 @@
 //! the `static-keys` crate's (0.8), like for like.
 //!
 //! `eval/*`: the cost of evaluating a branch, in a dependent chain of 64 evaluations per iteration (each
-//! picks one of two few-instruction bodies; criterion reports time per evaluation), with the key
+//! picks one of two few-instruction bodies; criterion's time is that of the 64, its throughput
+//! counts evaluations), with the key
 //! disabled (the site is a nop: straight on) and enabled (the site jumps), and a plain `AtomicBool`
 //! load as the baseline that static branches replace.
 //!
