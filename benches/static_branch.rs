@@ -2,10 +2,9 @@
 //! the `static-keys` crate's (0.8), like for like.
 //!
 //! `eval/*`: the cost of evaluating a branch, in a dependent chain of 64 evaluations per iteration (each
-//! picks one of two few-instruction bodies; criterion's time is that of the 64, its throughput
-//! counts evaluations), with the key
-//! disabled (the site is a nop: straight on) and enabled (the site jumps), and a plain `AtomicBool`
-//! load as the baseline that static branches replace.
+//! picks one of two few-instruction bodies; criterion's time is that of the 64, its throughput counts
+//! evaluations), with the key disabled (the site is a nop: straight on) and enabled (the site jumps),
+//! and a plain `AtomicBool` load as the baseline that static branches replace.
 //!
 //! `update/*`: the cost of one enable or disable of a key with 1, 100 or 1000 sites in one function, no
 //! other thread running (the peer's docs allow an update only then). callpatch patches every site in
