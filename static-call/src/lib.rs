@@ -36,6 +36,9 @@
 //! | `EXPORT_STATIC_CALL_TRAMP`    | `#[call_only(update = NAME_UPDATE)]` on the definition |
 //! | `.static_call_sites`          | section `static_call_sites` ([`sites`])                |
 //! | `static_call_init()` at boot  | [`init`], or the first update                          |
+//! | `DEFINE_STATIC_KEY_FALSE(k)`  | `static_branch! { static K: StaticBranch = false; }` ([`branch`]) |
+//! | `static_branch_unlikely(&k)`  | `static_branch_unlikely!(K)` / `static_branch_likely!(K)` |
+//! | `static_branch_enable(&k)`    | `K.enable()` / `K.disable()`: one bp batch             |
 //!
 //! How a call works: the site is an `asm!` block with a 5-byte `call rel32` to the key's trampoline and
 //! an entry in the site table ([`sites`]). Until init the trampoline jumps through the key's pointer
@@ -61,6 +64,10 @@
 //! keeps every call correct: the trampoline's indirect jump through the key's pointer, updated with one
 //! atomic store. It is reported once on stderr; `CALLPATCH_STATIC_CALL=generic` requests it.
 //!
+//! Static branches (the kernel's jump labels) share the patcher, the lock, init and the backend: a
+//! `static_branch_likely!` / `static_branch_unlikely!` site is a 5-byte `jmp` to an out-of-line stub
+//! that tests the key's state byte until init patches it to a nop or a jump to its label ([`branch`]).
+//!
 //! Limits: sites and keys must be linked into one executable (not a `dylib`); a panicking target aborts
 //! the process, after one line naming the target and its key (a panic cannot unwind through the site's
 //! `asm!` call on stable Rust: `options(may_unwind)` is unstable); the site macros contain `unsafe` blocks (they emit `asm!`), so a crate that forbids
@@ -73,6 +80,9 @@
 compile_error!("callpatch-static-call patches x86-64 call sites on Linux: build it for x86_64-unknown-linux-*");
 
 pub mod abi;
+pub mod branch;
+mod branch_macros;
+pub mod branch_sites;
 mod inline;
 mod key;
 mod macros;
@@ -82,6 +92,8 @@ pub mod trampoline;
 pub mod update;
 
 pub use abi::{RegArg, RegRet};
+pub use branch::{branch_status, BranchStatus, StaticBranch};
+pub use branch_sites::BranchSite;
 pub use key::{Definition, Key, Nullable, StaticCall, Updatable, Updater};
 pub use signature::{shim_of, Signature, Target};
 pub use sites::CallSite;

@@ -73,6 +73,15 @@ pub enum UpdateError {
         /// The key's name.
         key: &'static str,
     },
+    /// The patcher refused or failed a static branch's batch ([`StaticBranch::set`](crate::StaticBranch::set)).
+    Branch {
+        /// The static branch key's name.
+        key: &'static str,
+        /// Its patched sites.
+        sites: usize,
+        /// The patcher's error.
+        source: callpatch_patcher::PatchError,
+    },
 }
 
 impl UpdateError {
@@ -95,6 +104,9 @@ impl std::fmt::Display for UpdateError {
             UpdateError::Repeated { key } => {
                 write!(f, "static call {key} is given twice in one update; nothing was changed")
             }
+            UpdateError::Branch { key, sites, source } => {
+                write!(f, "static branch {key}: patching its {sites} sites failed: {source}")
+            }
         }
     }
 }
@@ -102,7 +114,7 @@ impl std::fmt::Display for UpdateError {
 impl std::error::Error for UpdateError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            UpdateError::Patch { source, .. } => Some(source),
+            UpdateError::Patch { source, .. } | UpdateError::Branch { source, .. } => Some(source),
             UpdateError::Repeated { .. } => None,
         }
     }
@@ -209,7 +221,7 @@ fn hold_across_fork() {
 }
 
 /// The backend `CALLPATCH_STATIC_CALL` asks for (inline unless it says `generic` or `trap-free`).
-fn requested() -> Backend {
+pub(crate) fn requested() -> Backend {
     match std::env::var("CALLPATCH_STATIC_CALL").as_deref() {
         Ok("generic") => Backend::Generic,
         Ok("trap-free") => Backend::TrapFree,
@@ -248,7 +260,7 @@ pub fn status() -> Status {
     lock().status.clone()
 }
 
-fn ensure_init(state: &mut State, want: Backend) -> Backend {
+pub(crate) fn ensure_init(state: &mut State, want: Backend) -> Backend {
     if let Some(b) = state.status.backend {
         return b;
     }
@@ -279,6 +291,8 @@ fn ensure_init(state: &mut State, want: Backend) -> Backend {
         }
     };
     state.status.backend = Some(backend);
+    // Static branches: a second batch under the same lock, on the backend just chosen.
+    super::branch::init(backend);
     backend
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod branch;
 pub mod scale;
 pub mod stop;
 pub mod tracer;
