@@ -25,27 +25,10 @@ use static_keys::{define_static_key_false, StaticFalseKey};
 /// Evaluations per iteration: a dependent chain, unrolled by `rep64!` in every variant.
 const CHAIN: usize = 64;
 
-macro_rules! rep8 {
-    ($($t:tt)*) => { $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* };
-}
-macro_rules! rep64 {
-    ($($t:tt)*) => { rep8!(rep8!($($t)*);); };
-}
-macro_rules! rep10 {
-    ($($t:tt)*) => { $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* };
-}
-macro_rules! rep100 {
-    ($($t:tt)*) => { rep10!(rep10!($($t)*);); };
-}
-macro_rules! rep1000 {
-    ($($t:tt)*) => { rep10!(rep100!($($t)*);); };
-}
-
-/// The two bodies a branch chooses between: a few dependent arithmetic instructions, distinct per arm.
-#[inline(always)]
-fn work(x: u64, k: u64) -> u64 {
-    (x ^ k).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17)
-}
+#[macro_use]
+#[path = "common/rep.rs"]
+mod rep;
+use rep::work;
 
 static_branch! {
     static EVAL: StaticBranch = false;

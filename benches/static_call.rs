@@ -30,28 +30,11 @@ use static_keys::{define_static_key_false, static_branch_unlikely, StaticFalseKe
 /// Calls per iteration: a dependent chain, unrolled by `rep64!` in every variant (no loop overhead).
 const CHAIN: usize = 64;
 
-/// Repeats its body 8, 64, 10, 100 or 1000 times (a repeated `static_call!` is one more site each time).
-macro_rules! rep8 {
-    ($($t:tt)*) => { $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* };
-}
-macro_rules! rep64 {
-    ($($t:tt)*) => { rep8!(rep8!($($t)*);); };
-}
-macro_rules! rep10 {
-    ($($t:tt)*) => { $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* };
-}
-macro_rules! rep100 {
-    ($($t:tt)*) => { rep10!(rep10!($($t)*);); };
-}
-macro_rules! rep1000 {
-    ($($t:tt)*) => { rep10!(rep100!($($t)*);); };
-}
+#[macro_use]
+#[path = "common/rep.rs"]
+mod rep;
+use rep::work;
 
-/// The work of a target: a few dependent arithmetic instructions, distinct per target.
-#[inline(always)]
-fn work(x: u64, k: u64) -> u64 {
-    (x ^ k).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17)
-}
 fn body0(x: u64) -> u64 {
     work(x, 0)
 }

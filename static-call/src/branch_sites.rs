@@ -82,41 +82,21 @@ impl BranchSite {
 
     /// The site's current bytes. Callers that race with patching must hold the static call lock.
     pub(crate) fn bytes(&self) -> [u8; REL32_LEN] {
-        // SAFETY: `addr` comes from the branch site table, so it is the address of a 5-byte instruction
-        // in the program's mapped, readable text.
-        unsafe { std::ptr::read_volatile(self.addr as *const [u8; REL32_LEN]) }
+        // SAFETY: `addr` comes from the branch site table.
+        unsafe { super::sites::read_site(self.addr) }
     }
 }
 
-/// The bounds of the table. The empty `pushsection` makes the section exist in the same object as the
-/// reference, so the program links even when it has no branch sites at all.
+/// The bounds of the branch site table.
 fn table() -> (usize, usize) {
-    let (start, stop): (usize, usize);
-    // SAFETY: two `lea`s of linker-defined symbols; the section directive adds no bytes.
-    unsafe {
-        core::arch::asm!(
-            ".pushsection static_branch_sites,\"aR\",@progbits",
-            ".balign 4",
-            ".popsection",
-            "lea {start}, [rip + __start_static_branch_sites]",
-            "lea {stop}, [rip + __stop_static_branch_sites]",
-            start = out(reg) start,
-            stop = out(reg) stop,
-            options(nomem, nostack, preserves_flags, pure),
-        );
-    }
-    (start, stop)
+    super::sites::section_bounds!("static_branch_sites")
 }
 
 /// Every branch site of the program, sorted by address, duplicates removed.
 pub fn all() -> Vec<BranchSite> {
-    let (start, stop) = table();
-    let n = (stop - start) / size_of::<Entry>();
-    let mut sites: Vec<BranchSite> = (0..n)
-        .map(|i| {
-            let at = start + i * size_of::<Entry>();
-            // SAFETY: `[start, stop)` is the section of 20-byte entries that the linker assembled.
-            let e = unsafe { &*(at as *const Entry) };
+    // SAFETY: `table()` bounds the section of 20-byte `Entry`s that the branch site macros append.
+    unsafe {
+        super::sites::read_table(table(), |at, e: &Entry| {
             let field = |offset: usize, rel: i32| (at as isize + offset as isize + rel as isize) as usize;
             BranchSite {
                 addr: field(0, e.site),
@@ -126,10 +106,7 @@ pub fn all() -> Vec<BranchSite> {
                 likely: e.flags & 1 != 0,
             }
         })
-        .collect();
-    sites.sort_unstable();
-    sites.dedup();
-    sites
+    }
 }
 
 #[cfg(test)]

@@ -48,50 +48,79 @@ impl CallSite {
 
     /// The site's current bytes. Callers that race with patching must hold the static call lock.
     pub(crate) fn bytes(&self) -> [u8; REL32_LEN] {
-        // SAFETY: `addr` comes from the site table, so it is the address of a 5-byte instruction in the
-        // program's mapped, readable text.
-        unsafe { std::ptr::read_volatile(self.addr as *const [u8; REL32_LEN]) }
+        // SAFETY: `addr` comes from the site table.
+        unsafe { read_site(self.addr) }
     }
 }
 
-/// The bounds of the site table. The empty `pushsection` makes the section exist in the same object
-/// as the reference, so the program links even when it has no sites at all.
+/// The bounds `[start, stop)` of the linker section `$name` (a C identifier, so the linker defines
+/// `__start_$name` / `__stop_$name` around the entries of every crate of the program). The empty
+/// `pushsection` makes the section exist in the same object as the reference, so the program links
+/// even when it has no entries at all.
+macro_rules! section_bounds {
+    ($name:literal) => {{
+        let (start, stop): (usize, usize);
+        // SAFETY: two `lea`s of linker-defined symbols; the section directive adds no bytes.
+        unsafe {
+            core::arch::asm!(
+                concat!(".pushsection ", $name, ",\"aR\",@progbits"),
+                ".balign 4",
+                ".popsection",
+                concat!("lea {start}, [rip + __start_", $name, "]"),
+                concat!("lea {stop}, [rip + __stop_", $name, "]"),
+                start = out(reg) start,
+                stop = out(reg) stop,
+                options(nomem, nostack, preserves_flags, pure),
+            );
+        }
+        (start, stop)
+    }};
+}
+pub(crate) use section_bounds;
+
+/// The 5 bytes at a site now.
+///
+/// # Safety
+/// `addr` is a site from one of the program's site tables: a 5-byte instruction in its mapped text.
+pub(crate) unsafe fn read_site(addr: usize) -> [u8; REL32_LEN] {
+    // SAFETY: the caller's contract; volatile because the patcher may be rewriting it.
+    unsafe { std::ptr::read_volatile(addr as *const [u8; REL32_LEN]) }
+}
+
+/// The bounds of the site table.
 fn table() -> (usize, usize) {
-    let (start, stop): (usize, usize);
-    // SAFETY: two `lea`s of linker-defined symbols; the section directive adds no bytes.
-    unsafe {
-        core::arch::asm!(
-            ".pushsection static_call_sites,\"aR\",@progbits",
-            ".balign 4",
-            ".popsection",
-            "lea {start}, [rip + __start_static_call_sites]",
-            "lea {stop}, [rip + __stop_static_call_sites]",
-            start = out(reg) start,
-            stop = out(reg) stop,
-            options(nomem, nostack, preserves_flags, pure),
-        );
-    }
-    (start, stop)
+    section_bounds!("static_call_sites")
 }
 
-/// Every site of the program, sorted by address, duplicates removed (identical-code folding can make
+/// Every entry of a site table of `E`s turned into a site by `site` (given the entry's address, which its
+/// PC-relative fields count from), sorted by address, duplicates removed (identical-code folding can make
 /// two entries name one address).
-pub fn all() -> Vec<CallSite> {
-    let (start, stop) = table();
-    let n = (stop - start) / size_of::<Entry>();
-    let mut sites: Vec<CallSite> = (0..n)
+///
+/// # Safety
+/// `[start, stop)` are the bounds of a linker section of `E` entries ([`section_bounds!`]).
+pub(crate) unsafe fn read_table<E, T: Ord>((start, stop): (usize, usize), site: impl Fn(usize, &E) -> T) -> Vec<T> {
+    let n = (stop - start) / size_of::<E>();
+    let mut sites: Vec<T> = (0..n)
         .map(|i| {
-            let at = start + i * size_of::<Entry>();
-            // SAFETY: `[start, stop)` is the section of 8-byte entries that the linker assembled.
-            let e = unsafe { &*(at as *const Entry) };
-            let site = (at as isize + e.site as isize) as usize;
-            let key = (at as isize + 4 + e.key as isize) as usize;
-            CallSite { addr: site, key }
+            let at = start + i * size_of::<E>();
+            // SAFETY: `at` is the `i`th entry of the section (the caller's contract).
+            site(at, unsafe { &*(at as *const E) })
         })
         .collect();
     sites.sort_unstable();
     sites.dedup();
     sites
+}
+
+/// Every site of the program, sorted by address, duplicates removed.
+pub fn all() -> Vec<CallSite> {
+    // SAFETY: `table()` bounds the section of 8-byte `Entry`s that `static_call!` sites append.
+    unsafe {
+        read_table(table(), |at, e: &Entry| CallSite {
+            addr: (at as isize + e.site as isize) as usize,
+            key: (at as isize + 4 + e.key as isize) as usize,
+        })
+    }
 }
 
 #[cfg(test)]
