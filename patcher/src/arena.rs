@@ -273,6 +273,12 @@ impl Drop for Arena {
     }
 }
 
+/// The pages under `[addr, addr + len)` (at least the byte at `addr`): `[first page, end of last page)`.
+pub(crate) fn pages_of(addr: usize, len: usize) -> (usize, usize) {
+    let mask = !(page_size() - 1); // page sizes are powers of two
+    (addr & mask, (addr + len.max(1) + !mask) & mask)
+}
+
 /// The system page size.
 pub fn page_size() -> usize {
     // Asked once: the patcher needs it per site, and `sysconf` is a libc call each time.

@@ -168,8 +168,7 @@ unsafe fn run<P: Poke>(
     // One write window for the whole batch (an `mprotect` writer): opened before the first write, so
     // a text that cannot be made writable (a W^X policy) is refused with nothing written.
     // Only an mprotect writer needs the list (it is 16 bytes per site of fresh memory).
-    let writes =
-        if writer.method() == crate::text_writer::WriteMethod::Mprotect { protocol.writes(&plan) } else { Vec::new() };
+    let writes = if writer.needs_window() { protocol.writes(&plan) } else { Vec::new() };
     let first = writes.first().map_or(0, |w| w.0);
     let window = match writer.open_batch_window(&writes, |a| code.rx_mapping_of(a)) {
         // ENOMEM: a page between two written pages of one mapping, as last read, is no longer mapped

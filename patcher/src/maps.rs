@@ -77,9 +77,8 @@ impl CodeRanges {
 
     /// Whether `[addr, addr+len)` lies in one readable, executable mapping.
     pub(crate) fn contains(&mut self, addr: usize, len: usize) -> bool {
-        let mask = !(crate::arena::page_size() - 1);
-        let page = addr & mask;
-        let one_page = (addr + len.max(1) - 1) & mask == page;
+        let (page, end) = crate::arena::pages_of(addr, len);
+        let one_page = end - page == crate::arena::page_size();
         if one_page && self.last_page == Some(page) {
             return true;
         }
@@ -122,10 +121,9 @@ impl CodeRanges {
     /// Whether every page under `[addr, addr+len)` is mapped now (`mincore` per page not yet confirmed
     /// in this batch).
     fn still_mapped(&mut self, addr: usize, len: usize) -> bool {
+        let (first, end) = crate::arena::pages_of(addr, len);
         let page = crate::arena::page_size();
-        let first = addr - addr % page;
-        let last = (addr + len.max(1) - 1) / page * page;
-        for p in (first..=last).step_by(page) {
+        for p in (first..end).step_by(page) {
             let Err(at) = self.confirmed.binary_search(&p) else {
                 continue;
             };

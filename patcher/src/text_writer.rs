@@ -25,7 +25,7 @@ use std::os::unix::fs::FileExt;
 
 use callpatch_vocab::Granule;
 
-use crate::arena::{page_size, Arena, ArenaMode};
+use crate::arena::{pages_of, Arena, ArenaMode};
 use crate::error::PatchError;
 
 /// How a [`TextWriter`] gets bytes into executable memory.
@@ -341,6 +341,12 @@ pub(crate) struct BatchWindow {
 }
 
 impl TextWriter {
+    /// Whether a batch through this writer needs a write window (an `Mprotect` writer; the others
+    /// write through a view that is already writable).
+    pub(crate) fn needs_window(&self) -> bool {
+        self.method == WriteMethod::Mprotect
+    }
+
     /// Opens the window over the pages under `writes` (address, length) for an `Mprotect` writer; any
     /// other method needs none. On an error nothing stays writable.
     ///
@@ -354,12 +360,10 @@ impl TextWriter {
         writes: &[(usize, usize)],
         rx_mapping_of: impl Fn(usize) -> Option<(usize, usize)>,
     ) -> io::Result<BatchWindow> {
-        if self.method != WriteMethod::Mprotect || writes.is_empty() {
+        if !self.needs_window() || writes.is_empty() {
             return Ok(BatchWindow { ranges: Vec::new() });
         }
-        let page = page_size();
-        let mut pages: Vec<(usize, usize)> =
-            writes.iter().map(|&(a, l)| (a & !(page - 1), (a + l.max(1) + page - 1) & !(page - 1))).collect();
+        let mut pages: Vec<(usize, usize)> = writes.iter().map(|&(a, l)| pages_of(a, l)).collect();
         pages.sort_unstable();
         let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(pages.len());
         let mut mapping_of_last = None;
@@ -436,9 +440,7 @@ fn with_write_window(addr: usize, len: usize, f: impl FnOnce()) -> io::Result<()
         f();
         return Ok(());
     }
-    let page = page_size();
-    let start = addr - addr % page;
-    let end = (addr + len).next_multiple_of(page);
+    let (start, end) = pages_of(addr, len);
     protect(start, end, libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC)?;
     f();
     protect(start, end, libc::PROT_READ | libc::PROT_EXEC)
@@ -479,6 +481,7 @@ pub(crate) mod fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arena::page_size;
 
     #[test]
     fn a_batch_through_an_mprotect_writer_opens_one_window_not_one_per_write() {

@@ -30,9 +30,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::branch_sites::{self, BranchSite};
+use super::inline::{behaves_as_before, not_a_site, protocol, text_writer};
 use super::update::{self, Backend, UpdateError, UpdatePaths};
-use callpatch_patcher::{decode, fits_one_word, patch_batch, Granule, PatchError, Protocol, SitePatch};
-use callpatch_patcher::{TextWriter, WriteMethod};
+use callpatch_patcher::{decode, fits_one_word, patch_batch, Protocol, SitePatch};
 
 /// A static branch key: made by [`static_branch!`](crate::static_branch), read by
 /// [`static_branch_likely!`](crate::static_branch_likely) and
@@ -106,7 +106,7 @@ impl StaticBranch {
         // Planned (and every site decoded) before the state byte changes, so a refusal here changes nothing.
         let mut batch = Vec::with_capacity(sites.len());
         for s in sites {
-            let old = decode(&s.bytes(), s.addr()).ok_or_else(|| failed(not_a_site(s.addr())))?;
+            let old = decode(&s.bytes(), s.addr()).ok_or_else(|| failed(not_a_site(s.addr(), "static branch")))?;
             if old != s.insn_for(enabled) {
                 batch.push(SitePatch { addr: s.addr(), old, new: s.insn_for(enabled) });
             }
@@ -119,7 +119,7 @@ impl StaticBranch {
         // SAFETY: every address is a branch site (the 5-byte instruction its `asm!` emitted, found in the
         // table and decoded just now); its new form is the nop (fall through to the code after the asm)
         // or a jump to the asm's own label, both places the compiler made the asm's successors.
-        match unsafe { patch_batch(&writer(), state.protocol, &batch) } {
+        match unsafe { patch_batch(&text_writer(), state.protocol, &batch) } {
             Ok(_) => Ok(true),
             Err(e) => {
                 if behaves_as_before(&e) {
@@ -183,20 +183,6 @@ pub fn branch_status() -> BranchStatus {
     lock().status.clone()
 }
 
-fn writer() -> TextWriter {
-    TextWriter::new(WriteMethod::Mprotect)
-}
-
-/// As for static calls: the text still behaves as before a failed batch unless the write itself failed
-/// after completing, or someone else wrote the text.
-fn behaves_as_before(e: &PatchError) -> bool {
-    !matches!(e, PatchError::Write { .. } | PatchError::ReadBack { .. })
-}
-
-fn not_a_site(addr: usize) -> PatchError {
-    PatchError::Unsupported { addr, protocol: "bp", reason: "the bytes there are no static branch form".into() }
-}
-
 /// Patches every branch site to its key's current form, in one batch (called by static call init, with
 /// the static call lock held, once the backend is chosen). When the batch is refused every site stays on
 /// its stub (generic branches), which is correct; panics only if the patcher failed after writing.
@@ -206,7 +192,7 @@ pub(crate) fn init(backend: Backend) {
         return;
     }
     let trap_free = backend == Backend::TrapFree;
-    state.protocol = if trap_free { Protocol::Aligned { granule: Granule::Word8 } } else { Protocol::Bp };
+    state.protocol = protocol(trap_free);
     if backend == Backend::Generic {
         state.status.backend = Some(Backend::Generic);
         state.status.generic_reason = Some("static calls use the generic backend".into());
@@ -237,7 +223,7 @@ pub(crate) fn init(backend: Backend) {
         // SAFETY: as in `StaticBranch::set`: each address is a branch site's own instruction, found
         // through the table and holding the jump to its stub; the nop falls through to the asm's
         // fallthrough and the jump goes to the asm's label.
-        unsafe { patch_batch(&writer(), state.protocol, &batch) }.map(drop)
+        unsafe { patch_batch(&text_writer(), state.protocol, &batch) }.map(drop)
     };
     match patched {
         Ok(()) => {

@@ -42,12 +42,12 @@ fn trampoline_head(key: &Key) -> Option<Insn> {
 /// first write, rolled back, or (rollback failed) parked with each site running its old instruction
 /// through the trap handler. A bare write error (the pages could not be made RX again after a complete
 /// batch) and a read-back mismatch (someone else wrote the text) are not.
-fn behaves_as_before(e: &PatchError) -> bool {
+pub(super) fn behaves_as_before(e: &PatchError) -> bool {
     !matches!(e, PatchError::Write { .. } | PatchError::ReadBack { .. })
 }
 
 /// The patcher protocol of the inline backends: bp (int3), or one aligned 8-byte store per site.
-fn protocol(trap_free: bool) -> Protocol {
+pub(super) fn protocol(trap_free: bool) -> Protocol {
     if trap_free {
         Protocol::Aligned { granule: Granule::Word8 }
     } else {
@@ -92,7 +92,7 @@ pub(super) fn init(state: &mut State, trap_free: bool) -> Result<(), String> {
     // SAFETY: every address is a `static_call!` site (the `call` its `asm!` emitted, found through the
     // site table and decoded just now) or a key's trampoline, and every new target is the key's shim
     // of the key's signature (or the trampoline's own generic path).
-    match unsafe { patch_batch(&TextWriter::new(WriteMethod::Mprotect), protocol(trap_free), &batch) } {
+    match unsafe { patch_batch(&text_writer(), protocol(trap_free), &batch) } {
         Ok(_) => {}
         Err(e) if behaves_as_before(&e) => return Err(e.to_string()),
         Err(e) => panic!("static_call: init failed after writing to the text, which is now inconsistent: {e}"),
@@ -122,11 +122,11 @@ pub(super) fn update(
         let head = trampoline_head(key);
         let new_head = patched_insn(target);
         if head != Some(new_head) {
-            let old = head.ok_or_else(|| failed(not_a_site(key.trampoline())))?;
+            let old = head.ok_or_else(|| failed(not_a_site(key.trampoline(), "static call")))?;
             batch.push(SitePatch { addr: key.trampoline(), old, new: new_head });
         }
         for s in sites_of(key) {
-            let old = decode(&s.bytes(), s.addr()).ok_or_else(|| failed(not_a_site(s.addr())))?;
+            let old = decode(&s.bytes(), s.addr()).ok_or_else(|| failed(not_a_site(s.addr(), "static call")))?;
             if old != site_insn(target) {
                 batch.push(SitePatch { addr: s.addr(), old, new: site_insn(target) });
             }
@@ -142,7 +142,7 @@ pub(super) fn update(
         return Ok(patched);
     }
     // SAFETY: as in `init`: each key's own sites and trampoline, retargeted to a shim of its signature.
-    match unsafe { patch_batch(&TextWriter::new(WriteMethod::Mprotect), protocol(trap_free), &batch) } {
+    match unsafe { patch_batch(&text_writer(), protocol(trap_free), &batch) } {
         Ok(_) => Ok(patched),
         Err(e) => {
             if behaves_as_before(&e) {
@@ -155,6 +155,13 @@ pub(super) fn update(
     }
 }
 
-fn not_a_site(addr: usize) -> PatchError {
-    PatchError::Unsupported { addr, protocol: "bp", reason: "the bytes there are no static call form".into() }
+/// The program's own text, written through `mprotect` windows (it is mapped read-execute).
+pub(super) fn text_writer() -> TextWriter {
+    TextWriter::new(WriteMethod::Mprotect)
+}
+
+/// The refusal for an address whose bytes are none of the forms its `what` (static call, static
+/// branch) ever writes there.
+pub(super) fn not_a_site(addr: usize, what: &str) -> PatchError {
+    PatchError::Unsupported { addr, protocol: "bp", reason: format!("the bytes there are no {what} form") }
 }
