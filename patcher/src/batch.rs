@@ -126,6 +126,8 @@ pub unsafe fn patch_batch_stepped(
         }
     }
     let mut guard = text_lock();
+    // Every copy of the patcher in the process (each `cdylib` has one) writes text under one lock.
+    let _process = crate::hub::get().map_err(PatchError::Hub)?.lock();
     let state = guard.as_mut().expect("initialised by text_lock");
     let traps = trap_count();
     let (syncs, fallbacks) = if sites.is_empty() {

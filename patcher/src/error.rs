@@ -108,6 +108,9 @@ pub enum PatchError {
     /// A trap during this batch would kill the process or go astray (see [`crate::guard`]); nothing
     /// was written.
     TrapWouldBeFatal(crate::guard::Fatal),
+    /// Another copy of the patcher in this process (a `cdylib` of another version) owns the process
+    /// text lock in a layout this copy cannot share; nothing was written.
+    Hub(String),
 }
 
 impl fmt::Display for PatchError {
@@ -135,6 +138,7 @@ impl fmt::Display for PatchError {
                  Linux >= 4.16 built with CONFIG_MEMBARRIER (SYNC_CORE on x86-64 needs the arch support merged in 5.x)"
             ),
             PatchError::Write { addr, len, source } => write!(f, "writing {len} bytes at {addr:#x} failed: {source}"),
+            PatchError::Hub(why) => write!(f, "{why}"),
             PatchError::ReadBack { addr, expected, found } => {
                 write!(f, "site {addr:#x} reads back {found:02x?} after patching, expected {expected:02x?}")
             }

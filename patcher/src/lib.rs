@@ -59,6 +59,7 @@ mod cs_prefix;
 mod error;
 pub mod fork;
 pub mod guard;
+pub mod hub;
 pub mod insn;
 pub mod maps;
 pub mod naive;

@@ -171,7 +171,9 @@ extern "C" fn on_sigtrap(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
         let site = regs.get(libc::REG_RIP).wrapping_sub(1);
         #[cfg(feature = "test-hooks")]
         testing::maybe_hold(site);
-        handle_site(site, &mut regs) || unclaimed(site, &mut regs)
+        handle_site(site, &mut regs)
+            || unclaimed(site, &mut regs)
+            || crate::hub::offer_to_others(site, regs.gregs.as_mut_ptr())
     };
     if !handled {
         chain(sig, info, ctx, code);
@@ -211,9 +213,11 @@ pub unsafe fn set_unclaimed_trap_hook(hook: UnclaimedTrapHook) -> Result<bool, P
     Ok(HOOK.compare_exchange(0, hook as usize, Ordering::AcqRel, Ordering::Acquire).is_ok())
 }
 
-/// The address of our handler, as `sigaction` reports it.
+/// The address of the process's handler, as `sigaction` reports it: ours, or the one another copy
+/// of the patcher installed and registered this copy with.
 pub(crate) fn handler_address() -> usize {
-    on_sigtrap as *const () as usize
+    let hub = crate::hub::get().ok().and_then(|h| h.handler());
+    hub.unwrap_or(on_sigtrap as *const () as usize)
 }
 
 /// Passes a foreign SIGTRAP to the disposition that was in place before ours, as the kernel would have
@@ -277,7 +281,9 @@ pub(crate) fn install_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// Installs the SIGTRAP handler (idempotent), remembering the previous disposition for foreign traps.
-/// Every protocol calls this before its first write.
+/// Every protocol calls this before its first write. Where another copy of the patcher (in another
+/// `cdylib`) installed the process handler first, this copy registers with it instead ([`crate::hub`]):
+/// that handler offers it every `int3` that is not its own.
 pub fn install_trap_handler() -> Result<(), PatchError> {
     if INSTALLED.load(Ordering::Acquire) {
         return Ok(());
@@ -286,6 +292,36 @@ pub fn install_trap_handler() -> Result<(), PatchError> {
     if INSTALLED.load(Ordering::Acquire) {
         return Ok(());
     }
+    let hub = crate::hub::get().map_err(PatchError::Hub)?;
+    loop {
+        if hub.claim_handler(on_sigtrap as *const () as usize) {
+            let installed = install_own();
+            hub.handler_installed(installed.is_ok());
+            installed?;
+            // The disposition now points into this copy's text: keep it mapped for good.
+            crate::hub::pin_own_object();
+            break;
+        }
+        if hub.handler().is_some() {
+            hub.add_claim(claim).map_err(PatchError::Hub)?;
+            crate::hub::leave_on_unload(claim);
+            break;
+        }
+        // The copy that claimed the handler failed to install it: try again.
+    }
+    INSTALLED.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// This copy's claim on an `int3`, for the handler another copy installed (signal handler context).
+extern "C" fn claim(site: usize, gregs: *mut libc::greg_t) -> bool {
+    // SAFETY: the installed handler passes the interrupted context's 23 general registers.
+    let mut regs = Regs { gregs: unsafe { &mut *gregs.cast::<[libc::greg_t; 23]>() } };
+    handle_site(site, &mut regs) || unclaimed(site, &mut regs)
+}
+
+/// Makes `on_sigtrap` the SIGTRAP disposition, remembering the previous one.
+fn install_own() -> Result<(), PatchError> {
     // SAFETY: plain sigaction calls with valid, fully initialised structs.
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
@@ -306,17 +342,28 @@ pub fn install_trap_handler() -> Result<(), PatchError> {
             return Err(PatchError::Signal(std::io::Error::last_os_error()));
         }
     }
-    INSTALLED.store(true, Ordering::Release);
     Ok(())
 }
 
-/// Restores the disposition found at install time (idempotent; a no-op when not installed, and when
-/// someone replaced our handler since). Only call it when no thread can still hit an `int3` of ours:
+/// Restores the disposition found at install time (idempotent; a no-op when not installed, when
+/// someone replaced our handler since, and while other copies of the patcher trap through it; a copy
+/// registered with another's handler withdraws from it). Only call it when no thread can still hit an `int3` of ours:
 /// a late trap after this goes to the previous handler.
 pub fn uninstall_trap_handler() -> Result<(), PatchError> {
     let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if !INSTALLED.load(Ordering::Acquire) {
         return Ok(());
+    }
+    let hub = crate::hub::get().map_err(PatchError::Hub)?;
+    let ours = on_sigtrap as *const () as usize;
+    if hub.handler() != Some(ours) {
+        // Registered with another copy's handler: withdraw from it.
+        hub.remove_claim(claim);
+        INSTALLED.store(false, Ordering::Release);
+        return Ok(());
+    }
+    if hub.has_claims() {
+        return Ok(()); // other copies trap through our handler: it stays
     }
     // SAFETY: plain sigaction calls with valid, fully initialised structs.
     unsafe {
@@ -324,7 +371,7 @@ pub fn uninstall_trap_handler() -> Result<(), PatchError> {
         if libc::sigaction(libc::SIGTRAP, std::ptr::null(), &mut cur) != 0 {
             return Err(PatchError::Signal(std::io::Error::last_os_error()));
         }
-        if cur.sa_sigaction == on_sigtrap as *const () as usize {
+        if cur.sa_sigaction == ours {
             let mut prev: libc::sigaction = std::mem::zeroed();
             prev.sa_sigaction = PREV_HANDLER.load(Ordering::SeqCst);
             prev.sa_flags = PREV_FLAGS.load(Ordering::SeqCst);
@@ -334,6 +381,7 @@ pub fn uninstall_trap_handler() -> Result<(), PatchError> {
             }
         }
     }
+    hub.handler_removed();
     INSTALLED.store(false, Ordering::Release);
     Ok(())
 }

@@ -68,10 +68,15 @@
 //! `static_branch_likely!` / `static_branch_unlikely!` site is a 5-byte `jmp` to an out-of-line stub
 //! that tests the key's state byte until init patches it to a nop or a jump to its label ([`branch`]).
 //!
-//! Limits: sites and keys must be linked into one executable (not a `dylib`); a panicking target aborts
-//! the process, after one line naming the target and its key (a panic cannot unwind through the site's
-//! `asm!` call on stable Rust: `options(may_unwind)` is unstable); the site macros contain `unsafe` blocks (they emit `asm!`), so a crate that forbids
-//! `unsafe_code` cannot use them.
+//! Plugins: a `dlopen`ed `cdylib` built on this crate has its own copy of it and of the patcher, with its
+//! own keys and sites (a key's sites are in the object that defines it); the copies share the process's
+//! one text lock and SIGTRAP handler (`callpatch_patcher::hub`), and a `dlclose`d copy withdraws from
+//! the handler before it is unmapped. Rust `dylib`s (one copy shared across objects) are untested.
+//!
+//! Limits: a panicking target aborts the process, after one line naming the target and its key (a panic
+//! cannot unwind through the site's `asm!` call on stable Rust: `options(may_unwind)` is unstable); the
+//! site macros contain `unsafe` blocks (they emit `asm!`), so a crate that forbids `unsafe_code` cannot
+//! use them.
 //!
 
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, clippy::undocumented_unsafe_blocks)]

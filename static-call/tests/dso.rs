@@ -1,0 +1,259 @@
+//! Static calls in `dlopen`ed shared objects: two copies of a plugin (`examples/dso_fixture.rs`, a
+//! `cdylib` with its own copy of the patcher) are loaded, patched while their sites run, and closed
+//! again and again while this executable's own key is updated and called without pause. Every copy
+//! shares the process's one text lock and one SIGTRAP handler ([`callpatch_patcher::hub`]): before it,
+//! the second copy's handler replaced the first's (whose next update was then refused), and after a
+//! `dlclose` the disposition pointed into unmapped text.
+//!
+//! Each order of initialisation runs in a child process (this test binary again), because the handler
+//! is installed once per process: the executable first, or a plugin first (which then stays mapped,
+//! pinned, because its code is the handler).
+
+use std::ffi::{c_void, CString};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use callpatch_static_call::{static_call_update, Backend};
+
+mod common;
+use common::scale::{call_until, double, triple, SCALE};
+use common::stop::StopOnDrop;
+
+/// The fixture, built now by the same cargo that runs this test (so a `cargo test --test dso` never
+/// loads a stale one), into its own target directory: the outer cargo may still hold the lock on ours.
+fn fixture() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let target = profile_dir.parent().unwrap().join("dso-fixture");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .args(["build", "--quiet", "-p", "callpatch-static-call", "--example", "dso_fixture", "--target-dir"])
+        .arg(&target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {cargo} to build the fixture: {e}"));
+    assert!(out.status.success(), "building the fixture failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    target.join("debug/examples/libdso_fixture.so")
+}
+
+fn in_child(test: &str) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", test, "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the child failed ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("1 passed"), "the child test did not run:\n{stdout}");
+    print!("{stdout}");
+}
+
+#[test]
+fn plugins_loaded_after_the_executable_patched_and_closed_under_running_updates() {
+    in_child("child_executable_first");
+}
+
+#[test]
+fn a_plugin_initialised_first_owns_the_handler_and_stays_loaded() {
+    in_child("child_plugin_first");
+}
+
+#[test]
+#[ignore = "run by a test above in a child process: the SIGTRAP handler is one per process"]
+fn child_executable_first() {
+    run(false);
+}
+
+#[test]
+#[ignore = "run by a test above in a child process: the SIGTRAP handler is one per process"]
+fn child_plugin_first() {
+    run(true);
+}
+
+/// One loaded copy of the fixture, through its C ABI.
+struct Plugin {
+    handle: *mut c_void,
+    call: extern "C" fn(u64) -> u64,
+    set: extern "C" fn(u32) -> i32,
+    init: extern "C" fn() -> u32,
+    calls_direct: extern "C" fn() -> u32,
+    traps: extern "C" fn() -> u64,
+}
+
+// SAFETY: the handle and fn pointers are plain addresses; the plugin's functions are thread-safe.
+unsafe impl Send for Plugin {}
+// SAFETY: as for Send: shared use only calls the plugin's functions, which are thread-safe.
+unsafe impl Sync for Plugin {}
+
+impl Plugin {
+    fn open(path: &std::path::Path) -> Plugin {
+        let c = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: dlopen of a path we built; the fixture's constructors are Rust's own.
+        let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        assert!(!handle.is_null(), "dlopen {}: {:?}", path.display(), unsafe {
+            // SAFETY: dlerror returns a C string after a failed dlopen.
+            std::ffi::CStr::from_ptr(libc::dlerror())
+        });
+        let sym = |name: &str| {
+            let n = CString::new(name).unwrap();
+            // SAFETY: a symbol lookup in a handle we hold.
+            let p = unsafe { libc::dlsym(handle, n.as_ptr()) };
+            assert!(!p.is_null(), "{name} not exported by the fixture");
+            p
+        };
+        // SAFETY: each symbol is the fixture's `extern "C" fn` of exactly this type.
+        unsafe {
+            Plugin {
+                handle,
+                call: std::mem::transmute::<*mut c_void, extern "C" fn(u64) -> u64>(sym("fixture_call")),
+                set: std::mem::transmute::<*mut c_void, extern "C" fn(u32) -> i32>(sym("fixture_set")),
+                init: std::mem::transmute::<*mut c_void, extern "C" fn() -> u32>(sym("fixture_init")),
+                calls_direct: std::mem::transmute::<*mut c_void, extern "C" fn() -> u32>(sym("fixture_calls_direct")),
+                traps: std::mem::transmute::<*mut c_void, extern "C" fn() -> u64>(sym("fixture_traps")),
+            }
+        }
+    }
+
+    /// Initialises the plugin's static calls (they must come up inline, int3-patched) and runs `rounds`
+    /// updates while a thread calls its site; returns the calls that reached no target.
+    fn exercise(&self, rounds: u32) -> u64 {
+        assert_eq!((self.init)(), 1, "the plugin's static calls did not come up inline (see stderr)");
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let _stop = StopOnDrop(&stop);
+            let caller = s.spawn(|| {
+                let mut wrong = 0;
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) || n < 1000 {
+                    let y = (self.call)(7);
+                    if y != 8 && y != 21 && y != 0 {
+                        wrong += 1;
+                    }
+                    n += 1;
+                }
+                wrong
+            });
+            for i in 0..rounds {
+                assert_eq!((self.set)(i % 3), 0, "a plugin update failed (see stderr)");
+                assert_eq!((self.call)(7), [8, 21, 0][(i % 3) as usize]);
+            }
+            assert_eq!((self.set)(1), 0);
+            assert_eq!((self.calls_direct)(), 1, "the plugin's site is not a direct call within the plugin");
+            stop.store(true, Ordering::Relaxed);
+            caller.join().unwrap()
+        })
+    }
+
+    fn close(self) {
+        // SAFETY: no thread runs the plugin's code any more (its caller was joined).
+        assert_eq!(unsafe { libc::dlclose(self.handle) }, 0);
+    }
+}
+
+/// Whether `path` is mapped in this process now.
+fn mapped(path: &std::path::Path) -> bool {
+    std::fs::read_to_string("/proc/self/maps").unwrap().contains(path.to_str().unwrap())
+}
+
+fn run(plugin_first: bool) {
+    // Two copies of one plugin: two paths are two objects, each with its own patcher.
+    let dir = std::env::temp_dir().join(format!("callpatch-dso-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let built = fixture();
+    let paths = ["a", "b"].map(|n| {
+        let p = dir.join(format!("libdso_fixture_{n}.so"));
+        std::fs::copy(&built, &p).unwrap();
+        p
+    });
+    let first = plugin_first.then(|| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let p = Plugin::open(&paths[0]);
+                assert_eq!(p.exercise(10), 0);
+                p
+            })
+            .join()
+            .unwrap()
+        })
+    });
+    assert_eq!(callpatch_static_call::init(), Backend::Inline, "{:?}", callpatch_static_call::status());
+
+    let stop = AtomicBool::new(false);
+    let calls = AtomicU64::new(0);
+    let updates = AtomicU64::new(0);
+    let wrong = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        let caller = s.spawn(|| call_until(&stop, &calls));
+        // The executable's own key, updated without pause: every update races the loads and closes.
+        let updater = s.spawn(|| {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if i.is_multiple_of(2) {
+                    static_call_update!(SCALE, triple).unwrap();
+                } else {
+                    static_call_update!(SCALE, double).unwrap();
+                }
+                i += 1;
+                updates.store(i, Ordering::Relaxed);
+            }
+        });
+        let mut wrong_in_plugins = 0;
+        let mut plugin_traps = 0;
+        for round in 0..20 {
+            let which = &paths[round % 2];
+            if first.is_some() && which == &paths[0] {
+                continue; // the pinned first plugin stays open
+            }
+            let before = updates.load(Ordering::Relaxed);
+            // Opened and used on a thread of its own: glibc defers unloading an object while a live
+            // thread holds thread-local destructors registered by it (the plugin's Rust std does).
+            let plugin = std::thread::scope(|s| {
+                s.spawn(|| {
+                    let plugin = Plugin::open(which);
+                    wrong_in_plugins += plugin.exercise(30);
+                    plugin_traps += (plugin.traps)();
+                    plugin
+                })
+                .join()
+                .unwrap()
+            });
+            plugin.close();
+            assert!(!mapped(which), "{} is still mapped after dlclose", which.display());
+            // Wait for an update of the executable's key after the close, so closes race updates.
+            while updates.load(Ordering::Relaxed) < before + 2 {
+                std::thread::yield_now();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        updater.join().unwrap();
+        println!("plugins' sites trapped {plugin_traps} times, through the handler of another copy or their own");
+        caller.join().unwrap() + wrong_in_plugins
+    });
+    assert_eq!(wrong, 0, "calls that reached no target");
+    assert!(calls.load(Ordering::Relaxed) > 0 && updates.load(Ordering::Relaxed) >= 20);
+    println!("the executable's sites trapped {} times", callpatch_patcher::trap_count());
+    if let Some(p) = first {
+        let p = std::thread::scope(|s| {
+            s.spawn(|| {
+                assert_eq!(p.exercise(10), 0, "the first plugin works after the others came and went");
+                p
+            })
+            .join()
+            .unwrap()
+        });
+        p.close();
+        assert!(mapped(&paths[0]), "the plugin whose handler is installed was unmapped");
+        // The executable's copy is still registered with the plugin's handler.
+        assert_eq!(callpatch_patcher::hub::other_copies(), 1);
+    } else {
+        // Every plugin withdrew from the executable's handler when it was closed.
+        assert_eq!(callpatch_patcher::hub::other_copies(), 0);
+    }
+    println!(
+        "{} executable calls, {} updates of its key while plugins came and went; 0 wrong",
+        calls.load(Ordering::Relaxed),
+        updates.load(Ordering::Relaxed)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
