@@ -156,6 +156,13 @@ fn mapped(path: &std::path::Path) -> bool {
     std::fs::read_to_string("/proc/self/maps").unwrap().contains(path.to_str().unwrap())
 }
 
+/// Runs `f` on a thread of its own: glibc defers unloading an object while a live thread holds
+/// thread-local destructors registered by it (the plugin's Rust std does), so a plugin used only on
+/// such a thread is unmapped by its `dlclose`.
+fn on_own_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
 fn run(plugin_first: bool) {
     // Two copies of one plugin: two paths are two objects, each with its own patcher.
     let dir = std::env::temp_dir().join(format!("callpatch-dso-{}", std::process::id()));
@@ -166,16 +173,29 @@ fn run(plugin_first: bool) {
         std::fs::copy(&built, &p).unwrap();
         p
     });
-    let first = plugin_first.then(|| {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let p = Plugin::open(&paths[0]);
-                assert_eq!(p.exercise(10), 0);
-                p
-            })
-            .join()
-            .unwrap()
-        })
+    // Plugin first: both plugins initialise at once, before the executable; one creates the hub and
+    // installs the handler, and so stays mapped when closed; the other is unmapped.
+    let resident = plugin_first.then(|| {
+        let both = std::sync::Barrier::new(2);
+        let plugins = std::thread::scope(|s| {
+            let open = |path| {
+                let both = &both;
+                s.spawn(move || {
+                    let p = Plugin::open(path);
+                    both.wait();
+                    assert_eq!(p.exercise(10), 0);
+                    p
+                })
+            };
+            let (a, b) = (open(&paths[0]), open(&paths[1]));
+            [a.join().unwrap(), b.join().unwrap()]
+        });
+        for p in plugins {
+            p.close();
+        }
+        let still: Vec<_> = paths.iter().filter(|p| mapped(p)).collect();
+        assert_eq!(still.len(), 1, "exactly the handler's owner stays mapped: {still:?}");
+        (still[0].clone(), Plugin::open(still[0]))
     });
     assert_eq!(callpatch_static_call::init(), Backend::Inline, "{:?}", callpatch_static_call::status());
 
@@ -198,32 +218,36 @@ fn run(plugin_first: bool) {
                 updates.store(i, Ordering::Relaxed);
             }
         });
+        // The resident plugin, updated and called without pause too.
+        let resident_work = resident.as_ref().map(|(_, p)| {
+            s.spawn(|| {
+                let mut wrong = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    wrong += p.exercise(3);
+                }
+                wrong
+            })
+        });
         let mut wrong_in_plugins = 0;
         let mut plugin_traps = 0;
         for round in 0..20 {
             let which = &paths[round % 2];
-            if first.is_some() && which == &paths[0] {
-                continue; // the pinned first plugin stays open
+            if resident.as_ref().is_some_and(|(path, _)| path == which) {
+                continue;
             }
             let before = updates.load(Ordering::Relaxed);
-            // Opened and used on a thread of its own: glibc defers unloading an object while a live
-            // thread holds thread-local destructors registered by it (the plugin's Rust std does).
-            let plugin = std::thread::scope(|s| {
-                s.spawn(|| {
-                    let plugin = Plugin::open(which);
-                    if round < 2 {
-                        let far = (plugin.call as usize).abs_diff(common::scale::scale as *const () as usize);
-                        println!(
-                            "plugin {round} lies {:.1} GiB from the executable's text",
-                            far as f64 / (1u64 << 30) as f64
-                        );
-                    }
-                    wrong_in_plugins += plugin.exercise(30);
-                    plugin_traps += (plugin.traps)();
-                    plugin
-                })
-                .join()
-                .unwrap()
+            let plugin = on_own_thread(|| {
+                let plugin = Plugin::open(which);
+                if round < 2 {
+                    let far = (plugin.call as usize).abs_diff(common::scale::scale as *const () as usize);
+                    println!(
+                        "plugin {round} lies {:.1} GiB from the executable's text",
+                        far as f64 / (1u64 << 30) as f64
+                    );
+                }
+                wrong_in_plugins += plugin.exercise(30);
+                plugin_traps += (plugin.traps)();
+                plugin
             });
             plugin.close();
             assert!(!mapped(which), "{} is still mapped after dlclose", which.display());
@@ -234,26 +258,18 @@ fn run(plugin_first: bool) {
         }
         stop.store(true, Ordering::Relaxed);
         updater.join().unwrap();
-        println!("plugins' sites trapped {plugin_traps} times, through the handler of another copy or their own");
-        caller.join().unwrap() + wrong_in_plugins
+        println!("closed plugins' sites trapped {plugin_traps} times, through another copy's handler or their own");
+        caller.join().unwrap() + wrong_in_plugins + resident_work.map_or(0, |w| w.join().unwrap())
     });
     assert_eq!(wrong, 0, "calls that reached no target");
     // No update was lost to a racing dlclose: the last one (odd count: triple) is what the site calls.
     let n = updates.load(Ordering::Relaxed);
     assert_eq!(common::scale::scale(5), if n % 2 == 1 { 15 } else { 10 }, "after {n} updates");
-    assert!(calls.load(Ordering::Relaxed) > 0 && updates.load(Ordering::Relaxed) >= 20);
+    assert!(calls.load(Ordering::Relaxed) > 0 && n >= 20);
     println!("the executable's sites trapped {} times", callpatch_patcher::trap_count());
-    if let Some(p) = first {
-        let p = std::thread::scope(|s| {
-            s.spawn(|| {
-                assert_eq!(p.exercise(10), 0, "the first plugin works after the others came and went");
-                p
-            })
-            .join()
-            .unwrap()
-        });
+    if let Some((path, p)) = resident {
         p.close();
-        assert!(mapped(&paths[0]), "the plugin whose handler is installed was unmapped");
+        assert!(mapped(&path), "the plugin whose handler is installed was unmapped");
         // The executable's copy is still registered with the plugin's handler.
         assert_eq!(callpatch_patcher::hub::other_copies(), 1);
     } else {
@@ -261,9 +277,8 @@ fn run(plugin_first: bool) {
         assert_eq!(callpatch_patcher::hub::other_copies(), 0);
     }
     println!(
-        "{} executable calls, {} updates of its key while plugins came and went; 0 wrong",
+        "{} executable calls, {n} updates of its key while plugins came and went; 0 wrong",
         calls.load(Ordering::Relaxed),
-        updates.load(Ordering::Relaxed)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
