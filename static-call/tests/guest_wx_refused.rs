@@ -3,7 +3,6 @@
 //! to the generic backend, say so once on stderr, and every call stays correct. The policy cannot be
 //! lifted once set, so it runs in a child: this test binary again, running only the ignored test below.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use callpatch_static_call::{static_call_update, Backend};
@@ -19,15 +18,8 @@ const PR_MDWE_REFUSE_EXEC_GAIN: libc::c_ulong = 1;
 
 #[test]
 fn under_mdwe_static_calls_fall_back_to_generic_say_so_once_and_keep_calling_right() {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args(["--ignored", "--exact", "child_under_mdwe", "--nocapture", "--test-threads=1"])
-        .output()
-        .unwrap();
+    let out = common::child::passes("child_under_mdwe");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the child failed ({}):\n{stdout}\n{stderr}", out.status);
-    assert!(stdout.contains("1 passed"), "the child test did not run:\n{stdout}");
     let said: Vec<&str> = stderr.lines().filter(|l| l.starts_with("callpatch: static_call:")).collect();
     assert_eq!(said.len(), 1, "the fallback is said once, not per update: {said:#?}");
     assert!(said[0].contains("generic static calls") && said[0].contains("cannot be made writable"), "{}", said[0]);

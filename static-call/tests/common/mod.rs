@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 pub mod branch;
+pub mod child;
 pub mod scale;
 pub mod stop;
 pub mod tracer;
