@@ -167,6 +167,9 @@ fn census() -> (Vec<CensusRow>, Vec<CensusOffsetRow>) {
                 cross8_insn: insn * 8,
                 fallback_line: if kind == "call_indirect" { 0 } else { rel },
                 fallback_word: if kind == "call_indirect" { 0 } else { count * 3 / 8 },
+                build_id: String::new(),
+                its_lower: None,
+                its_upper: None,
             });
             for (o, n) in counts.iter().enumerate() {
                 offsets.push(CensusOffsetRow {

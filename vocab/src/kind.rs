@@ -1,10 +1,11 @@
 //! What a call site is: the `kind` column of `census.csv`, `census_offsets.csv` and `sites.csv`
 //! (see `results/README.md`).
 //!
-//! The first six kinds come from decoding the executable sections; every decoded instruction has at
+//! The first eight kinds come from decoding the executable sections; every decoded instruction has at
 //! most one kind (a `call rel32` to a retpoline thunk is a `thunk_call`, not also a `call_rel32`). The
-//! last four come from a Linux kernel's own site tables and describe the instruction found at each
-//! listed address, so they overlap with the decoded kinds by design.
+//! next two count function entries (an `endbr_entry` is also where a decoded site may start). The last
+//! four come from a Linux kernel's own site tables and describe the instruction found at each listed
+//! address, so they overlap with the decoded kinds by design.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,10 +21,20 @@ pub enum SiteKind {
     JccRel32,
     /// `ff /2`: an indirect call through a register or memory.
     CallIndirect,
+    /// `ff /4`: an indirect jump through a register or memory (a tail call through a pointer, a switch).
+    JmpIndirect,
+    /// `c3` / `c2 imm16`: a near return.
+    Ret,
     /// A `call`, `jmp` or `jcc` rel32 to a retpoline thunk (`__x86_indirect_thunk_*` and friends).
     ThunkCall,
     /// A `call rel32` to `__fentry__` / `mcount` (function tracing entry).
     FentryCall,
+    /// A function entry (an `STT_FUNC` address, counted once) whose first instruction is `endbr64`: the
+    /// landing pad CET-IBT checks on every indirect branch, which FineIBT preambles build on.
+    EndbrEntry,
+    /// A kCFI preamble: a `__cfi_<function>` symbol, the hash check a kernel built with clang CFI puts
+    /// before each address-taken function (and rewrites into a FineIBT preamble at boot).
+    CfiPreamble,
     /// An entry of the kernel's `.static_call_sites` table.
     StaticCallSite,
     /// An entry of the kernel's `.retpoline_sites` table.
@@ -36,32 +47,41 @@ pub enum SiteKind {
 
 impl SiteKind {
     /// Every kind, in the order rows are written.
-    pub const ALL: [SiteKind; 10] = [
+    pub const ALL: [SiteKind; 14] = [
         SiteKind::CallRel32,
         SiteKind::JmpRel32,
         SiteKind::JccRel32,
         SiteKind::CallIndirect,
+        SiteKind::JmpIndirect,
+        SiteKind::Ret,
         SiteKind::ThunkCall,
         SiteKind::FentryCall,
+        SiteKind::EndbrEntry,
+        SiteKind::CfiPreamble,
         SiteKind::StaticCallSite,
         SiteKind::RetpolineSite,
         SiteKind::ReturnSite,
         SiteKind::McountSite,
     ];
 
-    /// The kinds found by decoding; a binary always has a row for each (a count of 0 is a real 0).
-    pub const DECODED: [SiteKind; 6] = [
+    /// The kinds found by decoding and at function entries; a binary always has a row for each (a
+    /// count of 0 is a real 0).
+    pub const DECODED: [SiteKind; 10] = [
         SiteKind::CallRel32,
         SiteKind::JmpRel32,
         SiteKind::JccRel32,
         SiteKind::CallIndirect,
+        SiteKind::JmpIndirect,
+        SiteKind::Ret,
         SiteKind::ThunkCall,
         SiteKind::FentryCall,
+        SiteKind::EndbrEntry,
+        SiteKind::CfiPreamble,
     ];
 
     /// The names of [`SiteKind::ALL`], in that order (the order tables and plots list kinds in).
-    pub const NAMES: [&'static str; 10] = {
-        let mut names = [""; 10];
+    pub const NAMES: [&'static str; 14] = {
+        let mut names = [""; 14];
         let mut i = 0;
         while i < names.len() {
             names[i] = SiteKind::ALL[i].name();
@@ -77,13 +97,30 @@ impl SiteKind {
             SiteKind::JmpRel32 => "jmp_rel32",
             SiteKind::JccRel32 => "jcc_rel32",
             SiteKind::CallIndirect => "call_indirect",
+            SiteKind::JmpIndirect => "jmp_indirect",
+            SiteKind::Ret => "ret",
             SiteKind::ThunkCall => "thunk_call",
             SiteKind::FentryCall => "fentry_call",
+            SiteKind::EndbrEntry => "endbr_entry",
+            SiteKind::CfiPreamble => "cfi_preamble",
             SiteKind::StaticCallSite => "static_call_site",
             SiteKind::RetpolineSite => "retpoline_site",
             SiteKind::ReturnSite => "return_site",
             SiteKind::McountSite => "mcount_site",
         }
+    }
+
+    /// True for the kinds the kernel's Indirect Target Selection rule sorts by the half of the 64-byte
+    /// line their last byte lies in: indirect branches and returns, decoded or listed by a kernel table.
+    pub const fn is_its_branch(self) -> bool {
+        matches!(
+            self,
+            SiteKind::CallIndirect
+                | SiteKind::JmpIndirect
+                | SiteKind::Ret
+                | SiteKind::RetpolineSite
+                | SiteKind::ReturnSite
+        )
     }
 
     /// True for the kinds read from a kernel table rather than found by decoding.
@@ -125,8 +162,12 @@ mod tests {
                 "jmp_rel32",
                 "jcc_rel32",
                 "call_indirect",
+                "jmp_indirect",
+                "ret",
                 "thunk_call",
                 "fentry_call",
+                "endbr_entry",
+                "cfi_preamble",
                 "static_call_site",
                 "retpoline_site",
                 "return_site",
@@ -140,5 +181,6 @@ mod tests {
         assert!("call-rel32".parse::<SiteKind>().unwrap_err().contains("`call-rel32`"));
         assert!(SiteKind::DECODED.iter().all(|k| !k.is_table()));
         assert_eq!(SiteKind::ALL.iter().filter(|k| k.is_table()).count(), 4);
+        assert_eq!(SiteKind::ALL.iter().filter(|k| k.is_its_branch()).count(), 5);
     }
 }
