@@ -46,7 +46,7 @@ pub enum SiteKind {
 }
 
 impl SiteKind {
-    /// Every kind, in the order rows are written.
+    /// Every kind, in the order rows are written: declaration order, so `kind as usize` is its index.
     pub const ALL: [SiteKind; 14] = [
         SiteKind::CallRel32,
         SiteKind::JmpRel32,
@@ -182,5 +182,7 @@ mod tests {
         assert!(SiteKind::DECODED.iter().all(|k| !k.is_table()));
         assert_eq!(SiteKind::ALL.iter().filter(|k| k.is_table()).count(), 4);
         assert_eq!(SiteKind::ALL.iter().filter(|k| k.is_its_branch()).count(), 5);
+        // ALL is in declaration order: `kind as usize` indexes it (the census tally relies on it).
+        assert!(SiteKind::ALL.iter().enumerate().all(|(i, &k)| k as usize == i));
     }
 }

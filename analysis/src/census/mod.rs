@@ -73,6 +73,9 @@ pub struct Census {
     pub kernel: KernelTables,
     /// One row per site when [`Options::by_site`] was set: decoded sites, then table sites.
     pub by_site: Vec<SiteRow>,
+    /// One tally per kind of [`Census::kinds`], counted once by the census (a vmlinux has millions of
+    /// sites: the table, `census.csv` and `census_offsets.csv` all read these).
+    pub counts: Vec<KindTally>,
     /// One line each: what was absent or approximated.
     pub notes: Vec<String>,
     /// Wall time of the census proper: parse, symbols, decode, kernel tables, site rows.
@@ -85,13 +88,12 @@ pub struct Census {
 impl Census {
     /// The kinds this binary has rows for: every decoded kind, and each kernel table found.
     pub fn kinds(&self) -> Vec<SiteKind> {
-        SiteKind::ALL.into_iter().filter(|&k| !k.is_table() || self.kernel.has(k)).collect()
+        kinds(&self.kernel)
     }
 
-    /// One tally per kind of [`Census::kinds`] (decoded sites never have a table kind, and table
-    /// sites only have theirs, so one pass over both lists counts each site once).
+    /// One tally per kind of [`Census::kinds`]: [`Census::counts`].
     pub fn tallies(&self) -> Vec<KindTally> {
-        tally::tally(self.decoded.sites.iter().chain(&self.entries).chain(&self.kernel.sites), &self.kinds())
+        self.counts.clone()
     }
 
     /// The `census.csv` rows.
@@ -164,6 +166,9 @@ pub fn census_elf(bytes: &[u8], name: &str, options: Options) -> Result<Census, 
             "relocatable object: addresses are section offsets (line offsets assume 64-byte aligned sections)".into(),
         );
     }
+    // Decoded sites never have a table kind, and table sites only have theirs, so one pass over the
+    // three lists counts each site once.
+    let counts = tally::tally(decoded.sites.iter().chain(&entries).chain(&kernel.sites), &kinds(&kernel));
     let by_site = if options.by_site {
         site_rows(name, &elf, &symbols, decoded.sites.iter().chain(&entries).chain(&kernel.sites), &kernel)
     } else {
@@ -181,10 +186,16 @@ pub fn census_elf(bytes: &[u8], name: &str, options: Options) -> Result<Census, 
         entries,
         kernel,
         by_site,
+        counts,
         notes,
         census_time: started.elapsed(),
         sha256_time: Duration::ZERO,
     })
+}
+
+/// Every decoded kind, and each kernel table found.
+fn kinds(kernel: &KernelTables) -> Vec<SiteKind> {
+    SiteKind::ALL.into_iter().filter(|&k| !k.is_table() || kernel.has(k)).collect()
 }
 
 fn site_rows<'a>(

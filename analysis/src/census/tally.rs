@@ -107,9 +107,14 @@ impl KindTally {
 /// One tally per kind in `kinds` (in that order) over `sites`; sites of other kinds are ignored.
 pub fn tally<'a>(sites: impl IntoIterator<Item = &'a DecodedSite>, kinds: &[SiteKind]) -> Vec<KindTally> {
     let mut out: Vec<KindTally> = kinds.iter().map(|&k| KindTally::new(k)).collect();
+    // Where each kind's tally is, by the kind's place in SiteKind::ALL: one lookup per site.
+    let mut slot = [None; SiteKind::ALL.len()];
+    for (i, k) in kinds.iter().enumerate() {
+        slot[*k as usize] = Some(i);
+    }
     for site in sites {
-        if let Some(t) = out.iter_mut().find(|t| t.kind == site.kind) {
-            t.add(site);
+        if let Some(i) = slot[site.kind as usize] {
+            out[i].add(site);
         }
     }
     out
