@@ -64,7 +64,7 @@ p=$(printf '%s\n' "${proper_times[@]}" | best)
 printf 'objdump -d:        %8.3f s (best of %d)\n' "$o" "$runs"
 printf 'callpatch census:  %8.3f s wall, whole command (best of %d): %.1fx faster\n' \
     "$c" "$runs" "$(calc "$o / $c")"
-printf 'census proper:     %8.3f s (parse, symbols, decode, kernel tables; best of %d): %.1fx faster\n' \
+printf 'census proper:     %8.3f s (parse, symbols, decode, kernel tables, tally; best of %d): %.1fx faster\n' \
     "$p" "$runs" "$(calc "$o / $p")"
 printf 'e8 calls: objdump %s, census %s\n' "$objdump_e8" "$census_e8"
 status=0
