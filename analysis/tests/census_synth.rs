@@ -128,6 +128,9 @@ fn kernel_tables_are_read_from_inside_a_data_section() {
     assert_eq!(counts(&tally(&c, SiteKind::RetpolineSite)), [1, 0, 0, 0, 0, 1, 0, 1]);
     assert_eq!(counts(&tally(&c, SiteKind::ReturnSite)), [1, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(counts(&tally(&c, SiteKind::McountSite)), [1, 0, 0, 0, 0, 0, 0, 0]);
+    // The call site entry is the call_rel32 at 0x13e: rel32 [13f,143) crosses the line at 0x140.
+    assert_eq!(forms(SiteKind::CallSite), (1, 0, vec!["call/5 1".into()]));
+    assert_eq!(counts(&tally(&c, SiteKind::CallSite)), [1, 1, 1, 1, 1, 1, 1, 1]);
     // ITS: the `call *%rax` the kernel would write at the retpoline site 0x0c4 ends at 0xc5 (lower
     // half: thunked); the `ret` it would write at the return site 0x0e0 is in the upper half.
     assert_eq!(tally(&c, SiteKind::RetpolineSite).its, Some([1, 0]));
@@ -140,14 +143,14 @@ fn rows_carry_binary_sha_and_every_offset() {
     let bytes = kernel_like(true).write();
     let c = census_bytes(&bytes, "kernel-like", Options::default()).unwrap();
     let rows = c.rows();
-    assert_eq!(rows.len(), 14);
+    assert_eq!(rows.len(), 15);
     assert!(rows.iter().all(|r| r.binary == "kernel-like" && r.sha256 == c.sha256 && r.sha256.len() == 64));
     // No build-id note in this image.
     assert!(c.build_id.is_none() && rows.iter().all(|r| r.build_id.is_empty()));
     let ret = rows.iter().find(|r| r.kind == "ret").unwrap();
     assert_eq!((ret.its_lower, ret.its_upper), (Some(2), Some(1)));
     let offsets = c.offset_rows();
-    assert_eq!(offsets.len(), 14 * 64);
+    assert_eq!(offsets.len(), 15 * 64);
     let call_60 = offsets.iter().find(|r| r.kind == "call_rel32" && r.offset_mod_64 == 60).unwrap();
     assert_eq!(call_60.count, 1);
     assert_eq!(offsets.iter().filter(|r| r.kind == "call_rel32").map(|r| r.count).sum::<u64>(), 6);
@@ -157,7 +160,7 @@ fn rows_carry_binary_sha_and_every_offset() {
 fn by_site_rows_name_the_symbol_and_the_key() {
     let c = census_bytes(&kernel_like(true).write(), "k", Options { by_site: true, sha256: false }).unwrap();
     assert_eq!(c.by_site.len(), c.decoded.sites.len() + c.entries.len() + c.kernel.sites.len());
-    assert_eq!(c.by_site.len(), 19 + 2 + 6);
+    assert_eq!(c.by_site.len(), 19 + 2 + 7);
     let row = c.by_site.iter().find(|r| r.address == format!("{:#x}", TEXT + 0x1c4)).unwrap();
     assert_eq!(
         (row.kind.name(), row.length, row.offset_mod_64, row.fallback_line, row.fallback_word, row.symbol.as_str()),

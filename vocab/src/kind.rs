@@ -4,7 +4,7 @@
 //! The first eight kinds come from decoding the executable sections; every decoded instruction has at
 //! most one kind (a `call rel32` to a retpoline thunk is a `thunk_call`, not also a `call_rel32`). The
 //! next two count function entries (an `endbr_entry` is also where a decoded site may start). The last
-//! four come from a Linux kernel's own site tables and describe the instruction found at each listed
+//! five come from a Linux kernel's own site tables and describe the instruction found at each listed
 //! address, so they overlap with the decoded kinds by design.
 
 use std::fmt;
@@ -43,11 +43,14 @@ pub enum SiteKind {
     ReturnSite,
     /// An entry of the kernel's `__mcount_loc` table (ftrace call sites).
     McountSite,
+    /// An entry of the kernel's `.call_sites` table (since v6.2): a direct call that call depth
+    /// tracking (the retbleed mitigation for Skylake-era CPUs) retargets to the callee's accounting thunk.
+    CallSite,
 }
 
 impl SiteKind {
     /// Every kind, in the order rows are written: declaration order, so `kind as usize` is its index.
-    pub const ALL: [SiteKind; 14] = [
+    pub const ALL: [SiteKind; 15] = [
         SiteKind::CallRel32,
         SiteKind::JmpRel32,
         SiteKind::JccRel32,
@@ -62,6 +65,7 @@ impl SiteKind {
         SiteKind::RetpolineSite,
         SiteKind::ReturnSite,
         SiteKind::McountSite,
+        SiteKind::CallSite,
     ];
 
     /// The kinds found by decoding and at function entries; a binary always has a row for each (a
@@ -80,8 +84,8 @@ impl SiteKind {
     ];
 
     /// The names of [`SiteKind::ALL`], in that order (the order tables and plots list kinds in).
-    pub const NAMES: [&'static str; 14] = {
-        let mut names = [""; 14];
+    pub const NAMES: [&'static str; 15] = {
+        let mut names = [""; 15];
         let mut i = 0;
         while i < names.len() {
             names[i] = SiteKind::ALL[i].name();
@@ -107,6 +111,7 @@ impl SiteKind {
             SiteKind::RetpolineSite => "retpoline_site",
             SiteKind::ReturnSite => "return_site",
             SiteKind::McountSite => "mcount_site",
+            SiteKind::CallSite => "call_site",
         }
     }
 
@@ -125,7 +130,14 @@ impl SiteKind {
 
     /// True for the kinds read from a kernel table rather than found by decoding.
     pub const fn is_table(self) -> bool {
-        matches!(self, SiteKind::StaticCallSite | SiteKind::RetpolineSite | SiteKind::ReturnSite | SiteKind::McountSite)
+        matches!(
+            self,
+            SiteKind::StaticCallSite
+                | SiteKind::RetpolineSite
+                | SiteKind::ReturnSite
+                | SiteKind::McountSite
+                | SiteKind::CallSite
+        )
     }
 }
 
@@ -171,7 +183,8 @@ mod tests {
                 "static_call_site",
                 "retpoline_site",
                 "return_site",
-                "mcount_site"
+                "mcount_site",
+                "call_site"
             ]
         );
         for k in SiteKind::ALL {
@@ -180,7 +193,7 @@ mod tests {
         }
         assert!("call-rel32".parse::<SiteKind>().unwrap_err().contains("`call-rel32`"));
         assert!(SiteKind::DECODED.iter().all(|k| !k.is_table()));
-        assert_eq!(SiteKind::ALL.iter().filter(|k| k.is_table()).count(), 4);
+        assert_eq!(SiteKind::ALL.iter().filter(|k| k.is_table()).count(), 5);
         assert_eq!(SiteKind::ALL.iter().filter(|k| k.is_its_branch()).count(), 5);
         // ALL is in declaration order: `kind as usize` indexes it (the census tally relies on it).
         assert!(SiteKind::ALL.iter().enumerate().all(|(i, &k)| k as usize == i));

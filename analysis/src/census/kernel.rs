@@ -11,6 +11,8 @@
 //! - retpoline sites (`__start_retpoline_sites` or, since v5.17, `__retpoline_sites` ..`_end`) and
 //!   return-thunk sites (`__return_sites`..`_end`): `s32` offsets relative to the entry.
 //! - `__start_mcount_loc`..`__stop_mcount_loc`: absolute `u64` addresses of the ftrace sites.
+//! - call sites (`__call_sites`..`_end`, since v6.2): `s32` offsets of the direct calls that call depth
+//!   tracking retargets.
 //!
 //! Each listed address is decoded to the instruction found there, whose crossings are then counted
 //! like any decoded site's; retpoline and return sites are also sorted by the ITS rule ([`its`]).
@@ -69,7 +71,7 @@ pub struct TableSummary {
 /// Everything read from the kernel tables of one file.
 #[derive(Clone, Debug, Default)]
 pub struct KernelTables {
-    /// The tables found, in the order static calls, retpolines, returns, mcount.
+    /// The tables found, in the order static calls, retpolines, returns, mcount, call sites.
     pub tables: Vec<TableSummary>,
     /// Every entry of the static call table, in table order, decodable or not.
     pub static_calls: Vec<StaticCallEntry>,
@@ -90,7 +92,7 @@ impl KernelTables {
 }
 
 /// Start/stop symbol pairs per table kind, oldest naming last.
-const TABLES: [(SiteKind, &[(&str, &str)]); 4] = [
+const TABLES: [(SiteKind, &[(&str, &str)]); 5] = [
     (SiteKind::StaticCallSite, &[("__start_static_call_sites", "__stop_static_call_sites")]),
     (
         SiteKind::RetpolineSite,
@@ -101,6 +103,7 @@ const TABLES: [(SiteKind, &[(&str, &str)]); 4] = [
         &[("__return_sites", "__return_sites_end"), ("__start_return_sites", "__stop_return_sites")],
     ),
     (SiteKind::McountSite, &[("__start_mcount_loc", "__stop_mcount_loc")]),
+    (SiteKind::CallSite, &[("__call_sites", "__call_sites_end")]),
 ];
 
 /// Reads the kernel tables of `elf`, if it has them. `binary` names the rows.

@@ -38,7 +38,8 @@ pub fn shape(kind: SiteKind) -> (bool, Option<u64>) {
         | SiteKind::FentryCall
         | SiteKind::StaticCallSite
         | SiteKind::ReturnSite
-        | SiteKind::McountSite => (true, Some(5)),
+        | SiteKind::McountSite
+        | SiteKind::CallSite => (true, Some(5)),
         SiteKind::JccRel32 => (true, Some(6)),
         // call/jmp rel32 (5 bytes) or jcc rel32 (6) to a thunk.
         SiteKind::ThunkCall | SiteKind::RetpolineSite => (true, None),
