@@ -1,8 +1,8 @@
 //! `cargo bench --bench census`: the census of real files: this bench binary, the libc it runs with,
 //! and a vmlinux when one is at hand (`CALLPATCH_VMLINUX=path`, else
 //! `/usr/lib/debug/boot/vmlinux-$(uname -r)` when installed). `census/*` is the whole thing (map,
-//! SHA-256 of the file beside the decode, kernel tables); `census_proper/*` leaves out the hash (the
-//! work `objdump -d` is compared with). Throughput is in code bytes decoded. `-- --test` runs each
+//! build-id, or the SHA-256 of the file beside the decode when it has none, kernel tables);
+//! `census_proper/*` leaves out the identity (the work `objdump -d` is compared with). Throughput is in code bytes decoded. `-- --test` runs each
 //! once (CI).
 
 use std::hint::black_box;

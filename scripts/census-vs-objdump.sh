@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Times `objdump -d FILE` against `callpatch census FILE` and checks that both find exactly the same
-# number of `e8` calls.
+# number of `e8` calls, and of indirect calls, indirect jumps and returns in each half of the 64-byte
+# line (the ITS bins: by the half the instruction's last byte lies in).
 #
 # Usage: scripts/census-vs-objdump.sh FILE [RUNS]     (RUNS: timed runs of each, best kept; default 3)
 #        CALLPATCH=path/to/callpatch to use a built binary (default: cargo build --release)
@@ -17,8 +18,12 @@
 #   symbol (data in text), and both skip nothing else: objdump's "..." for runs of zero bytes only
 #   hides zeros in multiples of 4, which does not move the decode.
 # - The census counts instructions whose first byte is e8 in the same ranges.
-# The census also hashes the whole file (SHA-256, for the CSV) on a second core; objdump does not.
-# The script reports the ratio for the whole command and for the census proper.
+# - ITS bins: objdump lines whose mnemonic (after prefixes such as notrack, bnd, cs, repz) is
+#   `call *`, `jmp *` or `ret`, binned by bit 5 (0x20) of address + length - 1, the length counted
+#   from the raw bytes of the line and its continuation lines; compared with census.csv's
+#   call_indirect, jmp_indirect and ret rows (its_lower, its_upper).
+# The census identifies the file by its GNU build-id and hashes it (SHA-256) only when it has none;
+# the script reports the ratio for the whole command and for the census proper.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 file=${1:?usage: scripts/census-vs-objdump.sh FILE [RUNS]}
@@ -57,13 +62,58 @@ o=$(printf '%s\n' "${objdump_times[@]}" | best)
 c=$(printf '%s\n' "${census_times[@]}" | best)
 p=$(printf '%s\n' "${proper_times[@]}" | best)
 printf 'objdump -d:        %8.3f s (best of %d)\n' "$o" "$runs"
-printf 'callpatch census:  %8.3f s wall, whole command incl. SHA-256 of the file (best of %d): %.1fx faster\n' \
+printf 'callpatch census:  %8.3f s wall, whole command (best of %d): %.1fx faster\n' \
     "$c" "$runs" "$(calc "$o / $c")"
-printf 'census proper:     %8.3f s (parse, symbols, decode, kernel tables; best of %d): %.1fx faster\n' \
+printf 'census proper:     %8.3f s (parse, symbols, decode, kernel tables, tally; best of %d): %.1fx faster\n' \
     "$p" "$runs" "$(calc "$o / $p")"
 printf 'e8 calls: objdump %s, census %s\n' "$objdump_e8" "$census_e8"
+status=0
 if [ "$objdump_e8" != "$census_e8" ]; then
     echo "census-vs-objdump: MISMATCH in the e8 count" >&2
-    exit 1
+    status=1
+else
+    echo "e8 counts agree"
 fi
-echo "e8 counts agree"
+# kind lower upper, one line per kind, from objdump and from census.csv (columns found by name).
+objdump -d "$file" | awk -F'\t' '
+    # Only the address mod 64 matters: its last two hex digits (mawk has no strtonum).
+    function low(h,   v, i) {
+        v = 0; h = substr(h, length(h) - 1)
+        for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1
+        return v
+    }
+    function flush() {
+        if (kind != "") { n[kind, int(((addr + len - 1) % 64) / 32)]++ }
+        kind = ""
+    }
+    $1 ~ /^ *[0-9a-f]+:$/ {
+        a = $1; gsub(/[ :]/, "", a)
+        if (NF == 2) { len += split($2, b, " "); next }
+        if (NF < 3) next
+        flush()
+        addr = low(a); len = split($2, b, " ")
+        m = $3
+        while (m ~ /^(notrack|bnd|cs|ds|es|ss|repz|rep|repnz|data16|addr32|lock) /) sub(/^[^ ]+ +/, "", m)
+        if (m ~ /^callq? +\*/) kind = "call_indirect"
+        else if (m ~ /^jmpq? +\*/) kind = "jmp_indirect"
+        else if (m ~ /^retq?( |$)/) kind = "ret"
+        next
+    }
+    { flush() }
+    END {
+        flush()
+        split("call_indirect jmp_indirect ret", k, " ")
+        for (i = 1; i <= 3; i++) print k[i], n[k[i], 0] + 0, n[k[i], 1] + 0
+    }' > "$out/its.objdump"
+awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    $col["kind"] ~ /^(call_indirect|jmp_indirect|ret)$/ { print $col["kind"], $col["its_lower"], $col["its_upper"] }' \
+    "$out/census.csv" > "$out/its.census"
+printf 'ITS bins (kind, last byte in lower half, upper half):\n'
+paste -d' ' "$out/its.objdump" "$out/its.census" | awk '{ printf "  %-14s objdump %7d %7d   census %7d %7d\n", $1, $2, $3, $5, $6 }'
+if ! cmp -s "$out/its.objdump" "$out/its.census"; then
+    echo "census-vs-objdump: MISMATCH in the ITS bins" >&2
+    status=1
+else
+    echo "ITS bins agree"
+fi
+exit "$status"

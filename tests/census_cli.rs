@@ -147,17 +147,23 @@ fn good_file_gives_table_csvs_and_by_site() {
         lines.next(),
         Some(
             "binary,sha256,kind,count,cross64_rel32,cross64_insn,cross32_insn,cross16_insn,cross8_insn,\
-             fallback_line,fallback_word"
+             fallback_line,fallback_word,build_id,its_lower,its_upper"
         )
     );
-    // The call at 0x3d: rel32 [3e,42) crosses the line at 0x40, and so do the 32/16/8 blocks.
+    // The call at 0x3d: rel32 [3e,42) crosses the line at 0x40, and so do the 32/16/8 blocks. No
+    // build-id note, so the file is hashed; a direct call has no ITS half.
     let call = lines.find(|l| l.contains(",call_rel32,")).unwrap();
-    assert!(call.ends_with(",call_rel32,2,1,1,1,1,1,1,1"), "{call}");
+    let sha = call.split(',').nth(1).unwrap();
+    assert!(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()), "{call}");
+    assert!(call.ends_with(",call_rel32,2,1,1,1,1,1,1,1,,,"), "{call}");
     let offsets = std::fs::read_to_string(out.join("census_offsets.csv")).unwrap();
     assert_eq!(offsets.lines().next(), Some("binary,kind,offset_mod_64,count"));
-    assert_eq!(offsets.lines().count(), 1 + 6 * 64);
+    assert_eq!(offsets.lines().count(), 1 + 10 * 64);
     let by_site = std::fs::read_to_string(&sites).unwrap();
-    assert_eq!(by_site.lines().count(), 1 + 2);
+    // The two calls and g's `ret` at 0x70 (last byte in the upper half: ITS leaves it alone).
+    assert_eq!(by_site.lines().count(), 1 + 3);
+    let ret = csv.lines().find(|l| l.contains(",ret,")).unwrap();
+    assert!(ret.ends_with(",0,1"), "{ret}");
     assert!(
         by_site.lines().any(|l| l.contains(",0x40103d,call_rel32,5,61,true,true,true,true,true,true,true,f+0x3d,")),
         "{by_site}"
@@ -175,4 +181,31 @@ fn default_binaries_quick() {
     assert!(stdout.contains("census of "), "{stdout}");
     let csv = std::fs::read_to_string(out.join("census.csv")).unwrap();
     assert!(csv.lines().any(|l| l.contains("callpatch")), "{csv}");
+}
+
+/// The `sha256` and `build_id` cells of the first row of `OUT/census.csv`.
+fn identity(out: &Path) -> (String, String) {
+    let csv = std::fs::read_to_string(out.join("census.csv")).unwrap();
+    let row: Vec<String> = csv.lines().nth(1).unwrap().split(',').map(str::to_string).collect();
+    (row[1].clone(), row[11].clone())
+}
+
+#[test]
+fn a_binary_with_a_build_id_is_hashed_only_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    // This callpatch executable: linked with a GNU build-id note (the toolchain's default here).
+    let exe = env!("CARGO_BIN_EXE_callpatch");
+    let out = dir.path().join("plain");
+    let o = census(&[exe], &out);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let (sha, build_id) = identity(&out);
+    assert!(sha.is_empty(), "{sha}");
+    assert!(build_id.len() >= 16 && build_id.bytes().all(|b| b.is_ascii_hexdigit()), "{build_id}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("build-id {build_id} ")));
+    let out = dir.path().join("hashed");
+    let o = census(&[exe, "--sha256"], &out);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let (sha, again) = identity(&out);
+    assert_eq!(again, build_id);
+    assert!(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()), "{sha}");
 }

@@ -94,3 +94,39 @@ fn several_folders_need_an_out_folder() {
     assert!(stdout.contains("2 machines: cli-test (a), cli-test (b)"), "{stdout}");
     assert!(fleet.join("calls.png").is_file() && fleet.join("summary.md").is_file());
 }
+
+/// `fleet/`: the result sets kept in the repository, one folder per machine, CSV only, each labelled
+/// guest or bare metal in `fleet/README.md`; `callpatch plot` draws them side by side.
+#[test]
+fn the_fleet_in_the_repository_plots_side_by_side() {
+    let fleet = Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet");
+    let readme = std::fs::read_to_string(fleet.join("README.md")).unwrap();
+    let mut machines = Vec::new();
+    for entry in std::fs::read_dir(&fleet).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_dir() {
+            continue;
+        }
+        let id = path.file_name().unwrap().to_str().unwrap().to_string();
+        for file in std::fs::read_dir(&path).unwrap() {
+            let name = file.unwrap().file_name().into_string().unwrap();
+            assert!(name.ends_with(".csv"), "fleet/{id}/{name}: the fleet keeps CSV only");
+        }
+        let machine = std::fs::read_to_string(path.join("machine.csv")).unwrap();
+        assert!(machine.lines().nth(1).unwrap().starts_with(&format!("{id},")), "fleet/{id}/machine.csv");
+        let row = readme.lines().find(|l| l.starts_with(&format!("| `{id}/` |"))).expect("a README row");
+        assert!(row.contains("guest") || row.contains("bare metal"), "{row}");
+        machines.push(id);
+    }
+    assert!(machines.len() >= 2, "{machines:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = callpatch(&["plot", fleet.to_str().unwrap(), "--out", tmp.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("({} machines: ", machines.len())), "{stdout}");
+    let summary = std::fs::read_to_string(tmp.path().join("summary.md")).unwrap();
+    for id in &machines {
+        assert!(summary.contains(&format!("## Machine `{id}`")), "{id}");
+    }
+    assert!(std::fs::metadata(tmp.path().join("calls.png")).unwrap().len() > 0);
+}

@@ -29,9 +29,9 @@ fn decoded_sites_are_counted_and_crossings_exact() {
     let c = census_bytes(&kernel_like(true).write(), "kernel-like", Options::default()).unwrap();
     assert_eq!(c.symbols, SymbolSource::Static);
     assert_eq!(c.code_sections, 1);
-    // Ranges: [0,1c4) [1c4,200) [240,300) and one per trampoline/thunk/target symbol: 9; the object
-    // at 0x200 (64 bytes) is data.
-    assert_eq!(c.decoded.ranges, 9);
+    // Ranges: [0,1c4) [1c4,200) [240,300) and one per trampoline/thunk/preamble/target symbol: 10;
+    // the object at 0x200 (64 bytes) is data.
+    assert_eq!(c.decoded.ranges, 10);
     assert_eq!(c.decoded.data_bytes, 0x40);
     // e8 calls: 0x000 0x03c 0x07d 0x0c4 0x13e 0x1c4 0x1fb 0x25c; none in the data.
     assert_eq!(c.decoded.e8_calls, 8);
@@ -63,6 +63,21 @@ fn decoded_sites_are_counted_and_crossings_exact() {
     assert_eq!(counts(&tally(&c, SiteKind::ThunkCall)), [1, 0, 0, 0, 0, 1, 0, 1]);
     // call __fentry__ at 0x000.
     assert_eq!(counts(&tally(&c, SiteKind::FentryCall)), [1, 0, 0, 0, 0, 0, 0, 0]);
+
+    // ITS halves, by the last byte's bit 5 (0x20): call rax ends at 0x111, call [rip] at 0x117: lower.
+    assert_eq!(tally(&c, SiteKind::CallIndirect).its, Some([2, 0]));
+    // jmp rax (the thunk's body) at 0x340 ends at 0x341: lower.
+    assert_eq!(tally(&c, SiteKind::JmpIndirect).its, Some([1, 0]));
+    // ret at 0x350 (lower), 0x360 (upper), 0x384 after f's endbr64 (lower).
+    assert_eq!(tally(&c, SiteKind::Ret).count, 3);
+    assert_eq!(tally(&c, SiteKind::Ret).its, Some([2, 1]));
+    // Direct branches are not sorted.
+    assert_eq!(tally(&c, SiteKind::CallRel32).its, None);
+    // f starts with endbr64 and has a kCFI preamble __cfi_f (at 0x370, its own entry, no endbr64).
+    let entries: Vec<(SiteKind, u64)> = c.entries.iter().map(|s| (s.kind, s.addr - TEXT)).collect();
+    assert_eq!(entries, [(SiteKind::CfiPreamble, 0x370), (SiteKind::EndbrEntry, 0x380)]);
+    assert_eq!(tally(&c, SiteKind::EndbrEntry).count, 1);
+    assert_eq!(tally(&c, SiteKind::CfiPreamble).count, 1);
 }
 
 #[test]
@@ -113,6 +128,14 @@ fn kernel_tables_are_read_from_inside_a_data_section() {
     assert_eq!(counts(&tally(&c, SiteKind::RetpolineSite)), [1, 0, 0, 0, 0, 1, 0, 1]);
     assert_eq!(counts(&tally(&c, SiteKind::ReturnSite)), [1, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(counts(&tally(&c, SiteKind::McountSite)), [1, 0, 0, 0, 0, 0, 0, 0]);
+    // The call site entry is the call_rel32 at 0x13e: rel32 [13f,143) crosses the line at 0x140.
+    assert_eq!(forms(SiteKind::CallSite), (1, 0, vec!["call/5 1".into()]));
+    assert_eq!(counts(&tally(&c, SiteKind::CallSite)), [1, 1, 1, 1, 1, 1, 1, 1]);
+    // ITS: the `call *%rax` the kernel would write at the retpoline site 0x0c4 ends at 0xc5 (lower
+    // half: thunked); the `ret` it would write at the return site 0x0e0 is in the upper half.
+    assert_eq!(tally(&c, SiteKind::RetpolineSite).its, Some([1, 0]));
+    assert_eq!(tally(&c, SiteKind::ReturnSite).its, Some([0, 1]));
+    assert_eq!(tally(&c, SiteKind::StaticCallSite).its, None);
 }
 
 #[test]
@@ -120,10 +143,14 @@ fn rows_carry_binary_sha_and_every_offset() {
     let bytes = kernel_like(true).write();
     let c = census_bytes(&bytes, "kernel-like", Options::default()).unwrap();
     let rows = c.rows();
-    assert_eq!(rows.len(), 10);
+    assert_eq!(rows.len(), 15);
     assert!(rows.iter().all(|r| r.binary == "kernel-like" && r.sha256 == c.sha256 && r.sha256.len() == 64));
+    // No build-id note in this image.
+    assert!(c.build_id.is_none() && rows.iter().all(|r| r.build_id.is_empty()));
+    let ret = rows.iter().find(|r| r.kind == "ret").unwrap();
+    assert_eq!((ret.its_lower, ret.its_upper), (Some(2), Some(1)));
     let offsets = c.offset_rows();
-    assert_eq!(offsets.len(), 10 * 64);
+    assert_eq!(offsets.len(), 15 * 64);
     let call_60 = offsets.iter().find(|r| r.kind == "call_rel32" && r.offset_mod_64 == 60).unwrap();
     assert_eq!(call_60.count, 1);
     assert_eq!(offsets.iter().filter(|r| r.kind == "call_rel32").map(|r| r.count).sum::<u64>(), 6);
@@ -131,9 +158,9 @@ fn rows_carry_binary_sha_and_every_offset() {
 
 #[test]
 fn by_site_rows_name_the_symbol_and_the_key() {
-    let c = census_bytes(&kernel_like(true).write(), "k", Options { by_site: true }).unwrap();
-    assert_eq!(c.by_site.len(), c.decoded.sites.len() + c.kernel.sites.len());
-    assert_eq!(c.by_site.len(), 15 + 6);
+    let c = census_bytes(&kernel_like(true).write(), "k", Options { by_site: true, sha256: false }).unwrap();
+    assert_eq!(c.by_site.len(), c.decoded.sites.len() + c.entries.len() + c.kernel.sites.len());
+    assert_eq!(c.by_site.len(), 19 + 2 + 7);
     let row = c.by_site.iter().find(|r| r.address == format!("{:#x}", TEXT + 0x1c4)).unwrap();
     assert_eq!(
         (row.kind.name(), row.length, row.offset_mod_64, row.fallback_line, row.fallback_word, row.symbol.as_str()),

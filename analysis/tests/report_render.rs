@@ -167,6 +167,9 @@ fn census() -> (Vec<CensusRow>, Vec<CensusOffsetRow>) {
                 cross8_insn: insn * 8,
                 fallback_line: if kind == "call_indirect" { 0 } else { rel },
                 fallback_word: if kind == "call_indirect" { 0 } else { count * 3 / 8 },
+                build_id: String::new(),
+                its_lower: None,
+                its_upper: None,
             });
             for (o, n) in counts.iter().enumerate() {
                 offsets.push(CensusOffsetRow {
@@ -547,4 +550,30 @@ fn paired_runs_state_verdicts_with_intervals_and_lead_with_the_kernels_own_indir
         "{lead}"
     );
     assert!(!lead.contains("retpoline"), "{lead}");
+}
+
+#[test]
+fn binaries_are_told_apart_by_build_id_when_no_sha256_was_computed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    write_csv(&dir.join("machine.csv"), &[machine("ids")]).unwrap();
+    write_csv(&dir.join("calls.csv"), &calls("ids", 1.0)).unwrap();
+    let (mut rows, _) = census();
+    rows.retain(|r| r.binary.ends_with("libc.so.6"));
+    let mut other = rows.clone();
+    for (r, id) in
+        rows.iter_mut().map(|r| (r, "1122334455667788")).chain(other.iter_mut().map(|r| (r, "99aabbccddeeff00")))
+    {
+        r.sha256.clear();
+        r.build_id = id.to_string();
+    }
+    for r in &mut other {
+        r.binary = "/opt/other/libc.so.6".into();
+    }
+    rows.extend(other);
+    write_csv(&dir.join("census.csv"), &rows).unwrap();
+    render_all(std::slice::from_ref(&dir), &dir).unwrap();
+    let summary = read(&dir.join("summary.md"));
+    assert!(summary.contains("`libc.so.6 (11223344)` build-id `1122334455667788`"), "{summary}");
+    assert!(summary.contains("`libc.so.6 (99aabbcc)` build-id `99aabbccddeeff00`"), "{summary}");
 }

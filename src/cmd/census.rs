@@ -27,12 +27,16 @@ pub struct Args {
     /// With no PATH: leave out the vmlinux (the executable and libc only; well under a second).
     #[arg(long)]
     pub quick: bool,
+    /// Also hash each whole file (SHA-256). By default a file is identified by its GNU build-id and
+    /// hashed only when it has none.
+    #[arg(long)]
+    pub sha256: bool,
 }
 
 impl Default for Args {
     /// What `callpatch census` with no arguments does.
     fn default() -> Args {
-        Args { paths: Vec::new(), out: PathBuf::from("results"), by_site: None, quick: false }
+        Args { paths: Vec::new(), out: PathBuf::from("results"), by_site: None, quick: false, sha256: false }
     }
 }
 
@@ -41,7 +45,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     // Before the census: a bad --out fails at once, and no other callpatch writes there meanwhile.
     let _claim = super::outdir::claim(&args.out)?;
     let paths = if args.paths.is_empty() { default_paths(args.quick)? } else { args.paths.clone() };
-    let options = Options { by_site: args.by_site.is_some() };
+    let options = Options { by_site: args.by_site.is_some(), sha256: args.sha256 };
     let mut all = Vec::new();
     for path in &paths {
         let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
@@ -82,14 +86,26 @@ fn pct(part: u64, whole: u64) -> String {
     }
 }
 
+/// `build-id HEX`, `sha256 HEX`, or both.
+fn identity(c: &Census) -> String {
+    let mut parts = Vec::new();
+    if let Some(id) = &c.build_id {
+        parts.push(format!("build-id {id}"));
+    }
+    if !c.sha256.is_empty() {
+        parts.push(format!("sha256 {}", c.sha256));
+    }
+    parts.join("  ")
+}
+
 fn print_census(c: &Census, seconds: f64) {
     let d = &c.decoded;
     outln!();
     outln!("census of {}", c.binary);
     outln!(
-        "  sha256 {}  {:.1} MB file, {} code sections, {:.1} MB code, {} instructions, {} ranges (symbols: {}), \
+        "  {}  {:.1} MB file, {} code sections, {:.1} MB code, {} instructions, {} ranges (symbols: {}), \
          {} bytes skipped as data, {} e8 calls; census {:.3} s, sha256 {:.3} s beside it, {:.3} s in all",
-        c.sha256,
+        identity(c),
         c.file_bytes as f64 / 1e6,
         c.code_sections,
         d.code_bytes as f64 / 1e6,
@@ -103,7 +119,7 @@ fn print_census(c: &Census, seconds: f64) {
         seconds
     );
     outln!(
-        "  {:<17}{:>9}{:>10}{:>8}{:>10}{:>8}{:>9}{:>9}{:>8}{:>10}{:>10}",
+        "  {:<17}{:>9}{:>10}{:>8}{:>10}{:>8}{:>9}{:>9}{:>8}{:>10}{:>10}{:>9}{:>9}",
         "kind",
         "count",
         "rel32×64",
@@ -114,11 +130,13 @@ fn print_census(c: &Census, seconds: f64) {
         "insn×16",
         "insn×8",
         "fb line",
-        "fb word"
+        "fb word",
+        "ITS lo",
+        "ITS hi"
     );
     for t in c.tallies() {
         outln!(
-            "  {:<17}{:>9}{:>10}{:>8}{:>10}{:>8}{:>9}{:>9}{:>8}{:>10}{:>10}",
+            "  {:<17}{:>9}{:>10}{:>8}{:>10}{:>8}{:>9}{:>9}{:>8}{:>10}{:>10}{:>9}{:>9}",
             t.kind.name(),
             t.count,
             t.cross64_rel32,
@@ -129,7 +147,9 @@ fn print_census(c: &Census, seconds: f64) {
             t.cross16_insn,
             t.cross8_insn,
             t.fallback_line,
-            t.fallback_word
+            t.fallback_word,
+            t.its.map_or("-".to_string(), |h| h[0].to_string()),
+            t.its.map_or("-".to_string(), |h| h[1].to_string())
         );
     }
     outln!(
@@ -138,6 +158,10 @@ fn print_census(c: &Census, seconds: f64) {
         100.0 * THEORY_REL32_LINE,
         100.0 * THEORY_INSN5_LINE,
         100.0 * THEORY_REL32_WORD
+    );
+    outln!(
+        "  ITS lo/hi: indirect branches and returns whose last byte is in the lower (thunked by the kernel's ITS \
+         mitigation) or upper half of its 64-byte line"
     );
     print_kernel(c);
     for note in c.notes.iter().chain(&c.kernel.notes) {

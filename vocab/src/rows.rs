@@ -284,7 +284,8 @@ impl HazardRow {
 pub struct CensusRow {
     /// The binary's canonical path.
     pub binary: String,
-    /// SHA-256 of the whole file.
+    /// SHA-256 of the whole file; empty when the file has a GNU build-id and no hash was asked for
+    /// (`census --sha256`).
     pub sha256: String,
     /// The kind of site counted.
     pub kind: SiteKind,
@@ -304,6 +305,17 @@ pub struct CensusRow {
     pub fallback_line: u64,
     /// Sites the aligned-only policy leaves on the trampoline under the 8-byte word rule.
     pub fallback_word: u64,
+    /// The file's GNU build-id (`NT_GNU_BUILD_ID` note), hex: its identity for perf and debuginfod;
+    /// empty when it has none (then `sha256` is always filled).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub build_id: String,
+    /// Indirect branches and returns whose last byte lies in the lower half of its 64-byte line
+    /// (bytes 0–31): those the kernel's ITS mitigation sends through a thunk. Empty for other kinds.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub its_lower: Option<u64>,
+    /// The same sites with their last byte in the upper half (bytes 32–63), left in place by ITS.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub its_upper: Option<u64>,
 }
 
 /// `census_offsets.csv`: histogram of site start address mod 64.

@@ -30,6 +30,17 @@ pub struct DecodedSite {
     pub len: u8,
     /// What the instruction is: the `kind` column of `census.csv`.
     pub kind: SiteKind,
+    /// For the kinds the ITS rule sorts ([`SiteKind::is_its_branch`]): offset from `addr` of the last
+    /// byte of the branch the rule looks at (`len - 1` for a decoded one; see [`super::its`] for the
+    /// kernel tables' entries). `None` for other kinds, and for a table entry whose branch is unknown.
+    pub its_end: Option<u8>,
+}
+
+impl DecodedSite {
+    /// Address of the last byte the ITS rule looks at, when the site has one.
+    pub fn its_last_byte(&self) -> Option<u64> {
+        self.its_end.map(|e| self.addr.wrapping_add(u64::from(e)))
+    }
 }
 
 /// A range of one code section that is decoded from its first byte: section offsets `[start, end)`.
@@ -170,7 +181,9 @@ fn decode_chunk(chunk: &Chunk<'_>, targets: &Targets) -> ChunkOut {
         if bytes[pos] == 0xe8 {
             out.e8_calls += 1;
         }
-        out.sites.push(DecodedSite { addr: insn.ip(), section: section.index.0 as u32, len: insn.len() as u8, kind });
+        let len = insn.len() as u8;
+        let its_end = kind.is_its_branch().then(|| len - 1);
+        out.sites.push(DecodedSite { addr: insn.ip(), section: section.index.0 as u32, len, kind, its_end });
     }
     out
 }
@@ -186,7 +199,15 @@ pub fn classify(
     let code = insn.code();
     let rel32 = matches!(code, Code::Call_rel32_64 | Code::Jmp_rel32_64) || insn.is_jcc_near();
     if !rel32 {
-        return insn.is_call_near_indirect().then_some(SiteKind::CallIndirect);
+        return if insn.is_call_near_indirect() {
+            Some(SiteKind::CallIndirect)
+        } else if insn.is_jmp_near_indirect() {
+            Some(SiteKind::JmpIndirect)
+        } else if matches!(code, Code::Retnq | Code::Retnq_imm16) {
+            Some(SiteKind::Ret)
+        } else {
+            None
+        };
     }
     let field = insn.next_ip().wrapping_sub(4).wrapping_sub(section_address);
     let special = targets.of(section, field, insn.near_branch64());

@@ -83,6 +83,12 @@ impl ElfImage {
     }
 }
 
+/// The GNU build-id of the ELF file in `bytes` when it is a parsable x86-64 ELF64 file that has
+/// one; reads only the headers and the note, so it costs nothing next to the census.
+pub fn build_id(bytes: &[u8]) -> Option<&[u8]> {
+    Elf::parse(bytes, "").ok()?.build_id()
+}
+
 /// SHA-256 of `bytes`, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
@@ -177,6 +183,12 @@ impl<'data> Elf<'data> {
         dedupe_code(&mut code);
         loaded.sort_by_key(|&(addr, _)| addr);
         Ok(Elf { file, relocatable, code, loaded })
+    }
+
+    /// The GNU build-id (the `NT_GNU_BUILD_ID` note the linker writes, what perf and debuginfod
+    /// identify a binary by), when the file has a well-formed one.
+    pub fn build_id(&self) -> Option<&'data [u8]> {
+        self.file.build_id().ok().flatten().filter(|id| !id.is_empty())
     }
 
     /// The `len` bytes at virtual address `addr` of a linked image, when one allocated section holds

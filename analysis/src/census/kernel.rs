@@ -11,9 +11,11 @@
 //! - retpoline sites (`__start_retpoline_sites` or, since v5.17, `__retpoline_sites` ..`_end`) and
 //!   return-thunk sites (`__return_sites`..`_end`): `s32` offsets relative to the entry.
 //! - `__start_mcount_loc`..`__stop_mcount_loc`: absolute `u64` addresses of the ftrace sites.
+//! - call sites (`__call_sites`..`_end`, since v6.2): `s32` offsets of the direct calls that call depth
+//!   tracking retargets.
 //!
 //! Each listed address is decoded to the instruction found there, whose crossings are then counted
-//! like any decoded site's.
+//! like any decoded site's; retpoline and return sites are also sorted by the ITS rule ([`its`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,6 +25,7 @@ use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic};
 use super::crossing::{fallback_line, fallback_word};
 use super::decode::DecodedSite;
 use super::elf::Elf;
+use super::its;
 use super::kinds::SiteKind;
 use super::symbols::{SymbolSource, Symbols};
 
@@ -68,7 +71,7 @@ pub struct TableSummary {
 /// Everything read from the kernel tables of one file.
 #[derive(Clone, Debug, Default)]
 pub struct KernelTables {
-    /// The tables found, in the order static calls, retpolines, returns, mcount.
+    /// The tables found, in the order static calls, retpolines, returns, mcount, call sites.
     pub tables: Vec<TableSummary>,
     /// Every entry of the static call table, in table order, decodable or not.
     pub static_calls: Vec<StaticCallEntry>,
@@ -89,7 +92,7 @@ impl KernelTables {
 }
 
 /// Start/stop symbol pairs per table kind, oldest naming last.
-const TABLES: [(SiteKind, &[(&str, &str)]); 4] = [
+const TABLES: [(SiteKind, &[(&str, &str)]); 5] = [
     (SiteKind::StaticCallSite, &[("__start_static_call_sites", "__stop_static_call_sites")]),
     (
         SiteKind::RetpolineSite,
@@ -100,6 +103,7 @@ const TABLES: [(SiteKind, &[(&str, &str)]); 4] = [
         &[("__return_sites", "__return_sites_end"), ("__start_return_sites", "__stop_return_sites")],
     ),
     (SiteKind::McountSite, &[("__start_mcount_loc", "__stop_mcount_loc")]),
+    (SiteKind::CallSite, &[("__call_sites", "__call_sites_end")]),
 ];
 
 /// Reads the kernel tables of `elf`, if it has them. `binary` names the rows.
@@ -133,6 +137,8 @@ pub fn read_tables(elf: &Elf<'_>, symbols: &Symbols<'_>, binary: &str) -> Kernel
             bounds.entry(name).or_insert(d.addr);
         }
     }
+    let thunks: HashMap<u64, &[u8]> =
+        symbols.matching(|n| n.starts_with(b"__x86_indirect_")).map(|d| (d.addr, d.name)).collect();
     let mut sct_sites = Vec::new();
     let mut missing = Vec::new();
     for (kind, pairs) in TABLES {
@@ -166,7 +172,12 @@ pub fn read_tables(elf: &Elf<'_>, symbols: &Symbols<'_>, binary: &str) -> Kernel
                 None => summary.unreadable += 1,
             }
             if let Some((section, ref i)) = insn {
-                out.sites.push(DecodedSite { addr: site, section, len: i.len() as u8, kind });
+                let its_end = match kind {
+                    SiteKind::ReturnSite => Some(0),
+                    SiteKind::RetpolineSite => retpoline_its_end(i, &thunks),
+                    _ => None,
+                };
+                out.sites.push(DecodedSite { addr: site, section, len: i.len() as u8, kind, its_end });
             }
             if kind == SiteKind::StaticCallSite {
                 let key_field = at.wrapping_add(4).wrapping_add_signed(i64::from(s32(&e[4..8])));
@@ -198,6 +209,21 @@ pub fn read_tables(elf: &Elf<'_>, symbols: &Symbols<'_>, binary: &str) -> Kernel
     out.keys = key_rows(&sct_sites, symbols, binary);
     out.static_calls = sct_sites;
     out
+}
+
+/// Where the last byte of the indirect branch the kernel would write at a retpoline site lies, as an
+/// offset from the site (v6.15 `patch_retpoline`, without `spectre_v2=retpoline,lfence`): a `Jcc` to
+/// the thunk becomes a 2-byte inverted `Jcc` then `jmp *%reg`; a `call`/`jmp` becomes `call`/`jmp
+/// *%reg` at the site; the register is the one the thunk is named for. `None` when the instruction is
+/// not a rel32 branch to a named thunk.
+fn retpoline_its_end(insn: &Instruction, thunks: &HashMap<u64, &[u8]>) -> Option<u8> {
+    let lead = match insn.code() {
+        Code::Call_rel32_64 | Code::Jmp_rel32_64 => 0,
+        _ if insn.is_jcc_near() => 2,
+        _ => return None,
+    };
+    let end = its::retpoline_branch_end(thunks.get(&insn.near_branch64())?)?;
+    Some(lead + end)
 }
 
 fn s32(b: &[u8]) -> i32 {

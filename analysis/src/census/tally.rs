@@ -4,6 +4,7 @@ use crate::report::rows::{CensusOffsetRow, CensusRow};
 
 use super::crossing::Crossings;
 use super::decode::DecodedSite;
+use super::its;
 use super::kinds::SiteKind;
 
 /// The counts of one kind of site in one binary.
@@ -29,6 +30,9 @@ pub struct KindTally {
     /// Sites the aligned-only policy leaves on the trampoline under the strict word rule: the rel32
     /// is not inside one aligned 8-byte word.
     pub fallback_word: u64,
+    /// For the kinds the ITS rule sorts ([`SiteKind::is_its_branch`]): sites whose last byte lies in
+    /// the lower half of its line (thunked by ITS) and in the upper half ([`super::its`]).
+    pub its: Option<[u64; 2]>,
     /// Sites by start address mod 64.
     pub offsets: [u64; 64],
 }
@@ -46,6 +50,7 @@ impl KindTally {
             cross8_insn: 0,
             fallback_line: 0,
             fallback_word: 0,
+            its: kind.is_its_branch().then_some([0, 0]),
             offsets: [0; 64],
         }
     }
@@ -62,10 +67,13 @@ impl KindTally {
         self.fallback_line += u64::from(c.fallback_line);
         self.fallback_word += u64::from(c.fallback_word);
         self.offsets[(site.addr % 64) as usize] += 1;
+        if let (Some(its), Some(last)) = (self.its.as_mut(), site.its_last_byte()) {
+            its[usize::from(!its::lower_half(last))] += 1;
+        }
     }
 
     /// The `census.csv` row.
-    pub fn row(&self, binary: &str, sha256: &str) -> CensusRow {
+    pub fn row(&self, binary: &str, sha256: &str, build_id: &str) -> CensusRow {
         CensusRow {
             binary: binary.to_string(),
             sha256: sha256.to_string(),
@@ -78,6 +86,9 @@ impl KindTally {
             cross8_insn: self.cross8_insn,
             fallback_line: self.fallback_line,
             fallback_word: self.fallback_word,
+            build_id: build_id.to_string(),
+            its_lower: self.its.map(|h| h[0]),
+            its_upper: self.its.map(|h| h[1]),
         }
     }
 
@@ -96,9 +107,14 @@ impl KindTally {
 /// One tally per kind in `kinds` (in that order) over `sites`; sites of other kinds are ignored.
 pub fn tally<'a>(sites: impl IntoIterator<Item = &'a DecodedSite>, kinds: &[SiteKind]) -> Vec<KindTally> {
     let mut out: Vec<KindTally> = kinds.iter().map(|&k| KindTally::new(k)).collect();
+    // Where each kind's tally is, by the kind's place in SiteKind::ALL: one lookup per site.
+    let mut slot = [None; SiteKind::ALL.len()];
+    for (i, k) in kinds.iter().enumerate() {
+        slot[*k as usize] = Some(i);
+    }
     for site in sites {
-        if let Some(t) = out.iter_mut().find(|t| t.kind == site.kind) {
-            t.add(site);
+        if let Some(i) = slot[site.kind as usize] {
+            out[i].add(site);
         }
     }
     out

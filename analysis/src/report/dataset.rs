@@ -4,7 +4,7 @@
 //! files concatenated from many machines) plot side by side. When the same `machine_id` shows up in more
 //! than one folder (two runs on one machine), each folder's rows stay a separate [`Run`] labelled with
 //! the folder name, so runs are never silently averaged together. Census rows are keyed by binary and
-//! sha256 instead (the same binary counted twice is shown once).
+//! content identity instead, build-id or sha256 (the same binary counted twice is shown once).
 //!
 //! A folder's subfolders that hold CSVs (`results/` with one folder per machine) are read too, beside
 //! the CSVs the folder holds itself (`callpatch calls` writes `results/calls.csv`, `callpatch run`
@@ -88,12 +88,16 @@ pub struct Run {
 /// One binary's census: its rows per kind and its start-offset histogram.
 #[derive(Clone, Debug, Default)]
 pub struct CensusBinary {
-    /// Short display name: the file name, plus the sha256 prefix when two binaries share it.
+    /// Short display name: the file name, plus the build-id (else sha256) prefix when two binaries
+    /// share it.
     pub label: String,
     /// The `binary` column: the path the census read.
     pub path: String,
-    /// The `sha256` column of `census.csv`; empty when only `census_offsets.csv` names the binary.
+    /// The `sha256` column of `census.csv`; empty when not computed or when only `census_offsets.csv`
+    /// names the binary.
     pub sha256: String,
+    /// The `build_id` column of `census.csv` (GNU build-id); empty when the file had none.
+    pub build_id: String,
     /// Its `census.csv` rows, one per kind.
     pub kinds: Vec<CensusRow>,
     /// Its `census_offsets.csv` rows: 64 per kind.
@@ -299,8 +303,8 @@ fn group_runs(folders: &[PathBuf], per_folder: &[FolderRows]) -> Vec<Run> {
 fn group_binaries(per_folder: &[FolderRows]) -> Vec<CensusBinary> {
     let mut binaries: Vec<CensusBinary> = Vec::new();
     for rows in per_folder {
-        // Binaries in this folder, in file order; offsets have no sha256 column, so they take the
-        // sha256 that census.csv of the same folder gives for their path.
+        // Binaries in this folder, in file order; offsets have no identity columns, so they take the
+        // build-id and sha256 that census.csv of the same folder gives for their path.
         let mut paths: Vec<&str> = Vec::new();
         for r in rows.census.iter().map(|r| r.binary.as_str()).chain(rows.offsets.iter().map(|r| r.binary.as_str())) {
             if !paths.contains(&r) {
@@ -308,8 +312,13 @@ fn group_binaries(per_folder: &[FolderRows]) -> Vec<CensusBinary> {
             }
         }
         for path in paths {
-            let sha = rows.census.iter().find(|r| r.binary == path).map_or("", |r| r.sha256.as_str());
-            let known = binaries.iter().any(|b| b.path == path && b.sha256 == sha && !sha.is_empty());
+            let row = rows.census.iter().find(|r| r.binary == path);
+            let sha = row.map_or("", |r| r.sha256.as_str());
+            let build_id = row.map_or("", |r| r.build_id.as_str());
+            let known = binaries.iter().any(|b| {
+                b.path == path
+                    && ((b.sha256 == sha && !sha.is_empty()) || (b.build_id == build_id && !build_id.is_empty()))
+            });
             if known {
                 continue;
             }
@@ -317,6 +326,7 @@ fn group_binaries(per_folder: &[FolderRows]) -> Vec<CensusBinary> {
                 label: String::new(),
                 path: path.to_string(),
                 sha256: sha.to_string(),
+                build_id: build_id.to_string(),
                 kinds: rows.census.iter().filter(|r| r.binary == path).cloned().collect(),
                 offsets: rows.offsets.iter().filter(|r| r.binary == path).cloned().collect(),
             });
@@ -325,8 +335,10 @@ fn group_binaries(per_folder: &[FolderRows]) -> Vec<CensusBinary> {
     let names: Vec<String> = binaries.iter().map(|b| file_name(&b.path)).collect();
     for (i, b) in binaries.iter_mut().enumerate() {
         let shared = names.iter().filter(|n| **n == names[i]).count() > 1;
-        b.label = if shared && !b.sha256.is_empty() {
-            format!("{} ({})", names[i], &b.sha256[..b.sha256.len().min(8)])
+        // The content identity's first 8 hex digits: the build-id, else the SHA-256.
+        let id = if b.build_id.is_empty() { &b.sha256 } else { &b.build_id };
+        b.label = if shared && !id.is_empty() {
+            format!("{} ({})", names[i], id.get(..8).unwrap_or(id))
         } else if shared {
             b.path.clone()
         } else {

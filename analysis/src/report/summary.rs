@@ -749,8 +749,12 @@ fn census(s: &mut String, d: &Dataset) {
     let shas: Vec<String> = d
         .binaries
         .iter()
-        .filter(|b| !b.sha256.is_empty())
-        .map(|b| format!("`{}` sha256 `{}`", b.label, b.sha256))
+        .filter(|b| !b.sha256.is_empty() || !b.build_id.is_empty())
+        .map(|b| match (b.build_id.is_empty(), b.sha256.is_empty()) {
+            (false, true) => format!("`{}` build-id `{}`", b.label, b.build_id),
+            (true, _) => format!("`{}` sha256 `{}`", b.label, b.sha256),
+            (false, false) => format!("`{}` build-id `{}` sha256 `{}`", b.label, b.build_id, b.sha256),
+        })
         .collect();
     if !shas.is_empty() {
         let _ = writeln!(s, "Binaries: {}.\n", shas.join("; "));

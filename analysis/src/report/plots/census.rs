@@ -38,12 +38,15 @@ pub fn shape(kind: SiteKind) -> (bool, Option<u64>) {
         | SiteKind::FentryCall
         | SiteKind::StaticCallSite
         | SiteKind::ReturnSite
-        | SiteKind::McountSite => (true, Some(5)),
+        | SiteKind::McountSite
+        | SiteKind::CallSite => (true, Some(5)),
         SiteKind::JccRel32 => (true, Some(6)),
         // call/jmp rel32 (5 bytes) or jcc rel32 (6) to a thunk.
         SiteKind::ThunkCall | SiteKind::RetpolineSite => (true, None),
-        // ff /2: 2 bytes through a register, up to 7 through memory.
-        SiteKind::CallIndirect => (false, None),
+        SiteKind::EndbrEntry => (false, Some(4)),
+        // ff /2, ff /4: 2 bytes through a register, up to 8 through memory; ret 1 or 3 bytes; a kCFI
+        // preamble's first instruction.
+        SiteKind::CallIndirect | SiteKind::JmpIndirect | SiteKind::Ret | SiteKind::CfiPreamble => (false, None),
     }
 }
 
