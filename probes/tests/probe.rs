@@ -224,7 +224,7 @@ fn sites_n_are_n_distinct_instructions_run_once_or_twice_per_iteration() {
 fn every_arena_mode_runs_including_w_xor_x() {
     for mode in ArenaMode::ALL {
         for (flavor, scenario) in supported(&[Scenario::Mono, POLY[1]]) {
-            let p = Probe::new(flavor, scenario, &EmitOptions { unroll: 8, mode }).unwrap();
+            let p = Probe::new(flavor, scenario, &EmitOptions { unroll: 8, mode, ..EmitOptions::default() }).unwrap();
             assert_eq!(p.arena().mode(), mode);
             p.verify().unwrap_or_else(|e| panic!("{mode:?}: {e}"));
         }

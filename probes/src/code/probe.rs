@@ -33,6 +33,7 @@ use super::arena::{Arena, ArenaMode, CACHE_LINE};
 use super::emit::{EmitError, Emitter};
 use super::flavor::{CallTo, Flavor, FlavorSite, SiteForm};
 use super::insn::{self, Insn};
+use super::ret::{self, ReturnKind, ReturnThunk};
 use super::scenario::{Scenario, ScenarioSequence, SEQUENCE_LEN};
 use crate::measure::Unroll;
 
@@ -44,11 +45,15 @@ pub struct EmitOptions {
     pub unroll: usize,
     /// How the arena is mapped.
     pub mode: ArenaMode,
+    /// How every target returns.
+    pub ret: ReturnKind,
+    /// Where targets and thunks sit (0 ..= [`super::ret::MAX_PLACEMENT`]; see [`super::ret`]).
+    pub placement: u32,
 }
 
 impl Default for EmitOptions {
     fn default() -> Self {
-        EmitOptions { unroll: 32, mode: ArenaMode::Rwx }
+        EmitOptions { unroll: 32, mode: ArenaMode::Rwx, ret: ReturnKind::Ret, placement: 0 }
     }
 }
 
@@ -93,6 +98,9 @@ pub struct Probe {
     flavor: Flavor,
     scenario: Scenario,
     unroll: usize,
+    ret: ReturnKind,
+    placement: u32,
+    return_thunk: Option<ReturnThunk>,
     arena: Arena,
     /// Entry points of the Single and Double loops.
     entries: [usize; 2],
@@ -123,18 +131,27 @@ impl Probe {
     /// flavor), a parameter is out of range, or the arena cannot be mapped.
     pub fn new(flavor: Flavor, scenario: Scenario, options: &EmitOptions) -> Result<Probe, EmitError> {
         let (unroll, calls) = check(flavor, scenario, options.unroll)?;
+        if options.placement > ret::MAX_PLACEMENT {
+            return Err(EmitError::Bad(format!(
+                "placement {} is outside 0..={}",
+                options.placement,
+                ret::MAX_PLACEMENT
+            )));
+        }
         let emitted_calls = match scenario {
             Scenario::Sites(n) => n,
             _ => 3 * options.unroll,
         };
         // One line per site, plus room for a selection load.
         // Fixed placement: the same virtual addresses in every run, so two runs time the same layout.
-        let mut arena = Arena::new_fixed((64 << 10) + emitted_calls * (CACHE_LINE + 16), options.mode)?;
+        let extra = ret::arena_bytes(options.ret, options.placement);
+        let mut arena = Arena::new_fixed((64 << 10) + extra + emitted_calls * (CACHE_LINE + 16), options.mode)?;
         let selection = [0, 1].map(|b| scenario.sequence(calls[b]).unwrap_or_default());
 
-        // Front to back: targets, what the flavor's sites go through, the two loops.
+        // Front to back: the return thunk, targets, what the flavor's sites go through, the two loops.
         let mut l = Layout::new(&mut arena, flavor, scenario);
-        l.targets()?;
+        l.return_thunk = ret::emit_thunk(&mut l.e, options.ret, options.placement, &mut l.symbols)?;
+        l.targets(options.placement)?;
         // Poly: each loop's selection as target addresses, which its code loads.
         let tables =
             [0, 1].map(|b| selection[b].iter().map(|&t| l.targets[t as usize].addr as u64).collect::<Box<[u64]>>());
@@ -148,7 +165,7 @@ impl Probe {
                 l.timed_loop(Unroll::Double, calls[1], &tables[1])?,
             ],
         };
-        let Layout { targets, slot, thunk, trampoline, sites, symbols, .. } = l;
+        let Layout { targets, slot, thunk, trampoline, sites, symbols, return_thunk, .. } = l;
 
         arena.seal()?;
         emulate_trap_sites(&sites)?;
@@ -156,6 +173,9 @@ impl Probe {
             flavor,
             scenario,
             unroll,
+            ret: options.ret,
+            placement: options.placement,
+            return_thunk,
             arena,
             entries,
             calls,
@@ -219,6 +239,7 @@ struct Layout<'a> {
     slot: Option<usize>,
     thunk: Option<usize>,
     trampoline: Option<usize>,
+    return_thunk: Option<ReturnThunk>,
     sites: Vec<ProbeSite>,
     symbols: Vec<Symbol>,
 }
@@ -233,20 +254,25 @@ impl<'a> Layout<'a> {
             slot: None,
             thunk: None,
             trampoline: None,
+            return_thunk: None,
             sites: Vec::new(),
             symbols: Vec::new(),
         }
     }
 
-    /// The targets, `add rdx, w; ret` with w = 1, 2, …, each on its own 16 bytes, so the sum a loop
-    /// returns says which targets it really called.
-    fn targets(&mut self) -> Result<(), EmitError> {
+    /// The targets, `add rdx, w` and the return ([`ret::emit_return`]) with w = 1, 2, …, each on its
+    /// own 16 bytes, so the sum a loop returns says which targets it really called; the first at
+    /// [`ret::target_skip`] bytes past a line start.
+    fn targets(&mut self, placement: u32) -> Result<(), EmitError> {
+        let line = self.e.align_int3(64)?;
+        self.e.skip_int3(line + ret::target_skip(placement))?;
+        let thunk = self.return_thunk;
         for i in 0..self.scenario.targets() {
             let weight = i as u64 + 1;
             self.e.align_int3(16)?;
             let (addr, _) = self.e.asm(|a, _: &mut [CodeLabel; 0]| {
                 a.add(rdx, weight as i32)?;
-                a.ret()
+                ret::emit_return(a, thunk.as_ref())
             })?;
             self.symbols.push(Symbol { addr, len: self.e.here() - addr, name: format!("callpatch_target_{i}") });
             self.targets.push(Target { addr, weight });
@@ -539,6 +565,21 @@ impl Probe {
     /// The targets, in weight order (one for every scenario but poly-K, which has K).
     pub fn targets(&self) -> &[Target] {
         &self.targets
+    }
+
+    /// How every target returns.
+    pub fn ret(&self) -> ReturnKind {
+        self.ret
+    }
+
+    /// The placement of targets and thunks ([`super::ret`]).
+    pub fn placement(&self) -> u32 {
+        self.placement
+    }
+
+    /// The return thunk the targets jump to (`None` for `ret`).
+    pub fn return_thunk(&self) -> Option<ReturnThunk> {
+        self.return_thunk
     }
 
     /// The retpoline thunk's address (`retpoline` only).
