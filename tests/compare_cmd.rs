@@ -86,6 +86,8 @@ fn calls_rows(id: &str) -> Vec<CallsRow> {
                 core_cycles_median: None,
                 arena: None,
                 cpu: None,
+                ret: None,
+                placement: None,
             });
         }
     }

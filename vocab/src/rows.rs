@@ -133,6 +133,12 @@ pub struct CallsRow {
     /// The CPU the measuring thread was pinned to (`calls --cpu`, or the default chosen).
     #[cfg_attr(feature = "serde", serde(default))]
     pub cpu: Option<u32>,
+    /// How the callee returned ([`crate::ReturnKind`]; absent in older files: `ret`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub ret: Option<crate::ReturnKind>,
+    /// Which layout of targets and thunks (0, 1, …; see `results/README.md`); absent in older files: 0.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub placement: Option<u32>,
 }
 
 impl CallsRow {
