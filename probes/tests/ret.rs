@@ -122,3 +122,27 @@ fn placements_move_targets_and_thunks_and_bad_placements_are_refused() {
     let e = Probe::new(Flavor::Direct, Scenario::Mono, &options(ReturnKind::Ret, 99)).unwrap_err();
     assert!(e.to_string().contains("placement 99"), "{e}");
 }
+
+#[test]
+fn kcfi_targets_carry_the_hash_their_callers_check() {
+    use callpatch_probes::code::flavor::KCFI_HASH;
+    use callpatch_probes::code::SiteForm;
+    for flavor in [Flavor::Kcfi, Flavor::KcfiRetpoline] {
+        let p = Probe::new(flavor, SCENARIOS[1], &options(ReturnKind::SrsoAlias, 2)).unwrap();
+        for t in p.targets() {
+            let pre = p.arena().read(t.addr - 16, 16);
+            assert_eq!(pre[0], 0xb8, "{flavor}: movl $hash, %eax 16 bytes before the target");
+            assert_eq!(u32::from_le_bytes(pre[1..5].try_into().unwrap()), KCFI_HASH, "{flavor}: the hash at -15");
+            assert_eq!(pre[5..], [0x90; 11], "{flavor}");
+        }
+        for s in p.sites() {
+            let hash = match s.form {
+                SiteForm::KcfiCallR11 { hash } | SiteForm::KcfiCallThunk { hash, .. } => hash,
+                f => panic!("{flavor}: {f:?}"),
+            };
+            assert_eq!(hash, KCFI_HASH);
+            assert_eq!(SiteForm::decode(&p.arena().read(s.addr, s.len), s.addr), Some((s.form, s.len)));
+        }
+        p.verify().unwrap();
+    }
+}
