@@ -74,9 +74,9 @@ impl Returning {
 
 impl std::fmt::Display for Returning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.kind {
-            ReturnKind::Ret => Ok(()),
-            k => write!(f, " {k} p{}", self.placement),
+        match (self.kind, self.placement) {
+            (ReturnKind::Ret, 0) => Ok(()),
+            (k, p) => write!(f, " {k} p{p}"),
         }
     }
 }
@@ -164,8 +164,12 @@ pub fn selection(args: &Args) -> (Vec<Point>, Vec<Pair>) {
         if !THUNK_SCENARIOS.contains(&s) {
             continue;
         }
-        for &kind in rets.iter().filter(|r| r.is_thunk()) {
-            for placement in 0..args.placements {
+        // `ret` too at the other placements (placement 0 is the row above), so that a thunk's extra is
+        // read placement by placement against the same layout returning with `ret`.
+        let thunked = rets.iter().any(|r| r.is_thunk());
+        for &kind in rets.iter().filter(|r| r.is_thunk() || thunked) {
+            let first = if kind.is_thunk() { 0 } else { 1 };
+            for placement in first..args.placements {
                 let crossed = |f: &Flavor| s.supports(*f) && *f != Flavor::Trap && thunk_flavors.contains(f);
                 for &f in flavors.iter().filter(|f| crossed(f)) {
                     run.push((f, s, Returning { kind, placement }));
@@ -636,7 +640,7 @@ pub fn table(rows: &[CallsRow]) -> String {
             r.scenario.clone(),
             r.param.clone(),
             match (r.ret, r.placement) {
-                (Some(k), Some(p)) if k.is_thunk() => format!("{k} p{p}"),
+                (Some(k), Some(p)) if k.is_thunk() || p > 0 => format!("{k} p{p}"),
                 (k, _) => k.unwrap_or(ReturnKind::Ret).to_string(),
             },
             num(r.cycles_min),
@@ -723,12 +727,15 @@ mod tests {
         let quick_all = parse(&["--quick"]).unwrap();
         assert_eq!(
             selection(&quick_all).0.len(),
-            selection(&quick).0.len() + 3 * 4,
-            "inline and retpoline mono, \
-             retpoline poly-random-4, srso-alias, 4 placements"
+            selection(&quick).0.len() + 3 * (4 + 3),
+            "inline and retpoline mono, retpoline poly-random-4: srso-alias at 4 placements, ret at 3 more"
         );
         assert!(selection(&quick).0.iter().any(|(f, s, _)| *f == Flavor::CsInline && *s == Scenario::Offset(62)));
-        assert_eq!(selection(&quick).0.iter().filter(|(_, s, _)| s.is_poly()).count(), 8);
+        assert_eq!(
+            selection(&quick).0.iter().filter(|(_, s, _)| s.is_poly()).count(),
+            12,
+            "six indirect flavors × poly-rr-4, poly-random-4"
+        );
     }
 
     #[test]
@@ -739,6 +746,8 @@ mod tests {
         let thunked: Vec<_> = run.iter().filter(|(_, _, r)| r.kind.is_thunk()).collect();
         // mono: direct, retpoline (not trap); poly-random-4: retpoline; × 3 kinds × 3 placements.
         assert_eq!(thunked.len(), (2 + 1) * 3 * 3, "{thunked:?}");
+        let ret_elsewhere = run.iter().filter(|(_, _, r)| r.kind == ReturnKind::Ret && r.placement > 0).count();
+        assert_eq!(ret_elsewhere, (2 + 1) * 2, "ret at placements 1 and 2 beside the thunk kinds");
         assert!(thunked.iter().all(|(f, s, r)| *f != Flavor::Trap && THUNK_SCENARIOS.contains(s) && r.placement < 3));
         let only = parse(&["--ret", "srso-alias", "--scenario", "sites-64"]).unwrap();
         assert!(selection(&only).0.is_empty(), "no thunk kind outside mono and poly-random-4");

@@ -153,7 +153,7 @@ fn kcfi_check(hash: u32, at: usize) -> Result<Vec<u8>, EncodeError> {
     Ok(enc.take_buffer())
 }
 
-/// Length of [`kcfi_check`]'s bytes.
+/// Length of the kCFI check's bytes (`mov` 6, `add` 4, `je` 2, `ud2` 2).
 pub const KCFI_CHECK_LEN: usize = 14;
 
 /// `lfence` (`0f ae e8`).
