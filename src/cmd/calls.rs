@@ -29,9 +29,9 @@ pub struct Args {
     /// (with --quick: mono, poly-rr-4, poly-random-4, sites-1024, offset-0, offset-62).
     #[arg(long = "scenario", value_name = "S", value_delimiter = ',')]
     pub scenarios: Vec<Scenarios>,
-    /// 15 block pairs per row instead of 31, and the small scenario set unless --scenario is given:
-    /// about 16 s on a quiet 2-vCPU guest, longer while the host contends (a row waits up to 3 s for
-    /// block pairs at the floor).
+    /// 15 block pairs per row instead of 31, and the small scenario set and return-kind set unless
+    /// --scenario, --ret or --thunk-flavor is given: 74 rows, 116 s on a 2-vCPU guest whose host
+    /// contended (a row waits up to 3 s for block pairs at the floor), less on a quiet one.
     #[arg(long)]
     pub quick: bool,
     /// CPU to pin the measuring thread to (default: the last allowed CPU).
