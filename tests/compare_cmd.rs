@@ -42,6 +42,12 @@ fn machine(id: &str) -> MachineRow {
         callpatch_version: "0.1.0".into(),
         git_rev: "0".into(),
         date: "2026-01-01T00:00:00Z".into(),
+        spec_rstack_overflow: None,
+        retbleed: None,
+        its: None,
+        cmdline: None,
+        kernel_cfi: None,
+        platform: None,
     }
 }
 
@@ -86,6 +92,8 @@ fn calls_rows(id: &str) -> Vec<CallsRow> {
                 core_cycles_median: None,
                 arena: None,
                 cpu: None,
+                ret: None,
+                placement: None,
             });
         }
     }

@@ -24,6 +24,12 @@ fn machine(id: &str) -> MachineRow {
         callpatch_version: "0.1.0".into(),
         git_rev: "0000000".into(),
         date: "2025-01-01T00:00:00Z".into(),
+        spec_rstack_overflow: None,
+        retbleed: None,
+        its: None,
+        cmdline: None,
+        kernel_cfi: None,
+        platform: None,
     }
 }
 
@@ -55,6 +61,8 @@ fn call(id: &str, flavor: &str, scenario: &str, param: &str, min: f64, median: f
         core_cycles_median: None,
         arena: None,
         cpu: None,
+        ret: None,
+        placement: None,
     }
 }
 
@@ -437,8 +445,8 @@ fn malformed_csv_is_an_error_naming_the_file_and_record() {
     let dir = tmp.path().to_path_buf();
     write_csv(&dir.join("calls.csv"), &calls("m", 1.0)).unwrap();
     let mut text = read(&dir.join("calls.csv"));
-    // The paired columns (baseline .. cpu) empty, as a row that could not be paired.
-    text.push_str("m,direct,mono,,64,11,fast,2.0,2.1,1.0,u,u,tsc-ref-cycles,,,,,,,,,,,,\n");
+    // The paired columns (baseline .. placement) empty, as a row that could not be paired.
+    text.push_str("m,direct,mono,,64,11,fast,2.0,2.1,1.0,u,u,tsc-ref-cycles,,,,,,,,,,,,,,\n");
     std::fs::write(dir.join("calls.csv"), text).unwrap();
     let err = render_all(std::slice::from_ref(&dir), &dir).unwrap_err();
     assert!(matches!(err, ReportError::Csv { .. }), "{err:?}");

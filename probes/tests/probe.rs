@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use callpatch_probes::code::flavor::KCFI_HASH;
 use callpatch_probes::code::{
     decode, ArenaMode, EmitError, EmitOptions, Flavor, Insn, Order, Probe, Scenario, SiteForm, CACHE_LINE,
 };
@@ -69,6 +70,8 @@ fn every_site_decodes_to_exactly_its_flavor_instruction_length_and_target() {
                 (Flavor::Lfence, _) => SiteForm::LfenceCallRax,
                 (Flavor::IndirectMem, false) => SiteForm::CallRipSlot { slot: p.slot().unwrap() },
                 (Flavor::IndirectMem, true) => SiteForm::CallSelected { disp: 8 * j as i32 },
+                (Flavor::Kcfi, _) => SiteForm::KcfiCallR11 { hash: KCFI_HASH },
+                (Flavor::KcfiRetpoline, _) => SiteForm::KcfiCallThunk { hash: KCFI_HASH, thunk: p.thunk().unwrap() },
             };
             assert_eq!(site.form, expect, "{flavor} {scenario} site {i}");
             // The exact bytes the flavor table promises.
@@ -80,6 +83,7 @@ fn every_site_decodes_to_exactly_its_flavor_instruction_length_and_target() {
                 SiteForm::LfenceCallRax => &[0x0f, 0xae, 0xe8, 0xff, 0xd0],
                 SiteForm::CallRipSlot { .. } => &[0xff, 0x15],
                 SiteForm::CallSelected { .. } => &[0xff],
+                SiteForm::KcfiCallR11 { .. } | SiteForm::KcfiCallThunk { .. } => &[0x41, 0xba],
             };
             assert!(bytes.starts_with(head), "{flavor} {scenario}: {bytes:02x?}");
             let want_len = match site.form {
@@ -89,6 +93,8 @@ fn every_site_decodes_to_exactly_its_flavor_instruction_length_and_target() {
                 SiteForm::LfenceCallRax => 5,
                 SiteForm::CallRipSlot { .. } => 6,
                 SiteForm::CallSelected { disp } => 4 + 3 * usize::from(disp > 127),
+                SiteForm::KcfiCallR11 { .. } => 14 + 3,
+                SiteForm::KcfiCallThunk { .. } => 14 + 6,
             };
             assert_eq!(site.len, want_len, "{flavor} {scenario}");
             // Patchable forms round-trip through the patcher's own decoder.
@@ -105,13 +111,14 @@ fn every_site_decodes_to_exactly_its_flavor_instruction_length_and_target() {
             assert_eq!(decode(&p.arena().read(t, 5), t), Some(Insn::Jmp(target)));
         }
         if let Some(thunk) = p.thunk() {
-            check_retpoline_thunk(&p, thunk);
+            let reg = if flavor.target_in_r11() { Register::R11 } else { Register::RAX };
+            check_retpoline_thunk(&p, thunk, reg);
         }
     }
 }
 
-/// `call 1f; 2: pause; lfence; jmp 2b; 1: mov %rax,(%rsp); ret`.
-fn check_retpoline_thunk(p: &Probe, thunk: usize) {
+/// `call 1f; 2: pause; lfence; jmp 2b; 1: mov %reg,(%rsp); ret`.
+fn check_retpoline_thunk(p: &Probe, thunk: usize, reg: Register) {
     let bytes = p.arena().read(thunk, 32);
     let insns: Vec<_> = Decoder::with_ip(64, &bytes, thunk as u64, DecoderOptions::NONE).iter().take(6).collect();
     let codes: Vec<_> = insns.iter().map(|i| i.code()).collect();
@@ -121,7 +128,7 @@ fn check_retpoline_thunk(p: &Probe, thunk: usize) {
     );
     assert_eq!(insns[0].near_branch_target(), insns[4].ip(), "the call pushes the capture loop's address");
     assert_eq!(insns[3].near_branch_target(), insns[1].ip(), "the capture loop spins on pause/lfence");
-    assert_eq!((insns[4].memory_base(), insns[4].op1_register()), (Register::RSP, Register::RAX));
+    assert_eq!((insns[4].memory_base(), insns[4].op1_register()), (Register::RSP, reg));
 }
 
 #[test]
@@ -224,7 +231,7 @@ fn sites_n_are_n_distinct_instructions_run_once_or_twice_per_iteration() {
 fn every_arena_mode_runs_including_w_xor_x() {
     for mode in ArenaMode::ALL {
         for (flavor, scenario) in supported(&[Scenario::Mono, POLY[1]]) {
-            let p = Probe::new(flavor, scenario, &EmitOptions { unroll: 8, mode }).unwrap();
+            let p = Probe::new(flavor, scenario, &EmitOptions { unroll: 8, mode, ..EmitOptions::default() }).unwrap();
             assert_eq!(p.arena().mode(), mode);
             p.verify().unwrap_or_else(|e| panic!("{mode:?}: {e}"));
         }

@@ -1,6 +1,6 @@
 //! `callpatch calls` — cycles per call of every flavor in every scenario.
 //!
-//! Parse the selection, pin, then for each (flavor, scenario): emit the probe
+//! Parse the selection, pin, then for each (flavor, scenario, return kind, placement): emit the probe
 //! (`probes::code::Probe`), check it calls what it should (`Probe::verify`), time it with the U/2U
 //! harness (`probes::measure::per_call`), and turn the result into a `calls.csv` row. Prints an
 //! aligned table with each row's ratio to `direct` and writes `DIR/calls.csv` and `DIR/machine.csv`.
@@ -11,7 +11,7 @@ use std::str::FromStr;
 use anyhow::Context;
 use callpatch_analysis::report::machine;
 use callpatch_analysis::report::rows::{write_csv, CallsRow, MachineRow};
-use callpatch_probes::code::{ArenaMode, EmitOptions, Flavor, Probe, Scenario};
+use callpatch_probes::code::{ArenaMode, EmitOptions, Flavor, Order, Probe, ReturnKind, Scenario};
 use callpatch_probes::measure::{self, core_clock, paired, Counted, Floor, Knobs, Paired, PairedKnobs, Side};
 
 /// Options of `callpatch calls`.
@@ -29,9 +29,9 @@ pub struct Args {
     /// (with --quick: mono, poly-rr-4, poly-random-4, sites-1024, offset-0, offset-62).
     #[arg(long = "scenario", value_name = "S", value_delimiter = ',')]
     pub scenarios: Vec<Scenarios>,
-    /// 15 block pairs per row instead of 31, and the small scenario set unless --scenario is given:
-    /// about 16 s on a quiet 2-vCPU guest, longer while the host contends (a row waits up to 3 s for
-    /// block pairs at the floor).
+    /// 15 block pairs per row instead of 31, and the small scenario set and return-kind set unless
+    /// --scenario, --ret or --thunk-flavor is given: 74 rows, 116 s on a 2-vCPU guest whose host
+    /// contended (a row waits up to 3 s for block pairs at the floor), less on a quiet one.
     #[arg(long)]
     pub quick: bool,
     /// CPU to pin the measuring thread to (default: the last allowed CPU).
@@ -43,7 +43,52 @@ pub struct Args {
     /// How the generated code is mapped: rwx, sealed (RW then RX) or dualmap (W^X via memfd).
     #[arg(long, value_name = "MODE", default_value = "rwx")]
     pub arena: ArenaMode,
+    /// How the callee returns (repeat or comma-separate): ret, ret-thunk, srso, srso-alias. The thunk
+    /// kinds run in mono and poly-random-4 only (of the selected scenarios), at each of --placements
+    /// layouts. Default: all (with --quick: ret, srso-alias).
+    #[arg(long = "ret", value_name = "R", value_delimiter = ',')]
+    pub rets: Vec<ReturnKind>,
+    /// Flavors the thunk return kinds cross (of the selected flavors; trap never). Default: all (with
+    /// --quick: inline, retpoline: a static call and this kernel's indirect call).
+    #[arg(long = "thunk-flavor", value_name = "F", value_delimiter = ',')]
+    pub thunk_flavors: Vec<Flavor>,
+    /// Layouts of targets and thunks each thunk return kind is measured at (1..=16): a difference of
+    /// about a tick moves with them, so one layout says nothing about the mechanism.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub placements: u32,
 }
+
+/// How a row's callee returns: the kind and the placement of targets and thunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Returning {
+    /// The return kind.
+    pub kind: ReturnKind,
+    /// The placement (0 for `ret`).
+    pub placement: u32,
+}
+
+impl Returning {
+    /// A plain `ret` at the default layout: every row before return kinds existed, and every baseline.
+    pub const RET: Returning = Returning { kind: ReturnKind::Ret, placement: 0 };
+}
+
+impl std::fmt::Display for Returning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.kind, self.placement) {
+            (ReturnKind::Ret, 0) => Ok(()),
+            (k, p) => write!(f, " {k} p{p}"),
+        }
+    }
+}
+
+/// `--quick`'s return kinds: the plain return and the one AMD Zen 3/4 kernels select.
+pub const QUICK_RETS: [ReturnKind; 2] = [ReturnKind::Ret, ReturnKind::SrsoAlias];
+
+/// `--quick`'s flavors crossed with the thunk kinds: a static call and a retpolined indirect call.
+pub const QUICK_THUNK_FLAVORS: [Flavor; 2] = [Flavor::Inline, Flavor::Retpoline];
+
+/// The scenarios the thunk return kinds run in: one predictable, one that defeats the predictors.
+pub const THUNK_SCENARIOS: [Scenario; 2] = [Scenario::Mono, Scenario::Poly { k: 4, order: Order::Random }];
 
 /// One `--scenario` value: a single scenario or a group of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,11 +126,25 @@ pub fn flavor_list() -> String {
     Flavor::ALL.iter().map(|f| format!("{f}\n")).collect()
 }
 
-/// One measurement: a flavor in a scenario.
+/// A flavor in a scenario.
 pub type Pair = (Flavor, Scenario);
 
-/// The pairs to measure, in table order, and the selected pairs that do not exist.
-pub fn selection(args: &Args) -> (Vec<Pair>, Vec<Pair>) {
+/// One measurement: a flavor in a scenario, returning one way.
+pub type Point = (Flavor, Scenario, Returning);
+
+/// The points to measure, in table order (each scenario's `ret` rows, then its thunk kinds, placement
+/// by placement), and the selected pairs that do not exist.
+pub fn selection(args: &Args) -> (Vec<Point>, Vec<Pair>) {
+    let rets = match (args.rets.is_empty(), args.quick) {
+        (true, true) => QUICK_RETS.to_vec(),
+        (true, false) => ReturnKind::ALL.to_vec(),
+        (false, _) => dedup(args.rets.clone()),
+    };
+    let thunk_flavors = match (args.thunk_flavors.is_empty(), args.quick) {
+        (true, true) => QUICK_THUNK_FLAVORS.to_vec(),
+        (true, false) => Flavor::ALL.to_vec(),
+        (false, _) => args.thunk_flavors.clone(),
+    };
     let flavors = if args.flavors.is_empty() { Flavor::ALL.to_vec() } else { dedup(args.flavors.clone()) };
     let scenarios = match (args.scenarios.is_empty(), args.quick) {
         (true, true) => Scenario::quick(),
@@ -96,10 +155,25 @@ pub fn selection(args: &Args) -> (Vec<Pair>, Vec<Pair>) {
     let mut skipped = Vec::new();
     for &s in &scenarios {
         for &f in &flavors {
-            if s.supports(f) {
-                run.push((f, s))
-            } else {
-                skipped.push((f, s))
+            if !s.supports(f) {
+                skipped.push((f, s));
+            } else if rets.contains(&ReturnKind::Ret) {
+                run.push((f, s, Returning::RET));
+            }
+        }
+        if !THUNK_SCENARIOS.contains(&s) {
+            continue;
+        }
+        // `ret` too at the other placements (placement 0 is the row above), so that a thunk's extra is
+        // read placement by placement against the same layout returning with `ret`.
+        let thunked = rets.iter().any(|r| r.is_thunk());
+        for &kind in rets.iter().filter(|r| r.is_thunk() || thunked) {
+            let first = if kind.is_thunk() { 0 } else { 1 };
+            for placement in first..args.placements {
+                let crossed = |f: &Flavor| s.supports(*f) && *f != Flavor::Trap && thunk_flavors.contains(f);
+                for &f in flavors.iter().filter(|f| crossed(f)) {
+                    run.push((f, s, Returning { kind, placement }));
+                }
             }
         }
     }
@@ -130,7 +204,11 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
             abbreviate(&names, 6)
         );
     }
-    anyhow::ensure!(!pairs.is_empty(), "nothing to measure: every selected flavor × scenario pair was skipped");
+    anyhow::ensure!(
+        !pairs.is_empty(),
+        "nothing to measure: every selected flavor × scenario pair was skipped (thunk return kinds run in mono and \
+         poly-random-4 only)"
+    );
 
     // Read the allowed CPUs and calibrate before pinning or timing anything.
     measure::allowed_cores()?;
@@ -163,11 +241,11 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
     );
     let mut baselines: Vec<Baseline> = Vec::new();
     let mut measured = Vec::with_capacity(pairs.len());
-    for &(flavor, scenario) in &pairs {
-        bar.set_message(format!("{flavor} {scenario}"));
-        let m = measure_row(flavor, scenario, &mut baselines, &knobs, &pk, args.arena);
+    for &(flavor, scenario, ret) in &pairs {
+        bar.set_message(format!("{flavor} {scenario}{ret}"));
+        let m = measure_row(flavor, scenario, ret, &mut baselines, &knobs, &pk, args.arena);
         // Each row as it finishes (stderr; the table on stdout comes at the end).
-        bar.suspend(|| eprintln!("{}", progress_line(flavor, scenario, &m)));
+        bar.suspend(|| eprintln!("{}", progress_line(flavor, scenario, ret, &m)));
         measured.push(m);
         bar.inc(1);
     }
@@ -189,8 +267,8 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
             )
         });
         for i in again {
-            let (flavor, scenario) = pairs[i];
-            let m = measure_row(flavor, scenario, &mut baselines, &knobs, &pk, args.arena);
+            let (flavor, scenario, ret) = pairs[i];
+            let m = measure_row(flavor, scenario, ret, &mut baselines, &knobs, &pk, args.arena);
             if better(&m, &measured[i], scenario, &baselines, &pk) {
                 measured[i] = m;
             }
@@ -209,13 +287,14 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
         }
     }
     let mut rows = Vec::with_capacity(pairs.len());
-    for (&(flavor, scenario), m) in pairs.iter().zip(&measured) {
-        let r = match m {
+    for (&(flavor, scenario, ret), m) in pairs.iter().zip(&measured) {
+        let mut r = match m {
             Ok(m) => row(&machine.machine_id, flavor, scenario, m, hz),
             Err(e) => failed_row(&machine.machine_id, flavor, scenario, &knobs, &format!("{e:#}")),
         };
+        (r.ret, r.placement) = (Some(ret.kind), Some(ret.placement));
         if let Some(note) = &r.note {
-            eprintln!("note: {flavor} {scenario}: {note}");
+            eprintln!("note: {flavor} {scenario}{ret}: {note}");
         }
         rows.push(r);
     }
@@ -250,10 +329,10 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
 }
 
 /// One finished row in one line: its ratio with the interval, its cost, and what was set aside.
-fn progress_line(flavor: Flavor, scenario: Scenario, m: &anyhow::Result<Measurement>) -> String {
+fn progress_line(flavor: Flavor, scenario: Scenario, ret: Returning, m: &anyhow::Result<Measurement>) -> String {
     let m = match m {
         Ok(m) => m,
-        Err(e) => return format!("  {flavor} {scenario}: not measured: {e:#}"),
+        Err(e) => return format!("  {flavor} {scenario}{ret}: not measured: {e:#}"),
     };
     let p = &m.paired;
     let ratio = match (p.ratio, p.ratio_median) {
@@ -263,7 +342,7 @@ fn progress_line(flavor: Flavor, scenario: Scenario, m: &anyhow::Result<Measurem
     };
     let ticks = p.flavor.map_or_else(|| "–".into(), |s| format!("{:.2}", s.median));
     format!(
-        "  {flavor} {scenario}: {ratio} {}, {ticks} ticks per call ({} kept, {} set aside){}",
+        "  {flavor} {scenario}{ret}: {ratio} {}, {ticks} ticks per call ({} kept, {} set aside){}",
         m.baseline,
         p.samples,
         p.discarded.total(),
@@ -279,9 +358,11 @@ struct Baseline {
 }
 
 /// Measures one row against its baseline (emitted on first use and kept for the run).
+#[allow(clippy::too_many_arguments)]
 fn measure_row(
     flavor: Flavor,
     scenario: Scenario,
+    ret: Returning,
     baselines: &mut Vec<Baseline>,
     knobs: &Knobs,
     pk: &PairedKnobs,
@@ -291,14 +372,14 @@ fn measure_row(
     let at = match baselines.iter().position(|b| b.scenario == base_scenario) {
         Some(at) => at,
         None => {
-            let probe = emit(Flavor::Direct, base_scenario, knobs, mode);
+            let probe = emit(Flavor::Direct, base_scenario, Returning::RET, knobs, mode);
             baselines.push(Baseline { scenario: base_scenario, probe, floor: Floor::new() });
             baselines.len() - 1
         }
     };
     let Baseline { probe, floor, .. } = &mut baselines[at];
     match probe {
-        Ok(base) => measure_pair(flavor, scenario, base, floor, knobs, pk, mode),
+        Ok(base) => measure_pair(flavor, scenario, ret, base, floor, knobs, pk, mode),
         Err(e) => Err(anyhow::anyhow!("baseline direct {base_scenario}: {e}")),
     }
 }
@@ -378,9 +459,9 @@ pub fn baseline_scenario(scenario: Scenario) -> Scenario {
 const MAX_RUN_S: f64 = 0.002;
 
 /// Emits and verifies one probe.
-fn emit(flavor: Flavor, scenario: Scenario, knobs: &Knobs, mode: ArenaMode) -> Result<Probe, String> {
-    let probe = Probe::new(flavor, scenario, &EmitOptions { unroll: knobs.unroll as usize, mode })
-        .map_err(|e| e.to_string())?;
+fn emit(flavor: Flavor, scenario: Scenario, ret: Returning, knobs: &Knobs, mode: ArenaMode) -> Result<Probe, String> {
+    let options = EmitOptions { unroll: knobs.unroll as usize, mode, ret: ret.kind, placement: ret.placement };
+    let probe = Probe::new(flavor, scenario, &options).map_err(|e| e.to_string())?;
     probe.verify()?;
     Ok(probe)
 }
@@ -414,17 +495,20 @@ pub struct Measurement {
 }
 
 /// Emits and verifies the flavor's probe, then times it in alternation with `baseline` (a probe of
-/// `direct`; for a `direct` row a second, separate probe: an A/A check whose ratio must be 1).
+/// `direct` returning with `ret`; for a `direct` `ret` row a second, separate probe: an A/A check whose
+/// ratio must be 1).
+#[allow(clippy::too_many_arguments)]
 pub fn measure_pair(
     flavor: Flavor,
     scenario: Scenario,
+    ret: Returning,
     baseline: &Probe,
     floor: &mut Floor,
     knobs: &Knobs,
     pk: &PairedKnobs,
     mode: ArenaMode,
 ) -> anyhow::Result<Measurement> {
-    let probe = emit(flavor, scenario, knobs, mode).map_err(anyhow::Error::msg)?;
+    let probe = emit(flavor, scenario, ret, knobs, mode).map_err(anyhow::Error::msg)?;
     let mut sink = 0u64;
     let fk = side_knobs(&probe, knobs, &mut sink)?;
     let bk = side_knobs(baseline, knobs, &mut sink)?;
@@ -484,6 +568,8 @@ fn row(machine_id: &str, flavor: Flavor, scenario: Scenario, m: &Measurement, hz
         core_cycles_median: None,
         arena: None,
         cpu: None,
+        ret: None,
+        placement: None,
     }
 }
 
@@ -515,6 +601,8 @@ fn failed_row(machine_id: &str, flavor: Flavor, scenario: Scenario, knobs: &Knob
         core_cycles_median: None,
         arena: None,
         cpu: None,
+        ret: None,
+        placement: None,
     }
 }
 
@@ -525,6 +613,7 @@ pub fn table(rows: &[CallsRow]) -> String {
         "flavor",
         "scenario",
         "param",
+        "return",
         "ticks min",
         "ticks median",
         "core cycles (est.)",
@@ -550,6 +639,10 @@ pub fn table(rows: &[CallsRow]) -> String {
             r.flavor.to_string(),
             r.scenario.clone(),
             r.param.clone(),
+            match (r.ret, r.placement) {
+                (Some(k), Some(p)) if k.is_thunk() || p > 0 => format!("{k} p{p}"),
+                (k, _) => k.unwrap_or(ReturnKind::Ret).to_string(),
+            },
             num(r.cycles_min),
             num(r.cycles_median),
             r.core_cycles_median.map_or("–".into(), num),
@@ -567,7 +660,7 @@ pub fn table(rows: &[CallsRow]) -> String {
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(c, (s, w))| if !(3..7).contains(&c) { format!("{s:<w$}") } else { format!("{s:>w$}") })
+            .map(|(c, (s, w))| if !(4..8).contains(&c) { format!("{s:<w$}") } else { format!("{s:>w$}") })
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
@@ -623,14 +716,48 @@ mod tests {
 
     #[test]
     fn selection_expands_groups_and_skips_poly_for_direct_style_flavors() {
-        let a = parse(&["--flavor", "direct,retpoline", "--scenario", "poly-random", "--scenario", "mono"]).unwrap();
+        let a =
+            parse(&["--flavor", "direct,retpoline", "--scenario", "poly-random", "--scenario", "mono", "--ret", "ret"])
+                .unwrap();
         let (run, skipped) = selection(&a);
         assert_eq!(run.len(), 3 + 2, "{run:?}");
         assert_eq!(skipped.len(), 3);
         assert!(skipped.iter().all(|(f, _)| *f == Flavor::Direct));
-        let quick = parse(&["--quick"]).unwrap();
-        assert!(selection(&quick).0.iter().any(|(f, s)| *f == Flavor::CsInline && *s == Scenario::Offset(62)));
-        assert_eq!(selection(&quick).0.iter().filter(|(_, s)| s.is_poly()).count(), 8);
+        let quick = parse(&["--quick", "--ret=ret"]).unwrap();
+        let quick_all = parse(&["--quick"]).unwrap();
+        assert_eq!(
+            selection(&quick_all).0.len(),
+            selection(&quick).0.len() + 3 * (4 + 3),
+            "inline and retpoline mono, retpoline poly-random-4: srso-alias at 4 placements, ret at 3 more"
+        );
+        assert!(selection(&quick).0.iter().any(|(f, s, _)| *f == Flavor::CsInline && *s == Scenario::Offset(62)));
+        assert_eq!(
+            selection(&quick).0.iter().filter(|(_, s, _)| s.is_poly()).count(),
+            12,
+            "six indirect flavors × poly-rr-4, poly-random-4"
+        );
+    }
+
+    #[test]
+    fn thunk_return_kinds_run_in_mono_and_poly_random_4_at_each_placement() {
+        let a = parse(&["--flavor", "direct,retpoline,trap", "--scenario", "poly,mono,sites-64", "--placements", "3"])
+            .unwrap();
+        let (run, _) = selection(&a);
+        let thunked: Vec<_> = run.iter().filter(|(_, _, r)| r.kind.is_thunk()).collect();
+        // mono: direct, retpoline (not trap); poly-random-4: retpoline; × 3 kinds × 3 placements.
+        assert_eq!(thunked.len(), (2 + 1) * 3 * 3, "{thunked:?}");
+        let ret_elsewhere = run.iter().filter(|(_, _, r)| r.kind == ReturnKind::Ret && r.placement > 0).count();
+        assert_eq!(ret_elsewhere, (2 + 1) * 2, "ret at placements 1 and 2 beside the thunk kinds");
+        assert!(thunked.iter().all(|(f, s, r)| *f != Flavor::Trap && THUNK_SCENARIOS.contains(s) && r.placement < 3));
+        let only = parse(&["--ret", "srso-alias", "--scenario", "sites-64"]).unwrap();
+        assert!(selection(&only).0.is_empty(), "no thunk kind outside mono and poly-random-4");
+        for (argv, needle) in [
+            (&["--ret", "srso-alais"][..], "unknown return kind `srso-alais`"),
+            (&["--placements", "0"][..], "0 is not in 1..=16"),
+        ] {
+            let e = parse(argv).err().unwrap_or_else(|| panic!("{argv:?} accepted")).to_string();
+            assert!(e.contains(needle), "{argv:?}: {e}");
+        }
     }
 
     #[test]
@@ -667,8 +794,11 @@ mod tests {
         for (flavor, scenario) in
             [(Flavor::Direct, Scenario::Mono), (Flavor::Indirect, Scenario::Offset(3)), (Flavor::Lfence, poly)]
         {
-            let base = emit(Flavor::Direct, baseline_scenario(scenario), &knobs, ArenaMode::DualMap).unwrap();
-            let m = measure_pair(flavor, scenario, &base, &mut Floor::new(), &knobs, &pk, ArenaMode::DualMap).unwrap();
+            let base =
+                emit(Flavor::Direct, baseline_scenario(scenario), Returning::RET, &knobs, ArenaMode::DualMap).unwrap();
+            let ret = Returning::RET;
+            let m =
+                measure_pair(flavor, scenario, ret, &base, &mut Floor::new(), &knobs, &pk, ArenaMode::DualMap).unwrap();
             rows.push(row("m", flavor, scenario, &m, hz));
         }
         assert_eq!(rows[2].baseline.as_deref(), Some("direct mono"), "poly compares with direct mono");

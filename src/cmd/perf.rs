@@ -61,8 +61,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     measure::allowed_cores()?;
     let cpu = measure::pin_current_thread(args.cpu)?;
     let base = if args.quick { Knobs::quick() } else { Knobs::default() };
-    let probe = Probe::new(flavor, scenario, &EmitOptions { unroll: base.unroll as usize, mode: ArenaMode::Rwx })
-        .with_context(|| format!("emitting {flavor} {scenario}"))?;
+    let probe = Probe::new(
+        flavor,
+        scenario,
+        &EmitOptions { unroll: base.unroll as usize, mode: ArenaMode::Rwx, ..EmitOptions::default() },
+    )
+    .with_context(|| format!("emitting {flavor} {scenario}"))?;
     probe.verify().map_err(anyhow::Error::msg).context("the emitted probe does not call what it should")?;
     // sites-N fixes U = N; keep the calls per timed run about the same as for the base unroll.
     let unroll = probe.unroll() as u32;

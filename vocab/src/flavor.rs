@@ -8,6 +8,8 @@
 //! | `indirect-mem` | `ff 15 disp32` (`call *x(%rip)`)   | a pointer loaded from memory (ops table)    |
 //! | `retpoline`    | `e8 rel32` to a retpoline thunk    | Spectre v2 generic retpoline                |
 //! | `lfence`       | `0f ae e8 ff d0`                   | AMD-style `lfence; call *%rax`              |
+//! | `kcfi`         | kCFI hash check, `call *%r11`      | Clang kCFI on an indirect call              |
+//! | `kcfi-retpoline` | kCFI hash check, `e8` to the r11 retpoline thunk | kCFI with retpolines, as the kernel combines them |
 //! | `trampoline`   | `e8 rel32` to an `e9 rel32` jump   | out-of-line static call                     |
 //! | `inline`       | `e8 rel32` to the target           | inline static call (the patcher's site)     |
 //! | `cs-inline`    | `2e e8 rel32` to the target        | the cs-prefixed inline static call site     |
@@ -33,6 +35,10 @@ pub enum Flavor {
     Retpoline,
     /// `lfence; call *%rax`.
     Lfence,
+    /// `mov $-hash, %r10d; add -15(%r11), %r10d; je 1f; ud2; 1: call *%r11`: Clang's kCFI check.
+    Kcfi,
+    /// The kCFI check, then `call __x86_indirect_thunk_r11`.
+    KcfiRetpoline,
     /// `e8 rel32` to a trampoline that is one `e9 rel32`.
     Trampoline,
     /// `e8 rel32` straight to the target: the patchable inline static call.
@@ -45,12 +51,14 @@ pub enum Flavor {
 
 impl Flavor {
     /// Every flavor, in table order (the order of CLI output, CSV rows, plots and tables).
-    pub const ALL: [Flavor; 9] = [
+    pub const ALL: [Flavor; 11] = [
         Flavor::Direct,
         Flavor::Indirect,
         Flavor::IndirectMem,
         Flavor::Retpoline,
         Flavor::Lfence,
+        Flavor::Kcfi,
+        Flavor::KcfiRetpoline,
         Flavor::Trampoline,
         Flavor::Inline,
         Flavor::CsInline,
@@ -58,8 +66,8 @@ impl Flavor {
     ];
 
     /// The names of [`Flavor::ALL`], in that order.
-    pub const NAMES: [&'static str; 9] = {
-        let mut names = [""; 9];
+    pub const NAMES: [&'static str; 11] = {
+        let mut names = [""; 11];
         let mut i = 0;
         while i < names.len() {
             names[i] = Flavor::ALL[i].name();
@@ -76,6 +84,8 @@ impl Flavor {
             Flavor::IndirectMem => "indirect-mem",
             Flavor::Retpoline => "retpoline",
             Flavor::Lfence => "lfence",
+            Flavor::Kcfi => "kcfi",
+            Flavor::KcfiRetpoline => "kcfi-retpoline",
             Flavor::Trampoline => "trampoline",
             Flavor::Inline => "inline",
             Flavor::CsInline => "cs-inline",
@@ -88,9 +98,15 @@ impl Flavor {
         matches!(self, Flavor::Indirect | Flavor::Retpoline | Flavor::Lfence)
     }
 
+    /// True when the call's target is taken from `r11` (the kCFI flavors: the register the kernel's
+    /// kCFI sequence checks).
+    pub const fn target_in_r11(self) -> bool {
+        matches!(self, Flavor::Kcfi | Flavor::KcfiRetpoline)
+    }
+
     /// True when one site can reach a different target on each call without patching (poly scenarios).
     pub const fn is_indirect(self) -> bool {
-        self.target_in_rax() || matches!(self, Flavor::IndirectMem)
+        self.target_in_rax() || self.target_in_r11() || matches!(self, Flavor::IndirectMem)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The words every part of callpatch shares, defined once: what a call flavor, a scenario, a patch
+//! The words every part of callpatch shares, defined once: what a call flavor, a return kind, a scenario, a patch
 //! protocol, a granule and a census site kind are called, the rule for when a site's bytes cross a
 //! cache line, and the typed rows of every CSV file.
 //!
@@ -31,6 +31,7 @@ pub mod crossing;
 pub mod flavor;
 pub mod kind;
 pub mod protocol;
+pub mod ret;
 pub mod rows;
 pub mod scenario;
 
@@ -38,4 +39,5 @@ pub use crossing::CACHE_LINE;
 pub use flavor::Flavor;
 pub use kind::SiteKind;
 pub use protocol::{Granule, HazardWriter, NaiveStore, PatchSubject, Protocol};
+pub use ret::ReturnKind;
 pub use scenario::{Order, RowScenario, Scenario};

@@ -56,6 +56,27 @@ pub struct MachineRow {
     pub git_rev: String,
     /// When the row was written, UTC, ISO 8601.
     pub date: String,
+    // Appended for the composed "this kernel" comparison (absent in older files: `None`).
+    /// `/sys/devices/system/cpu/vulnerabilities/spec_rstack_overflow` (AMD SRSO), or `unknown (...)`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub spec_rstack_overflow: Option<String>,
+    /// `.../vulnerabilities/retbleed`, or `unknown (...)`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub retbleed: Option<String>,
+    /// `.../vulnerabilities/indirect_target_selection` (Intel ITS), or `unknown (...)`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub its: Option<String>,
+    /// The mitigation options of `/proc/cmdline` (`mitigations=`, `spectre_v2=`, `retbleed=`, `its=`,
+    /// `cfi=`, `spec_rstack_overflow=`), space-separated; empty when there are none.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub cmdline: Option<String>,
+    /// Whether the kernel was built with kCFI: `y` or `n` from its config (`/proc/config.gz`,
+    /// `/boot/config-RELEASE`), or `unknown (...)` when no config is readable.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub kernel_cfi: Option<String>,
+    /// `guest` when `/proc/cpuinfo` has the `hypervisor` flag, else `bare metal`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub platform: Option<String>,
 }
 
 /// `calls.csv`: cost of one call of a flavor in a scenario. Cycles are TSC reference cycles unless
@@ -133,6 +154,12 @@ pub struct CallsRow {
     /// The CPU the measuring thread was pinned to (`calls --cpu`, or the default chosen).
     #[cfg_attr(feature = "serde", serde(default))]
     pub cpu: Option<u32>,
+    /// How the callee returned ([`crate::ReturnKind`]; absent in older files: `ret`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub ret: Option<crate::ReturnKind>,
+    /// Which layout of targets and thunks (0, 1, …; see `results/README.md`); absent in older files: 0.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub placement: Option<u32>,
 }
 
 impl CallsRow {

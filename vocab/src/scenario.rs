@@ -315,7 +315,8 @@ mod tests {
     fn poly_is_only_for_indirect_flavors() {
         let poly = Scenario::Poly { k: 4, order: Order::Random };
         let yes: Vec<_> = Flavor::ALL.into_iter().filter(|f| poly.supports(*f)).collect();
-        assert_eq!(yes, [Flavor::Indirect, Flavor::IndirectMem, Flavor::Retpoline, Flavor::Lfence]);
+        let indirect = [Flavor::Indirect, Flavor::IndirectMem, Flavor::Retpoline, Flavor::Lfence, Flavor::Kcfi];
+        assert_eq!(yes, [&indirect[..], &[Flavor::KcfiRetpoline]].concat());
         assert!(Flavor::ALL.iter().all(|f| Scenario::Mono.supports(*f)));
         assert!(Flavor::ALL.iter().all(|f| Scenario::Offset(3).supports(*f) == (*f != Flavor::Trap)));
     }

@@ -75,8 +75,13 @@ pub struct Run {
     pub machine_id: String,
     /// The folder's `machine.csv` row for this machine, if it has one.
     pub machine: Option<MachineRow>,
-    /// The folder's `calls.csv` rows of this machine.
+    /// The folder's `calls.csv` rows of this machine whose callee returned with a plain `ret` at placement
+    /// 0 (both columns empty in older files): every plot, table and comparison of flavors reads these.
     pub calls: Vec<CallsRow>,
+    /// The folder's `calls.csv` rows of this machine of the return-kind axis: callees returning through
+    /// a thunk (`ret-thunk`, `srso`, `srso-alias`), one per placement, and `ret` at placements other than
+    /// 0: read by the summary's return-kind sections only.
+    pub returns: Vec<CallsRow>,
     /// The folder's `patch.csv` rows of this machine.
     pub patch: Vec<PatchRow>,
     /// The folder's `stress.csv` rows of this machine.
@@ -290,7 +295,8 @@ fn group_runs(folders: &[PathBuf], per_folder: &[FolderRows]) -> Vec<Run> {
                 label,
                 machine_id: id.clone(),
                 machine: rows.machine.iter().find(|r| r.machine_id == id).cloned(),
-                calls: rows.calls.iter().filter(|r| r.machine_id == id).cloned().collect(),
+                calls: rows.calls.iter().filter(|r| r.machine_id == id && !thunked(r)).cloned().collect(),
+                returns: rows.calls.iter().filter(|r| r.machine_id == id && thunked(r)).cloned().collect(),
                 patch: rows.patch.iter().filter(|r| r.machine_id == id).cloned().collect(),
                 stress: rows.stress.iter().filter(|r| r.machine_id == id).cloned().collect(),
                 hazard: rows.hazard.iter().filter(|r| r.machine_id == id).cloned().collect(),
@@ -298,6 +304,12 @@ fn group_runs(folders: &[PathBuf], per_folder: &[FolderRows]) -> Vec<Run> {
         }
     }
     runs
+}
+
+/// True for a row of the return-kind axis: a callee returning through a thunk, or with `ret` at a
+/// placement other than 0 (measured beside the thunks).
+fn thunked(r: &CallsRow) -> bool {
+    r.ret.is_some_and(|k| k.is_thunk()) || r.placement.is_some_and(|p| p > 0)
 }
 
 fn group_binaries(per_folder: &[FolderRows]) -> Vec<CensusBinary> {

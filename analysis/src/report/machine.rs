@@ -61,6 +61,63 @@ pub fn identify(tsc_hz: f64, counters: &str) -> MachineRow {
         callpatch_version: env!("CARGO_PKG_VERSION").to_string(),
         git_rev: env!("CALLPATCH_GIT_REV").to_string(),
         date: utc_iso8601(std::time::SystemTime::now()),
+        spec_rstack_overflow: Some(vulnerability("spec_rstack_overflow")),
+        retbleed: Some(vulnerability("retbleed")),
+        its: Some(vulnerability("indirect_target_selection")),
+        cmdline: Some(mitigation_options(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default())),
+        kernel_cfi: Some(kernel_cfi()),
+        platform: Some(platform(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()).into()),
+    }
+}
+
+/// A line of `/sys/devices/system/cpu/vulnerabilities/`, or `unknown (...)`.
+fn vulnerability(name: &str) -> String {
+    read_trimmed(&format!("/sys/devices/system/cpu/vulnerabilities/{name}"))
+        .unwrap_or_else(|| "unknown (not reported by this kernel)".into())
+}
+
+/// The options of a kernel command line that choose call and return mitigations. The runtime CFI mode
+/// is not in sysfs: `cfi=` here and the kernel config are all user space can read of it.
+pub fn mitigation_options(cmdline: &str) -> String {
+    const KEYS: [&str; 6] = ["mitigations=", "spectre_v2=", "retbleed=", "its=", "cfi=", "spec_rstack_overflow="];
+    let opts: Vec<&str> = cmdline.split_whitespace().take_while(|w| *w != "--").collect();
+    opts.into_iter().filter(|w| KEYS.iter().any(|k| w.starts_with(k))).collect::<Vec<_>>().join(" ")
+}
+
+/// `y` or `n` for kCFI (`CONFIG_CFI_CLANG`, called `CONFIG_CFI` since 6.18) from the running kernel's
+/// config, or `unknown (...)` when none is readable.
+fn kernel_cfi() -> String {
+    let release = read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let config = read_gz("/proc/config.gz").or_else(|| std::fs::read_to_string(format!("/boot/config-{release}")).ok());
+    match config {
+        Some(c) => config_cfi(&c).into(),
+        None => "unknown (no /proc/config.gz or /boot/config-RELEASE)".into(),
+    }
+}
+
+/// `y` when a kernel config enables kCFI, else `n`.
+pub fn config_cfi(config: &str) -> &'static str {
+    let on = config.lines().any(|l| matches!(l.trim(), "CONFIG_CFI_CLANG=y" | "CONFIG_CFI=y"));
+    if on {
+        "y"
+    } else {
+        "n"
+    }
+}
+
+fn read_gz(path: &str) -> Option<String> {
+    let out = std::process::Command::new("gzip").args(["-dc", path]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `guest` when the CPU flags include `hypervisor` (a hypervisor can hide CPU features from it), else
+/// `bare metal`.
+pub fn platform(cpuinfo: &str) -> &'static str {
+    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    if flags.split_whitespace().any(|f| f == "hypervisor") {
+        "guest"
+    } else {
+        "bare metal"
     }
 }
 

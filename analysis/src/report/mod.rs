@@ -13,10 +13,12 @@ pub mod lookup;
 pub mod machine;
 pub mod plots;
 pub mod render;
+pub mod returns;
 pub mod rows;
 pub mod scenario;
 pub mod style;
 pub mod summary;
+pub mod this_kernel;
 pub mod tradeoff;
 pub mod validate;
 

@@ -89,13 +89,15 @@ mod tests {
             core_cycles_median: Some(44.1),
             arena: None,
             cpu: None,
+            ret: None,
+            placement: None,
         };
         write_csv(&path, std::slice::from_ref(&row)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text.lines().next().unwrap(),
             "machine_id,flavor,scenario,param,unroll,repeats,cycles_min,cycles_median,cycles_p90,ns_median,instructions,branch_misses,timer,\
-             baseline,ratio_median,ratio_lo,ratio_hi,samples,discarded,noisy,note,core_hz_est,core_cycles_median,arena,cpu"
+             baseline,ratio_median,ratio_lo,ratio_hi,samples,discarded,noisy,note,core_hz_est,core_cycles_median,arena,cpu,ret,placement"
         );
         let back = read_csv::<CallsRow>(&path).unwrap();
         // An empty note reads back as no note.

@@ -65,9 +65,11 @@ pub fn markdown(input: &SummaryInput) -> String {
     }
     for (i, run) in d.runs.iter().enumerate() {
         let _ = writeln!(s, "## Machine `{}`\n", run.label);
+        s.push_str(&crate::report::this_kernel::section(run));
         machine(&mut s, run);
         headline(&mut s, run, input.models.get(i).and_then(|v| v.first()));
         calls(&mut s, run, d);
+        s.push_str(&crate::report::returns::section(run));
         patch(&mut s, run, d);
         stress(&mut s, run, d);
         hazard(&mut s, run, d);

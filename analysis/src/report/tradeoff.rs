@@ -497,6 +497,8 @@ mod tests {
                 core_cycles_median: None,
                 arena: None,
                 cpu: None,
+                ret: None,
+                placement: None,
             })
             .collect();
         write_csv(&dir.path().join("calls.csv"), &rows).unwrap();

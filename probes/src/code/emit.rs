@@ -99,6 +99,13 @@ impl<'a> Emitter<'a> {
         Ok(self.arena.alloc(0, align)?)
     }
 
+    /// Skips to address `to` (not below [`Emitter::here`]) with never-executed `int3` bytes.
+    pub fn skip_int3(&mut self, to: usize) -> Result<usize, EmitError> {
+        let gap = to.checked_sub(self.here()).ok_or_else(|| EmitError::Bad(format!("cannot skip back to {to:#x}")))?;
+        self.arena.alloc(gap, 1)?;
+        Ok(self.here())
+    }
+
     /// Pads with executed NOPs to the next multiple of `align` (a loop top).
     pub fn align_nop(&mut self, align: usize) -> Result<usize, EmitError> {
         let pad = self.here().next_multiple_of(align) - self.here();

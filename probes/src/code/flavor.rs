@@ -9,6 +9,8 @@
 //! | `indirect-mem` | `ff 15 disp32` (`call *x(%rip)`)   | a pointer loaded from memory (ops table)    |
 //! | `retpoline`    | `e8 rel32` to a retpoline thunk    | Spectre v2 generic retpoline                |
 //! | `lfence`       | `0f ae e8 ff d0`                   | AMD-style `lfence; call *%rax`              |
+//! | `kcfi`         | kCFI check, `41 ff d3`             | Clang kCFI: `call *%r11` after a hash check |
+//! | `kcfi-retpoline` | kCFI check, `2e e8 rel32`        | the same through `__x86_indirect_thunk_r11` |
 //! | `trampoline`   | `e8 rel32` to an `e9 rel32` jump   | out-of-line static call                     |
 //! | `inline`       | `e8 rel32` to the target           | inline static call (the patcher's site)     |
 //! | `cs-inline`    | `2e e8 rel32` to the target        | the cs-prefixed inline static call site     |
@@ -23,16 +25,17 @@
 //! measuring it separately shows that a patched site costs what the compiler's direct call costs.
 //!
 //! Polymorphic scenarios need a site whose target changes from call to call without rewriting code, so
-//! only the four indirect flavors (`indirect`, `indirect-mem`, `retpoline`, `lfence`) take part. There,
-//! every call first selects its target with one load from a sequence table (`rbx` + `rcx` + 8·j): the
-//! `rax` flavors load it with `mov rax, [rbx+rcx+8j]`, and `indirect-mem` calls through that same slot
+//! only the six indirect flavors (`indirect`, `indirect-mem`, `retpoline`, `lfence`, `kcfi`,
+//! `kcfi-retpoline`) take part. There, every call first selects its target with one load from a sequence
+//! table (`rbx` + `rcx` + 8·j): the `rax` flavors load it with `mov rax, [rbx+rcx+8j]`, the kCFI flavors
+//! with `mov r11, [rbx+rcx+8j]`, and `indirect-mem` calls through that same slot
 //! (`ff 54 0b d8` / `ff 94 0b d32`, `call *8j(%rbx,%rcx)`), so each flavor pays exactly one load per call
 //! for the selection. The direct-style flavors (`direct`, `trampoline`, `inline`, `cs-inline`) have one
 //! target per site; changing it means patching, which `callpatch patch` measures, not a call scenario.
 
 use iced_x86::{Code, Decoder, DecoderOptions, Encoder, Instruction, MemoryOperand, Register};
 
-use super::insn::{self, EncodeError, Insn, InsnBytes};
+use super::insn::{self, EncodeError, Insn};
 
 pub use callpatch_vocab::Flavor;
 
@@ -54,6 +57,8 @@ impl FlavorSite for Flavor {
             (Flavor::Retpoline, _) => SiteForm::Call { to: to.thunk },
             (Flavor::Indirect, _) => SiteForm::CallRax,
             (Flavor::Lfence, _) => SiteForm::LfenceCallRax,
+            (Flavor::Kcfi, _) => SiteForm::KcfiCallR11 { hash: KCFI_HASH },
+            (Flavor::KcfiRetpoline, _) => SiteForm::KcfiCallThunk { hash: KCFI_HASH, thunk: to.thunk },
             (Flavor::IndirectMem, None) => SiteForm::CallRipSlot { slot: to.slot },
             (Flavor::IndirectMem, Some(disp)) => SiteForm::CallSelected { disp },
         }
@@ -65,7 +70,7 @@ impl FlavorSite for Flavor {
 pub struct CallTo {
     /// The (mono) target function.
     pub target: usize,
-    /// The retpoline thunk.
+    /// The retpoline thunk (`__x86_indirect_thunk_rax`, or `_r11` for `kcfi-retpoline`).
     pub thunk: usize,
     /// The trampoline (`jmp target`).
     pub trampoline: usize,
@@ -107,7 +112,50 @@ pub enum SiteForm {
         /// Where the emulated call goes.
         to: usize,
     },
+    /// The kCFI check then `call *%r11`: `41 ba -hash; 45 03 53 f1; 74 02; 0f 0b; 41 ff d3`.
+    KcfiCallR11 {
+        /// The type hash the target's preamble must hold at `r11 - 15`.
+        hash: u32,
+    },
+    /// The kCFI check then `cs call thunk` (`2e e8 rel32`).
+    KcfiCallThunk {
+        /// The type hash.
+        hash: u32,
+        /// `__x86_indirect_thunk_r11`.
+        thunk: usize,
+    },
 }
+
+/// The kCFI type hash of every target here (one function type). A kernel derives it from the type.
+pub const KCFI_HASH: u32 = 0x2b1f_7a53;
+
+/// How far before a function its kCFI hash lies: the preamble `mov $hash, %eax` starts 16 bytes before
+/// the function (16 bytes of call padding), so its imm32 is at −15.
+pub const KCFI_HASH_OFFSET: i64 = -15;
+
+/// The kCFI check at `at`, as arch/x86/include/asm/cfi.h (Linux 6.12) lays out the caller:
+/// `movl $(-hash), %r10d; addl -15(%r11), %r10d; je 1f; ud2; 1:` — 14 bytes, a wrong hash traps.
+fn kcfi_check(hash: u32, at: usize) -> Result<Vec<u8>, EncodeError> {
+    let mem = MemoryOperand::with_base_displ_size(Register::R11, KCFI_HASH_OFFSET, 1);
+    let check = [
+        Instruction::with2(Code::Mov_r32_imm32, Register::R10D, hash.wrapping_neg()),
+        Instruction::with2(Code::Add_r32_rm32, Register::R10D, mem),
+    ];
+    let mut enc = Encoder::new(64);
+    let mut ip = at as u64;
+    for i in check {
+        let i = i.expect("mov r32, imm32 and add r32, m32 always build");
+        ip += enc.encode(&i, ip).expect("a register and a disp8 operand always encode") as u64;
+    }
+    // `je` over the 2-byte `ud2`, then the `ud2`.
+    let je = Instruction::with_branch(Code::Je_rel8_64, ip + 4).expect("je rel8 builds");
+    ip += enc.encode(&je, ip).expect("a 2-byte forward je always encodes") as u64;
+    enc.encode(&Instruction::with(Code::Ud2), ip).expect("ud2 encodes");
+    Ok(enc.take_buffer())
+}
+
+/// Length of the kCFI check's bytes (`mov` 6, `add` 4, `je` 2, `ud2` 2).
+pub const KCFI_CHECK_LEN: usize = 14;
 
 /// `lfence` (`0f ae e8`).
 pub const LFENCE: [u8; 3] = [0x0f, 0xae, 0xe8];
@@ -122,16 +170,27 @@ impl SiteForm {
         }
     }
 
-    /// Encodes the site at address `at`: rel32 forms through [`insn::encode`], the others through
+    /// Encodes the site at address `at` (2–20 bytes): rel32 forms through [`insn::encode`], the others through
     /// iced-x86's `Encoder`, which encodes exactly the `Code` it is given (never a shorter form).
-    pub fn encode(self, at: usize) -> Result<InsnBytes, EncodeError> {
+    pub fn encode(self, at: usize) -> Result<Vec<u8>, EncodeError> {
         if let Some(i) = self.insn() {
-            return insn::encode(i, at);
+            return Ok(insn::encode(i, at)?.to_vec());
         }
         if let SiteForm::TrapCall { to } = self {
             let mut bytes = insn::encode(Insn::Call(to), at)?.to_vec();
             bytes[0] = insn::INT3;
-            return Ok(InsnBytes::from_slice(&bytes));
+            return Ok(bytes);
+        }
+        if let SiteForm::KcfiCallR11 { hash } | SiteForm::KcfiCallThunk { hash, .. } = self {
+            let mut bytes = kcfi_check(hash, at)?;
+            let call_at = at + KCFI_CHECK_LEN;
+            match self {
+                SiteForm::KcfiCallThunk { thunk, .. } => {
+                    bytes.extend_from_slice(&insn::encode(Insn::CsCall(thunk), call_at)?);
+                }
+                _ => bytes.extend_from_slice(&[0x41, 0xff, 0xd3]),
+            }
+            return Ok(bytes);
         }
         let (prefix, instr): (&[u8], _) = match self {
             SiteForm::CallRax => (&[], Instruction::with1(Code::Call_rm64, Register::RAX)),
@@ -148,7 +207,11 @@ impl SiteForm {
                     MemoryOperand::with_base_index_scale_displ_size(Register::RBX, Register::RCX, 1, disp.into(), size);
                 (&[], Instruction::with1(Code::Call_rm64, m))
             }
-            SiteForm::Call { .. } | SiteForm::CsCall { .. } | SiteForm::TrapCall { .. } => {
+            SiteForm::Call { .. }
+            | SiteForm::CsCall { .. }
+            | SiteForm::TrapCall { .. }
+            | SiteForm::KcfiCallR11 { .. }
+            | SiteForm::KcfiCallThunk { .. } => {
                 unreachable!("handled above")
             }
         };
@@ -163,7 +226,7 @@ impl SiteForm {
         enc.encode(&instr, at_call as u64).expect("call r/m64 with an in-range operand always encodes");
         let mut bytes = prefix.to_vec();
         bytes.extend_from_slice(&enc.take_buffer());
-        Ok(InsnBytes::from_slice(&bytes))
+        Ok(bytes)
     }
 
     /// Decodes the bytes at `at` back into a site form (iced-x86 `Decoder`), or `None` when they are
@@ -176,6 +239,9 @@ impl SiteForm {
                 Some(Insn::Call(to)) => Some((SiteForm::TrapCall { to }, insn::REL32_LEN)),
                 _ => None,
             };
+        }
+        if let Some(form) = decode_kcfi(bytes, at) {
+            return Some(form);
         }
         if let Some(i) = insn::decode(bytes, at) {
             return match i {
@@ -209,6 +275,30 @@ impl SiteForm {
     }
 }
 
+/// The kCFI forms: the 14-byte check (re-encoded from the decoded hash and compared byte for byte),
+/// then `call *%r11` or `cs call rel32`.
+fn decode_kcfi(bytes: &[u8], at: usize) -> Option<(SiteForm, usize)> {
+    let mut dec = Decoder::with_ip(64, bytes, at as u64, DecoderOptions::NONE);
+    let mov = dec.decode();
+    if mov.code() != Code::Mov_r32_imm32 || mov.op0_register() != Register::R10D {
+        return None;
+    }
+    let hash = mov.immediate32().wrapping_neg();
+    let check = kcfi_check(hash, at).ok()?;
+    if bytes.get(..KCFI_CHECK_LEN)? != check.as_slice() {
+        return None;
+    }
+    let call_at = at + KCFI_CHECK_LEN;
+    let rest = &bytes[KCFI_CHECK_LEN..];
+    if rest.starts_with(&[0x41, 0xff, 0xd3]) {
+        return Some((SiteForm::KcfiCallR11 { hash }, KCFI_CHECK_LEN + 3));
+    }
+    match insn::decode(rest, call_at)? {
+        Insn::CsCall(thunk) => Some((SiteForm::KcfiCallThunk { hash, thunk }, KCFI_CHECK_LEN + 6)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +324,16 @@ mod tests {
         assert_eq!(far.encode(at).unwrap().as_slice(), [0xff, 0x94, 0x0b, 0x00, 0x02, 0, 0]);
         assert_eq!(SiteForm::decode(&[0xff, 0xd1], at), None, "call *%rcx is not a site");
         assert_eq!(SiteForm::decode(&[0xcc, 0xcc], at), None, "int3 padding is not a trap site");
+        // kCFI: movl $-hash, %r10d; addl -15(%r11), %r10d; je 1f; ud2; 1: call *%r11 / cs call thunk.
+        let hash = 0x1234_5678u32;
+        let check =
+            [&[0x41, 0xba][..], &hash.wrapping_neg().to_le_bytes(), &[0x45, 0x03, 0x53, 0xf1, 0x74, 0x02, 0x0f, 0x0b]]
+                .concat();
+        let r11 = SiteForm::KcfiCallR11 { hash };
+        assert_eq!(r11.encode(at).unwrap().as_slice(), [&check[..], &[0x41, 0xff, 0xd3]].concat());
+        assert_eq!(SiteForm::decode(&r11.encode(at).unwrap(), at), Some((r11, 17)));
+        let thunk = SiteForm::KcfiCallThunk { hash, thunk: at + 14 + 6 + 0x40 };
+        assert_eq!(thunk.encode(at).unwrap().as_slice(), [&check[..], &[0x2e, 0xe8, 0x40, 0, 0, 0]].concat());
+        assert_eq!(SiteForm::decode(&thunk.encode(at).unwrap(), at), Some((thunk, 20)));
     }
 }

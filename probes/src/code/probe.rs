@@ -4,7 +4,8 @@
 //! Register contract of the generated loops (all caller-saved except `rbx`, which is saved):
 //! - `rdi`: iterations left; `rdx`: the accumulator, returned in `rax` at the end;
 //! - `rax`: the call target for the `rax` flavors (set once before the loop, or loaded per call in
-//!   poly scenarios); `rbx` + `rcx`: the poly selection table and the byte index into it;
+//!   poly scenarios); `r11` the same for the kCFI flavors, whose check clobbers `r10`; `rbx` + `rcx`:
+//!   the poly selection table and the byte index into it;
 //! - `rsi`, `r8` (sites-N only): passes over the N sites per iteration (1 or 2) and the pass counter.
 //!
 //! Targets are tiny functions `add rdx, w; ret` with a distinct weight w = 1, 2, …, K, so the value a
@@ -27,12 +28,15 @@
 //!   `rcx` by 8 per call, wrapping the table.
 //! - `offset-B`: the site at byte B of its line.
 
-use iced_x86::code_asm::{ecx, edx, esi, qword_ptr, r8, rax, rbx, rcx, rdi, rdx, rsi, rsp, CodeLabel};
+use iced_x86::code_asm::{
+    ecx, edx, esi, qword_ptr, r11, r8, rax, rbx, rcx, rdi, rdx, rsi, rsp, AsmRegister64, CodeLabel,
+};
 
 use super::arena::{Arena, ArenaMode, CACHE_LINE};
 use super::emit::{EmitError, Emitter};
-use super::flavor::{CallTo, Flavor, FlavorSite, SiteForm};
+use super::flavor::{CallTo, Flavor, FlavorSite, SiteForm, KCFI_HASH};
 use super::insn::{self, Insn};
+use super::ret::{self, ReturnKind, ReturnThunk};
 use super::scenario::{Scenario, ScenarioSequence, SEQUENCE_LEN};
 use crate::measure::Unroll;
 
@@ -44,11 +48,15 @@ pub struct EmitOptions {
     pub unroll: usize,
     /// How the arena is mapped.
     pub mode: ArenaMode,
+    /// How every target returns.
+    pub ret: ReturnKind,
+    /// Where targets and thunks sit (0 ..= [`super::ret::MAX_PLACEMENT`]; see [`super::ret`]).
+    pub placement: u32,
 }
 
 impl Default for EmitOptions {
     fn default() -> Self {
-        EmitOptions { unroll: 32, mode: ArenaMode::Rwx }
+        EmitOptions { unroll: 32, mode: ArenaMode::Rwx, ret: ReturnKind::Ret, placement: 0 }
     }
 }
 
@@ -93,6 +101,9 @@ pub struct Probe {
     flavor: Flavor,
     scenario: Scenario,
     unroll: usize,
+    ret: ReturnKind,
+    placement: u32,
+    return_thunk: Option<ReturnThunk>,
     arena: Arena,
     /// Entry points of the Single and Double loops.
     entries: [usize; 2],
@@ -123,18 +134,27 @@ impl Probe {
     /// flavor), a parameter is out of range, or the arena cannot be mapped.
     pub fn new(flavor: Flavor, scenario: Scenario, options: &EmitOptions) -> Result<Probe, EmitError> {
         let (unroll, calls) = check(flavor, scenario, options.unroll)?;
+        if options.placement > ret::MAX_PLACEMENT {
+            return Err(EmitError::Bad(format!(
+                "placement {} is outside 0..={}",
+                options.placement,
+                ret::MAX_PLACEMENT
+            )));
+        }
         let emitted_calls = match scenario {
             Scenario::Sites(n) => n,
             _ => 3 * options.unroll,
         };
         // One line per site, plus room for a selection load.
         // Fixed placement: the same virtual addresses in every run, so two runs time the same layout.
-        let mut arena = Arena::new_fixed((64 << 10) + emitted_calls * (CACHE_LINE + 16), options.mode)?;
+        let extra = ret::arena_bytes(options.ret, options.placement);
+        let mut arena = Arena::new_fixed((64 << 10) + extra + emitted_calls * (CACHE_LINE + 16), options.mode)?;
         let selection = [0, 1].map(|b| scenario.sequence(calls[b]).unwrap_or_default());
 
-        // Front to back: targets, what the flavor's sites go through, the two loops.
+        // Front to back: the return thunk, targets, what the flavor's sites go through, the two loops.
         let mut l = Layout::new(&mut arena, flavor, scenario);
-        l.targets()?;
+        l.return_thunk = ret::emit_thunk(&mut l.e, options.ret, options.placement, &mut l.symbols)?;
+        l.targets(options.placement)?;
         // Poly: each loop's selection as target addresses, which its code loads.
         let tables =
             [0, 1].map(|b| selection[b].iter().map(|&t| l.targets[t as usize].addr as u64).collect::<Box<[u64]>>());
@@ -148,7 +168,7 @@ impl Probe {
                 l.timed_loop(Unroll::Double, calls[1], &tables[1])?,
             ],
         };
-        let Layout { targets, slot, thunk, trampoline, sites, symbols, .. } = l;
+        let Layout { targets, slot, thunk, trampoline, sites, symbols, return_thunk, .. } = l;
 
         arena.seal()?;
         emulate_trap_sites(&sites)?;
@@ -156,6 +176,9 @@ impl Probe {
             flavor,
             scenario,
             unroll,
+            ret: options.ret,
+            placement: options.placement,
+            return_thunk,
             arena,
             entries,
             calls,
@@ -219,6 +242,7 @@ struct Layout<'a> {
     slot: Option<usize>,
     thunk: Option<usize>,
     trampoline: Option<usize>,
+    return_thunk: Option<ReturnThunk>,
     sites: Vec<ProbeSite>,
     symbols: Vec<Symbol>,
 }
@@ -233,24 +257,43 @@ impl<'a> Layout<'a> {
             slot: None,
             thunk: None,
             trampoline: None,
+            return_thunk: None,
             sites: Vec::new(),
             symbols: Vec::new(),
         }
     }
 
-    /// The targets, `add rdx, w; ret` with w = 1, 2, …, each on its own 16 bytes, so the sum a loop
-    /// returns says which targets it really called.
-    fn targets(&mut self) -> Result<(), EmitError> {
+    /// The targets, `add rdx, w` and the return ([`ret::emit_return`]) with w = 1, 2, …, each on its
+    /// own 16 bytes, so the sum a loop returns says which targets it really called; the first at
+    /// [`ret::target_skip`] bytes past a line start.
+    fn targets(&mut self, placement: u32) -> Result<(), EmitError> {
+        let line = self.e.align_int3(64)?;
+        self.e.skip_int3(line + ret::target_skip(placement))?;
+        let thunk = self.return_thunk;
         for i in 0..self.scenario.targets() {
             let weight = i as u64 + 1;
             self.e.align_int3(16)?;
+            if self.flavor.target_in_r11() {
+                self.kcfi_preamble()?;
+            }
             let (addr, _) = self.e.asm(|a, _: &mut [CodeLabel; 0]| {
                 a.add(rdx, weight as i32)?;
-                a.ret()
+                ret::emit_return(a, thunk.as_ref())
             })?;
             self.symbols.push(Symbol { addr, len: self.e.here() - addr, name: format!("callpatch_target_{i}") });
             self.targets.push(Target { addr, weight });
         }
+        Ok(())
+    }
+
+    /// The kCFI preamble of the target that follows, as arch/x86/include/asm/cfi.h (Linux 6.12) lays
+    /// out `__cfi_\func`: `movl $hash, %eax` and 11 bytes of NOPs, 16 bytes before the function (call
+    /// padding), so the hash is at −15, where the caller's check reads it.
+    fn kcfi_preamble(&mut self) -> Result<(), EmitError> {
+        let mut preamble = vec![0xb8];
+        preamble.extend_from_slice(&KCFI_HASH.to_le_bytes());
+        preamble.extend_from_slice(&[0x90; 11]);
+        self.e.raw(&preamble)?;
         Ok(())
     }
 
@@ -268,10 +311,13 @@ impl<'a> Layout<'a> {
     /// `retpoline`: the thunk, as Linux's `__x86_indirect_thunk_rax`: the `call` pushes a return
     /// address whose prediction (the RSB) lands in the pause/lfence capture loop, while the real return
     /// goes to `rax` after `mov %rax, (%rsp)`: the indirect branch is never predicted.
+    /// `kcfi-retpoline` gets the same thunk for `r11`, `__x86_indirect_thunk_r11`.
     fn retpoline_thunk(&mut self) -> Result<(), EmitError> {
-        if self.flavor != Flavor::Retpoline {
-            return Ok(());
-        }
+        let (reg, name): (AsmRegister64, _) = match self.flavor {
+            Flavor::Retpoline => (rax, "__x86_indirect_thunk_rax"),
+            Flavor::KcfiRetpoline => (r11, "__x86_indirect_thunk_r11"),
+            _ => return Ok(()),
+        };
         self.e.align_int3(32)?;
         let (at, _) = self.e.asm(|a, [do_rop, capture]: &mut [CodeLabel; 2]| {
             a.call(*do_rop)?;
@@ -280,10 +326,10 @@ impl<'a> Layout<'a> {
             a.lfence()?;
             a.jmp(*capture)?;
             a.set_label(do_rop)?;
-            a.mov(qword_ptr(rsp), rax)?;
+            a.mov(qword_ptr(rsp), reg)?;
             a.ret()
         })?;
-        self.symbols.push(Symbol { addr: at, len: self.e.here() - at, name: "__x86_indirect_thunk_rax".into() });
+        self.symbols.push(Symbol { addr: at, len: self.e.here() - at, name: name.into() });
         self.thunk = Some(at);
         Ok(())
     }
@@ -302,10 +348,20 @@ impl<'a> Layout<'a> {
         Ok(())
     }
 
-    /// The target loaded into `rax` once before a loop (`rax` flavors outside poly, where each call
-    /// loads its own).
-    fn rax_target(&self) -> Option<u64> {
-        (self.flavor.target_in_rax() && !self.scenario.is_poly()).then_some(self.targets[0].addr as u64)
+    /// The register a register flavor calls through: `rax`, or `r11` for the kCFI flavors.
+    fn target_reg(&self) -> Option<AsmRegister64> {
+        match (self.flavor.target_in_rax(), self.flavor.target_in_r11()) {
+            (true, _) => Some(rax),
+            (_, true) => Some(r11),
+            _ => None,
+        }
+    }
+
+    /// The target and its register, loaded once before a loop (register flavors outside poly, where
+    /// each call loads its own).
+    fn rax_target(&self) -> Option<(AsmRegister64, u64)> {
+        let reg = self.target_reg().filter(|_| !self.scenario.is_poly())?;
+        Some((reg, self.targets[0].addr as u64))
     }
 
     /// Base name of the loops' symbols, e.g. `callpatch_indirect_poly_rr_4`.
@@ -340,8 +396,8 @@ impl<'a> Layout<'a> {
             if poly {
                 a.mov(rbx, table)?;
             }
-            if let Some(t) = rax_target {
-                a.mov(rax, t)?;
+            if let Some((reg, t)) = rax_target {
+                a.mov(reg, t)?;
             }
             Ok(())
         })?;
@@ -362,8 +418,8 @@ impl<'a> Layout<'a> {
         };
         for j in 0..n {
             let selection = self.scenario.is_poly().then_some(8 * j as i32);
-            let lead = match (selection, self.flavor.target_in_rax()) {
-                (Some(disp), true) => Emitter::assemble_anywhere(|a| a.mov(rax, qword_ptr(rbx + rcx + disp)))?,
+            let lead = match (selection, self.target_reg()) {
+                (Some(disp), Some(reg)) => Emitter::assemble_anywhere(|a| a.mov(reg, qword_ptr(rbx + rcx + disp)))?,
                 _ => Vec::new(),
             };
             let to = CallTo {
@@ -426,8 +482,8 @@ impl<'a> Layout<'a> {
             a.push(rbx)?;
             a.xor(edx, edx)?;
             a.xor(ecx, ecx)?;
-            if let Some(t) = rax_target {
-                a.mov(rax, t)?;
+            if let Some((reg, t)) = rax_target {
+                a.mov(reg, t)?;
             }
             Ok(())
         })?;
@@ -539,6 +595,21 @@ impl Probe {
     /// The targets, in weight order (one for every scenario but poly-K, which has K).
     pub fn targets(&self) -> &[Target] {
         &self.targets
+    }
+
+    /// How every target returns.
+    pub fn ret(&self) -> ReturnKind {
+        self.ret
+    }
+
+    /// The placement of targets and thunks ([`super::ret`]).
+    pub fn placement(&self) -> u32 {
+        self.placement
+    }
+
+    /// The return thunk the targets jump to (`None` for `ret`).
+    pub fn return_thunk(&self) -> Option<ReturnThunk> {
+        self.return_thunk
     }
 
     /// The retpoline thunk's address (`retpoline` only).
