@@ -23,10 +23,9 @@ thread_local! {
 pub fn hold_locks_across_fork() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // The hub's handlers (if this copy creates it) first, so they run after ours at a fork.
-        if crate::hub::get().is_ok() {
-            crate::hub::settle_creation();
-        }
+        // The hub first: if this copy creates it, its handlers are registered before ours, so they
+        // run after ours at a fork (the hub's lock is taken inside every copy's text lock).
+        let _ = crate::hub::get();
         // SAFETY: three `extern "C" fn()` with no preconditions; registration has none either.
         let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release_in_child)) };
         assert_eq!(rc, 0, "pthread_atfork failed: {}", std::io::Error::from_raw_os_error(rc));

@@ -64,6 +64,7 @@ pub(crate) fn get() -> Result<&'static Hub, String> {
     let mut p = CELL.load(Ordering::Acquire);
     if p.is_null() {
         p = find_or_create();
+        settle_creation();
     }
     // SAFETY: CELL (ours or another copy's) only ever holds a leaked `Box<Hub>`, or a hub another
     // version created, whose first two fields every version lays out alike.
@@ -238,9 +239,9 @@ fn unsafe_zeroed() -> libc::Dl_info {
     unsafe { std::mem::zeroed() }
 }
 
-/// Called once by whoever first asks for the hub in this copy, outside the loader lock: the creator
-/// pins itself and registers the lock's `fork` handlers.
-pub(crate) fn settle_creation() {
+/// Called by [`get`] once the hub is found, outside the loader lock: the creator pins itself and
+/// registers the lock's `fork` handlers (before any handler of its own copy: see [`crate::fork`]).
+fn settle_creation() {
     if CREATED.swap(false, Ordering::AcqRel) {
         pin_own_object();
         // SAFETY: three `extern "C" fn()` without preconditions.
@@ -459,7 +460,6 @@ mod tests {
     #[test]
     fn this_copy_finds_its_own_note_and_hub() {
         let hub = get().unwrap() as *const Hub;
-        settle_creation();
         // A second lookup walks the notes again and must land on the same hub.
         let mut walk = Walk { found: std::ptr::null_mut() };
         // SAFETY: as in find_or_create.
