@@ -53,6 +53,47 @@ pub fn read_csv<T: for<'de> Deserialize<'de>>(path: &std::path::Path) -> Result<
     csv::Reader::from_path(path)?.deserialize().collect()
 }
 
+/// A `calls.csv` row for unit tests: `flavor` in `scenario` (`param`), every cycle column `ticks`,
+/// `ns_median` as given, nothing measured beside them.
+#[cfg(test)]
+pub(crate) fn test_calls_row(
+    flavor: callpatch_vocab::Flavor,
+    scenario: &str,
+    param: &str,
+    ticks: f64,
+    ns: f64,
+) -> CallsRow {
+    CallsRow {
+        machine_id: "m".into(),
+        flavor,
+        scenario: scenario.into(),
+        param: param.into(),
+        unroll: 32,
+        repeats: 45,
+        cycles_min: ticks,
+        cycles_median: ticks,
+        cycles_p90: ticks,
+        ns_median: ns,
+        instructions: "unavailable (x)".into(),
+        branch_misses: "unavailable (x)".into(),
+        timer: "tsc-ref-cycles".into(),
+        baseline: None,
+        ratio_median: None,
+        ratio_lo: None,
+        ratio_hi: None,
+        samples: None,
+        discarded: None,
+        noisy: None,
+        note: None,
+        core_hz_est: None,
+        core_cycles_median: None,
+        arena: None,
+        cpu: None,
+        ret: None,
+        placement: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -471,35 +471,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rows: Vec<CallsRow> = calls
             .iter()
-            .map(|&(flavor, ns)| CallsRow {
-                machine_id: "m".into(),
-                flavor: flavor.parse().unwrap(),
-                scenario: "mono".into(),
-                param: String::new(),
-                unroll: 1,
-                repeats: 1,
-                cycles_min: ns,
-                cycles_median: ns,
-                cycles_p90: ns,
-                ns_median: ns,
-                instructions: String::new(),
-                branch_misses: String::new(),
-                timer: "tsc-ref-cycles".into(),
-                baseline: None,
-                ratio_median: None,
-                ratio_lo: None,
-                ratio_hi: None,
-                samples: None,
-                discarded: None,
-                noisy: None,
-                note: None,
-                core_hz_est: None,
-                core_cycles_median: None,
-                arena: None,
-                cpu: None,
-                ret: None,
-                placement: None,
-            })
+            .map(|&(flavor, ns)| crate::report::rows::test_calls_row(flavor.parse().unwrap(), "mono", "", ns, ns))
             .collect();
         write_csv(&dir.path().join("calls.csv"), &rows).unwrap();
         let mut text = String::from(
