@@ -72,6 +72,7 @@ fn every_site_decodes_to_exactly_its_flavor_instruction_length_and_target() {
                 (Flavor::IndirectMem, true) => SiteForm::CallSelected { disp: 8 * j as i32 },
                 (Flavor::Kcfi, _) => SiteForm::KcfiCallR11 { hash: KCFI_HASH },
                 (Flavor::KcfiRetpoline, _) => SiteForm::KcfiCallThunk { hash: KCFI_HASH, thunk: p.thunk().unwrap() },
+                (Flavor::Fineibt, _) => SiteForm::FineibtCallR11 { hash: KCFI_HASH },
             };
             assert_eq!(site.form, expect, "{flavor} {scenario} site {i}");
             // The exact bytes the flavor table promises.
@@ -83,7 +84,9 @@ fn every_site_decodes_to_exactly_its_flavor_instruction_length_and_target() {
                 SiteForm::LfenceCallRax => &[0x0f, 0xae, 0xe8, 0xff, 0xd0],
                 SiteForm::CallRipSlot { .. } => &[0xff, 0x15],
                 SiteForm::CallSelected { .. } => &[0xff],
-                SiteForm::KcfiCallR11 { .. } | SiteForm::KcfiCallThunk { .. } => &[0x41, 0xba],
+                SiteForm::KcfiCallR11 { .. } | SiteForm::KcfiCallThunk { .. } | SiteForm::FineibtCallR11 { .. } => {
+                    &[0x41, 0xba]
+                }
             };
             assert!(bytes.starts_with(head), "{flavor} {scenario}: {bytes:02x?}");
             let want_len = match site.form {
@@ -95,6 +98,7 @@ fn every_site_decodes_to_exactly_its_flavor_instruction_length_and_target() {
                 SiteForm::CallSelected { disp } => 4 + 3 * usize::from(disp > 127),
                 SiteForm::KcfiCallR11 { .. } => 14 + 3,
                 SiteForm::KcfiCallThunk { .. } => 14 + 6,
+                SiteForm::FineibtCallR11 { .. } => 19,
             };
             assert_eq!(site.len, want_len, "{flavor} {scenario}");
             // Patchable forms round-trip through the patcher's own decoder.

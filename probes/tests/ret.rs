@@ -146,3 +146,24 @@ fn kcfi_targets_carry_the_hash_their_callers_check() {
         p.verify().unwrap();
     }
 }
+
+#[test]
+fn fineibt_calls_land_on_the_preamble_that_checks_their_hash() {
+    use callpatch_probes::code::flavor::{fineibt_preamble, KCFI_HASH};
+    use callpatch_probes::code::SiteForm;
+    for scenario in SCENARIOS {
+        for ret in [ReturnKind::Ret, ReturnKind::SrsoAlias] {
+            let p = Probe::new(Flavor::Fineibt, scenario, &options(ret, 1)).unwrap();
+            for t in p.targets() {
+                assert_eq!(p.arena().read(t.addr - 16, 16), fineibt_preamble(KCFI_HASH), "{scenario} {ret}");
+            }
+            for s in p.sites() {
+                assert_eq!(s.form, SiteForm::FineibtCallR11 { hash: KCFI_HASH });
+                assert_eq!(SiteForm::decode(&p.arena().read(s.addr, s.len), s.addr), Some((s.form, s.len)));
+            }
+            // Every call went through a preamble into its own target (the weight sum), r11 reloaded
+            // before each call in mono.
+            p.verify().unwrap_or_else(|e| panic!("{scenario} {ret}: {e}"));
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! | `lfence`       | `0f ae e8 ff d0`                   | AMD-style `lfence; call *%rax`              |
 //! | `kcfi`         | kCFI hash check, `call *%r11`      | Clang kCFI on an indirect call              |
 //! | `kcfi-retpoline` | kCFI hash check, `e8` to the r11 retpoline thunk | kCFI with retpolines, as the kernel combines them |
+//! | `fineibt`      | `mov $hash,%r10d; sub $16,%r11; nop4; call *%r11; nop2` | FineIBT (Linux 6.2–6.14 form): the target's preamble checks the hash |
 //! | `trampoline`   | `e8 rel32` to an `e9 rel32` jump   | out-of-line static call                     |
 //! | `inline`       | `e8 rel32` to the target           | inline static call (the patcher's site)     |
 //! | `cs-inline`    | `2e e8 rel32` to the target        | the cs-prefixed inline static call site     |
@@ -39,6 +40,9 @@ pub enum Flavor {
     Kcfi,
     /// The kCFI check, then `call __x86_indirect_thunk_r11`.
     KcfiRetpoline,
+    /// FineIBT: the caller loads the hash and calls 16 bytes before the target, into its
+    /// `endbr64; sub $hash, %r10d; je 1f; ud2; 1: nop` preamble, which checks it.
+    Fineibt,
     /// `e8 rel32` to a trampoline that is one `e9 rel32`.
     Trampoline,
     /// `e8 rel32` straight to the target: the patchable inline static call.
@@ -51,7 +55,7 @@ pub enum Flavor {
 
 impl Flavor {
     /// Every flavor, in table order (the order of CLI output, CSV rows, plots and tables).
-    pub const ALL: [Flavor; 11] = [
+    pub const ALL: [Flavor; 12] = [
         Flavor::Direct,
         Flavor::Indirect,
         Flavor::IndirectMem,
@@ -59,6 +63,7 @@ impl Flavor {
         Flavor::Lfence,
         Flavor::Kcfi,
         Flavor::KcfiRetpoline,
+        Flavor::Fineibt,
         Flavor::Trampoline,
         Flavor::Inline,
         Flavor::CsInline,
@@ -66,8 +71,8 @@ impl Flavor {
     ];
 
     /// The names of [`Flavor::ALL`], in that order.
-    pub const NAMES: [&'static str; 11] = {
-        let mut names = [""; 11];
+    pub const NAMES: [&'static str; 12] = {
+        let mut names = [""; 12];
         let mut i = 0;
         while i < names.len() {
             names[i] = Flavor::ALL[i].name();
@@ -86,6 +91,7 @@ impl Flavor {
             Flavor::Lfence => "lfence",
             Flavor::Kcfi => "kcfi",
             Flavor::KcfiRetpoline => "kcfi-retpoline",
+            Flavor::Fineibt => "fineibt",
             Flavor::Trampoline => "trampoline",
             Flavor::Inline => "inline",
             Flavor::CsInline => "cs-inline",
@@ -98,10 +104,10 @@ impl Flavor {
         matches!(self, Flavor::Indirect | Flavor::Retpoline | Flavor::Lfence)
     }
 
-    /// True when the call's target is taken from `r11` (the kCFI flavors: the register the kernel's
-    /// kCFI sequence checks).
+    /// True when the call's target is taken from `r11` (the kCFI and FineIBT flavors: the register the
+    /// kernel's CFI sequences check).
     pub const fn target_in_r11(self) -> bool {
-        matches!(self, Flavor::Kcfi | Flavor::KcfiRetpoline)
+        matches!(self, Flavor::Kcfi | Flavor::KcfiRetpoline | Flavor::Fineibt)
     }
 
     /// True when one site can reach a different target on each call without patching (poly scenarios).

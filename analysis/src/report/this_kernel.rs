@@ -65,8 +65,21 @@ pub fn compose(m: &MachineRow) -> Composed {
     };
     let cfi_off = matches!(opt("cfi="), Some("off")) || matches!(opt("mitigations="), Some("off"));
     match (m.kernel_cfi.as_deref(), opt("cfi=")) {
-        (_, Some(mode)) if mode.contains("fineibt") => {
-            c.unknown.push(format!("`cfi={mode}`: FineIBT is not modelled here"));
+        (cfg, Some(mode)) if mode.contains("fineibt") && cfg != Some("n") => {
+            // FineIBT needs IBT, which the kernel does not combine with retpolines (it keeps kCFI).
+            let f = match base {
+                Flavor::Indirect => Flavor::Fineibt,
+                Flavor::Retpoline => Flavor::KcfiRetpoline,
+                other => {
+                    c.unknown.push(format!("`cfi={mode}` with `{other}` is not modelled here"));
+                    return c;
+                }
+            };
+            c.indirect = Some(f);
+            c.because.push(format!(
+                "`cfi={mode}` on the command line, spectre_v2 `{v2}`: an indirect call is `{f}` (assumed: \
+                 whether the CPU has IBT, which FineIBT needs, is not checked)"
+            ));
             return c;
         }
         (Some("y"), _) if !cfi_off => {
@@ -137,38 +150,13 @@ mod tests {
         assert_eq!(kcfi.indirect, Some(Flavor::KcfiRetpoline));
         let off = compose(&machine(0x19, "Mitigation: Retpolines", "Mitigation: Safe RET", "y", "cfi=off"));
         assert_eq!(off.indirect, Some(Flavor::Retpoline));
+        let fine = compose(&machine(0x19, "Mitigation: Enhanced / Automatic IBRS", "Not affected", "y", "cfi=fineibt"));
+        assert_eq!(fine.indirect, Some(Flavor::Fineibt));
     }
 
     fn row(flavor: Flavor, scenario: &str, param: &str, ret: ReturnKind, placement: u32, ticks: f64) -> CallsRow {
-        CallsRow {
-            machine_id: "m".into(),
-            flavor,
-            scenario: scenario.into(),
-            param: param.into(),
-            unroll: 32,
-            repeats: 45,
-            cycles_min: ticks,
-            cycles_median: ticks,
-            cycles_p90: ticks,
-            ns_median: ticks / 3.0,
-            instructions: "unavailable (x)".into(),
-            branch_misses: "unavailable (x)".into(),
-            timer: "tsc-ref-cycles".into(),
-            baseline: None,
-            ratio_median: None,
-            ratio_lo: None,
-            ratio_hi: None,
-            samples: None,
-            discarded: None,
-            noisy: None,
-            note: None,
-            core_hz_est: None,
-            core_cycles_median: None,
-            arena: None,
-            cpu: None,
-            ret: Some(ret),
-            placement: Some(placement),
-        }
+        let row = crate::report::rows::test_calls_row(flavor, scenario, param, ticks, ticks / 3.0);
+        CallsRow { ret: Some(ret), placement: Some(placement), ..row }
     }
 
     fn run_of(m: MachineRow, rows: Vec<CallsRow>) -> Run {
@@ -212,8 +200,9 @@ mod tests {
         let c = compose(&stuff);
         assert_eq!(c.ret, None);
         assert!(c.unknown.iter().any(|u| u.contains("Stuffing")), "{c:?}");
+        // FineIBT is never combined with retpolines: the kernel keeps kCFI.
         let fine = compose(&machine(6, "Mitigation: Retpolines", "Not affected", "y", "cfi=fineibt"));
-        assert_eq!(fine.indirect, None);
+        assert_eq!(fine.indirect, Some(Flavor::KcfiRetpoline));
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `lfence`       | `0f ae e8 ff d0`                   | AMD-style `lfence; call *%rax`              |
 //! | `kcfi`         | kCFI check, `41 ff d3`             | Clang kCFI: `call *%r11` after a hash check |
 //! | `kcfi-retpoline` | kCFI check, `2e e8 rel32`        | the same through `__x86_indirect_thunk_r11` |
+//! | `fineibt`      | `41 ba hash 49 83 eb 10 0f 1f 40 00 41 ff d3 66 90` | FineIBT caller (Linux 6.6) |
 //! | `trampoline`   | `e8 rel32` to an `e9 rel32` jump   | out-of-line static call                     |
 //! | `inline`       | `e8 rel32` to the target           | inline static call (the patcher's site)     |
 //! | `cs-inline`    | `2e e8 rel32` to the target        | the cs-prefixed inline static call site     |
@@ -59,6 +60,7 @@ impl FlavorSite for Flavor {
             (Flavor::Lfence, _) => SiteForm::LfenceCallRax,
             (Flavor::Kcfi, _) => SiteForm::KcfiCallR11 { hash: KCFI_HASH },
             (Flavor::KcfiRetpoline, _) => SiteForm::KcfiCallThunk { hash: KCFI_HASH, thunk: to.thunk },
+            (Flavor::Fineibt, _) => SiteForm::FineibtCallR11 { hash: KCFI_HASH },
             (Flavor::IndirectMem, None) => SiteForm::CallRipSlot { slot: to.slot },
             (Flavor::IndirectMem, Some(disp)) => SiteForm::CallSelected { disp },
         }
@@ -124,6 +126,11 @@ pub enum SiteForm {
         /// `__x86_indirect_thunk_r11`.
         thunk: usize,
     },
+    /// The FineIBT caller: `41 ba hash; 49 83 eb 10; 0f 1f 40 00; 41 ff d3; 66 90`.
+    FineibtCallR11 {
+        /// The type hash the target's preamble subtracts from `r10d`.
+        hash: u32,
+    },
 }
 
 /// The kCFI type hash of every target here (one function type). A kernel derives it from the type.
@@ -156,6 +163,42 @@ fn kcfi_check(hash: u32, at: usize) -> Result<Vec<u8>, EncodeError> {
 
 /// Length of the kCFI check's bytes (`mov` 6, `add` 4, `je` 2, `ud2` 2).
 pub const KCFI_CHECK_LEN: usize = 14;
+
+/// The FineIBT caller, as arch/x86/kernel/alternative.c `fineibt_caller_start` (Linux 6.6; the form of
+/// 6.2–6.14) rewrites a kCFI site: `movl $hash, %r10d; sub $16, %r11; nop4`, then the original
+/// `call __x86_indirect_thunk_r11` becomes `call *%r11; nop2`. The call lands 16 bytes before the
+/// function, on the preamble that checks the hash ([`FINEIBT_PREAMBLE`]). FineIBT needs IBT, which the
+/// kernel never combines with retpolines, so there is no FineIBT retpoline flavor.
+fn fineibt_caller(hash: u32, at: usize) -> Result<Vec<u8>, EncodeError> {
+    let head = [
+        Instruction::with2(Code::Mov_r32_imm32, Register::R10D, hash),
+        Instruction::with2(Code::Sub_rm64_imm8, Register::R11, 16),
+    ];
+    let mut enc = Encoder::new(64);
+    let mut ip = at as u64;
+    for i in head {
+        let i = i.expect("mov r32, imm32 and sub r64, imm8 always build");
+        ip += enc.encode(&i, ip).expect("register and immediate operands always encode") as u64;
+    }
+    let mut bytes = enc.take_buffer();
+    bytes.extend_from_slice(&FINEIBT_CALLER_TAIL);
+    Ok(bytes)
+}
+
+/// The FineIBT caller after its `mov` and `sub`: `nop4` (`nopl 0(%rax)`), `call *%r11`, `nop2`.
+const FINEIBT_CALLER_TAIL: [u8; 9] = [0x0f, 0x1f, 0x40, 0x00, 0x41, 0xff, 0xd3, 0x66, 0x90];
+
+/// Length of the FineIBT caller (`mov` 6, `sub` 4, `nop4`, `call *%r11` 3, `nop2`).
+pub const FINEIBT_CALLER_LEN: usize = 19;
+
+/// The FineIBT preamble `__cfi_\func` as arch/x86/kernel/alternative.c `fineibt_preamble_start` (Linux
+/// 6.6) writes it, the 16 bytes before a function: `endbr64; subl $hash, %r10d; je 1f; ud2; 1: nop`
+/// (`je` over the `ud2` to the function). `endbr64` is a NOP in user space here: no user-mode IBT.
+pub fn fineibt_preamble(hash: u32) -> [u8; 16] {
+    let mut p = [0xf3, 0x0f, 0x1e, 0xfa, 0x41, 0x81, 0xea, 0, 0, 0, 0, 0x74, 0x03, 0x0f, 0x0b, 0x90];
+    p[7..11].copy_from_slice(&hash.to_le_bytes());
+    p
+}
 
 /// `lfence` (`0f ae e8`).
 pub const LFENCE: [u8; 3] = [0x0f, 0xae, 0xe8];
@@ -192,6 +235,9 @@ impl SiteForm {
             }
             return Ok(bytes);
         }
+        if let SiteForm::FineibtCallR11 { hash } = self {
+            return fineibt_caller(hash, at);
+        }
         let (prefix, instr): (&[u8], _) = match self {
             SiteForm::CallRax => (&[], Instruction::with1(Code::Call_rm64, Register::RAX)),
             SiteForm::LfenceCallRax => (&LFENCE, Instruction::with1(Code::Call_rm64, Register::RAX)),
@@ -211,7 +257,8 @@ impl SiteForm {
             | SiteForm::CsCall { .. }
             | SiteForm::TrapCall { .. }
             | SiteForm::KcfiCallR11 { .. }
-            | SiteForm::KcfiCallThunk { .. } => {
+            | SiteForm::KcfiCallThunk { .. }
+            | SiteForm::FineibtCallR11 { .. } => {
                 unreachable!("handled above")
             }
         };
@@ -240,7 +287,7 @@ impl SiteForm {
                 _ => None,
             };
         }
-        if let Some(form) = decode_kcfi(bytes, at) {
+        if let Some(form) = decode_kcfi(bytes, at).or_else(|| decode_fineibt(bytes, at)) {
             return Some(form);
         }
         if let Some(i) = insn::decode(bytes, at) {
@@ -299,6 +346,18 @@ fn decode_kcfi(bytes: &[u8], at: usize) -> Option<(SiteForm, usize)> {
     }
 }
 
+/// The FineIBT caller: its hash from the `mov`, then the whole 19 bytes re-encoded and compared.
+fn decode_fineibt(bytes: &[u8], at: usize) -> Option<(SiteForm, usize)> {
+    let mov = Decoder::with_ip(64, bytes, at as u64, DecoderOptions::NONE).decode();
+    if mov.code() != Code::Mov_r32_imm32 || mov.op0_register() != Register::R10D {
+        return None;
+    }
+    let hash = mov.immediate32();
+    let want = fineibt_caller(hash, at).ok()?;
+    (bytes.get(..FINEIBT_CALLER_LEN)? == want.as_slice())
+        .then_some((SiteForm::FineibtCallR11 { hash }, FINEIBT_CALLER_LEN))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,5 +394,25 @@ mod tests {
         let thunk = SiteForm::KcfiCallThunk { hash, thunk: at + 14 + 6 + 0x40 };
         assert_eq!(thunk.encode(at).unwrap().as_slice(), [&check[..], &[0x2e, 0xe8, 0x40, 0, 0, 0]].concat());
         assert_eq!(SiteForm::decode(&thunk.encode(at).unwrap(), at), Some((thunk, 20)));
+        // FineIBT (Linux 6.6): movl $hash, %r10d; sub $16, %r11; nop4; call *%r11; nop2.
+        let fine = SiteForm::FineibtCallR11 { hash };
+        let want = [
+            &[0x41, 0xba][..],
+            &hash.to_le_bytes(),
+            &[0x49, 0x83, 0xeb, 0x10, 0x0f, 0x1f, 0x40, 0x00, 0x41, 0xff, 0xd3, 0x66, 0x90],
+        ]
+        .concat();
+        assert_eq!(fine.encode(at).unwrap(), want);
+        assert_eq!(SiteForm::decode(&want, at), Some((fine, 19)));
+        assert_eq!(SiteForm::decode(&r11.encode(at).unwrap(), at), Some((r11, 17)), "kCFI is not FineIBT");
+        // Its preamble: endbr64; subl $hash, %r10d; je +3; ud2; nop — 16 bytes, decoded by iced-x86.
+        let pre = fineibt_preamble(hash);
+        let mut dec = Decoder::with_ip(64, &pre, 0, DecoderOptions::NONE);
+        let codes: Vec<Code> = (0..5).map(|_| dec.decode().code()).collect();
+        assert_eq!(codes, [Code::Endbr64, Code::Sub_rm32_imm32, Code::Je_rel8_64, Code::Ud2, Code::Nopd]);
+        let mut dec = Decoder::with_ip(64, &pre, 0, DecoderOptions::NONE);
+        let (_, sub, je) = (dec.decode(), dec.decode(), dec.decode());
+        assert_eq!((sub.op0_register(), sub.immediate32()), (Register::R10D, hash));
+        assert_eq!(je.near_branch_target(), 16, "the je lands on the function, past the preamble");
     }
 }

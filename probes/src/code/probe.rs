@@ -29,12 +29,12 @@
 //! - `offset-B`: the site at byte B of its line.
 
 use iced_x86::code_asm::{
-    ecx, edx, esi, qword_ptr, r11, r8, rax, rbx, rcx, rdi, rdx, rsi, rsp, AsmRegister64, CodeLabel,
+    ecx, edx, esi, qword_ptr, r11, r8, r9, rax, rbx, rcx, rdi, rdx, rsi, rsp, AsmRegister64, CodeLabel,
 };
 
 use super::arena::{Arena, ArenaMode, CACHE_LINE};
 use super::emit::{EmitError, Emitter};
-use super::flavor::{CallTo, Flavor, FlavorSite, SiteForm, KCFI_HASH};
+use super::flavor::{fineibt_preamble, CallTo, Flavor, FlavorSite, SiteForm, KCFI_HASH};
 use super::insn::{self, Insn};
 use super::ret::{self, ReturnKind, ReturnThunk};
 use super::scenario::{Scenario, ScenarioSequence, SEQUENCE_LEN};
@@ -93,6 +93,11 @@ pub struct Symbol {
     /// Name.
     pub name: String,
 }
+
+/// `mov %r9, %r11` (`4d 89 cb`), before each `fineibt` call outside poly: the FineIBT caller leaves
+/// `r11` 16 bytes below the target, as compiled code, which loads the pointer for every call, never
+/// reuses it; a register move, eliminated at rename on the cores measured here.
+pub const FINEIBT_RELOAD: [u8; 3] = [0x4d, 0x89, 0xcb];
 
 /// One flavor × scenario, emitted and ready to run. Owns its arena: every address it hands out is
 /// valid while the probe lives.
@@ -273,7 +278,9 @@ impl<'a> Layout<'a> {
         for i in 0..self.scenario.targets() {
             let weight = i as u64 + 1;
             self.e.align_int3(16)?;
-            if self.flavor.target_in_r11() {
+            if self.flavor == Flavor::Fineibt {
+                self.e.raw(&fineibt_preamble(KCFI_HASH))?;
+            } else if self.flavor.target_in_r11() {
                 self.kcfi_preamble()?;
             }
             let (addr, _) = self.e.asm(|a, _: &mut [CodeLabel; 0]| {
@@ -358,9 +365,11 @@ impl<'a> Layout<'a> {
     }
 
     /// The target and its register, loaded once before a loop (register flavors outside poly, where
-    /// each call loads its own).
+    /// each call loads its own). `fineibt` consumes `r11` (its caller subtracts 16), so its target is
+    /// kept in `r9` and copied to `r11` before each call ([`FINEIBT_RELOAD`]).
     fn rax_target(&self) -> Option<(AsmRegister64, u64)> {
         let reg = self.target_reg().filter(|_| !self.scenario.is_poly())?;
+        let reg = if self.flavor == Flavor::Fineibt { r9 } else { reg };
         Some((reg, self.targets[0].addr as u64))
     }
 
@@ -420,6 +429,7 @@ impl<'a> Layout<'a> {
             let selection = self.scenario.is_poly().then_some(8 * j as i32);
             let lead = match (selection, self.target_reg()) {
                 (Some(disp), Some(reg)) => Emitter::assemble_anywhere(|a| a.mov(reg, qword_ptr(rbx + rcx + disp)))?,
+                (None, _) if self.flavor == Flavor::Fineibt => FINEIBT_RELOAD.to_vec(),
                 _ => Vec::new(),
             };
             let to = CallTo {
