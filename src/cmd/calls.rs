@@ -542,11 +542,8 @@ pub fn measure_pair(
 fn row(machine_id: &str, flavor: Flavor, scenario: Scenario, m: &Measurement, hz: f64) -> CallsRow {
     let p = &m.paired;
     let (min, median, p90) = p.flavor.map_or((f64::NAN, f64::NAN, f64::NAN), |s| (s.min, s.median, s.p90));
+    let param = scenario.param().map(|p| p.to_string()).unwrap_or_default();
     CallsRow {
-        machine_id: machine_id.to_string(),
-        flavor,
-        scenario: scenario.name().to_string(),
-        param: scenario.param().map(|p| p.to_string()).unwrap_or_default(),
         unroll: m.knobs.unroll,
         repeats: m.timed_pairs,
         cycles_min: min,
@@ -564,45 +561,24 @@ fn row(machine_id: &str, flavor: Flavor, scenario: Scenario, m: &Measurement, hz
         discarded: Some(p.discarded.total()),
         noisy: Some(p.noisy),
         note: p.note.clone(),
-        core_hz_est: None,
-        core_cycles_median: None,
-        arena: None,
-        cpu: None,
-        ret: None,
-        placement: None,
+        ..CallsRow::new(machine_id, flavor, scenario.name(), &param)
     }
 }
 
 /// The row of a pair that could not be measured at all: the reason, and no number.
 fn failed_row(machine_id: &str, flavor: Flavor, scenario: Scenario, knobs: &Knobs, reason: &str) -> CallsRow {
+    let param = scenario.param().map(|p| p.to_string()).unwrap_or_default();
     CallsRow {
-        machine_id: machine_id.to_string(),
-        flavor,
-        scenario: scenario.name().to_string(),
-        param: scenario.param().map(|p| p.to_string()).unwrap_or_default(),
         unroll: knobs.unroll,
-        repeats: 0,
-        cycles_min: f64::NAN,
-        cycles_median: f64::NAN,
-        cycles_p90: f64::NAN,
-        ns_median: f64::NAN,
         instructions: format!("unavailable (not measured: {reason})"),
         branch_misses: format!("unavailable (not measured: {reason})"),
         timer: measure::tsc::TIMER_LABEL.to_string(),
         baseline: Some(format!("direct {}", baseline_scenario(scenario))),
-        ratio_median: None,
-        ratio_lo: None,
-        ratio_hi: None,
         samples: Some(0),
         discarded: Some(0),
         noisy: Some(true),
         note: Some(format!("not measured: {reason}")),
-        core_hz_est: None,
-        core_cycles_median: None,
-        arena: None,
-        cpu: None,
-        ret: None,
-        placement: None,
+        ..CallsRow::new(machine_id, flavor, scenario.name(), &param)
     }
 }
 
@@ -733,8 +709,8 @@ mod tests {
         assert!(selection(&quick).0.iter().any(|(f, s, _)| *f == Flavor::CsInline && *s == Scenario::Offset(62)));
         assert_eq!(
             selection(&quick).0.iter().filter(|(_, s, _)| s.is_poly()).count(),
-            12,
-            "six indirect flavors × poly-rr-4, poly-random-4"
+            14,
+            "seven indirect flavors × poly-rr-4, poly-random-4"
         );
     }
 

@@ -26,10 +26,10 @@
 //! measuring it separately shows that a patched site costs what the compiler's direct call costs.
 //!
 //! Polymorphic scenarios need a site whose target changes from call to call without rewriting code, so
-//! only the six indirect flavors (`indirect`, `indirect-mem`, `retpoline`, `lfence`, `kcfi`,
-//! `kcfi-retpoline`) take part. There, every call first selects its target with one load from a sequence
-//! table (`rbx` + `rcx` + 8·j): the `rax` flavors load it with `mov rax, [rbx+rcx+8j]`, the kCFI flavors
-//! with `mov r11, [rbx+rcx+8j]`, and `indirect-mem` calls through that same slot
+//! only the seven indirect flavors (`indirect`, `indirect-mem`, `retpoline`, `lfence`, `kcfi`,
+//! `kcfi-retpoline`, `fineibt`) take part. There, every call first selects its target with one load from a
+//! sequence table (`rbx` + `rcx` + 8·j): the `rax` flavors load it with `mov rax, [rbx+rcx+8j]`, the kCFI
+//! and FineIBT flavors with `mov r11, [rbx+rcx+8j]`, and `indirect-mem` calls through that same slot
 //! (`ff 54 0b d8` / `ff 94 0b d32`, `call *8j(%rbx,%rcx)`), so each flavor pays exactly one load per call
 //! for the selection. The direct-style flavors (`direct`, `trampoline`, `inline`, `cs-inline`) have one
 //! target per site; changing it means patching, which `callpatch patch` measures, not a call scenario.
