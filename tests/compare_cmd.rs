@@ -67,10 +67,6 @@ fn calls_rows(id: &str) -> Vec<CallsRow> {
             let half = 0.01 + 0.005 * ((fi + si) % 4) as f64; // ±1% .. ±2.5%
             let cycles = 3.5 * ratio;
             rows.push(CallsRow {
-                machine_id: id.into(),
-                flavor,
-                scenario: scenario.into(),
-                param: param.into(),
                 unroll: 32,
                 repeats: 21,
                 cycles_min: cycles * 0.97,
@@ -88,12 +84,7 @@ fn calls_rows(id: &str) -> Vec<CallsRow> {
                 discarded: Some(0),
                 noisy: Some(fi == 3 && si == 5),
                 note: Some(String::new()),
-                core_hz_est: None,
-                core_cycles_median: None,
-                arena: None,
-                cpu: None,
-                ret: None,
-                placement: None,
+                ..CallsRow::new(id, flavor, scenario, param)
             });
         }
     }

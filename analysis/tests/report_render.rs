@@ -36,10 +36,6 @@ fn machine(id: &str) -> MachineRow {
 /// A calls row with ns = median / 2 (the synthetic TSC runs at 2 GHz).
 fn call(id: &str, flavor: &str, scenario: &str, param: &str, min: f64, median: f64) -> CallsRow {
     CallsRow {
-        machine_id: id.into(),
-        flavor: flavor.parse().unwrap(),
-        scenario: scenario.into(),
-        param: param.into(),
         unroll: 64,
         repeats: 11,
         cycles_min: min,
@@ -49,20 +45,7 @@ fn call(id: &str, flavor: &str, scenario: &str, param: &str, min: f64, median: f
         instructions: "unavailable (ENOENT)".into(),
         branch_misses: "unavailable (ENOENT)".into(),
         timer: "tsc-ref-cycles".into(),
-        baseline: None,
-        ratio_median: None,
-        ratio_lo: None,
-        ratio_hi: None,
-        samples: None,
-        discarded: None,
-        noisy: None,
-        note: None,
-        core_hz_est: None,
-        core_cycles_median: None,
-        arena: None,
-        cpu: None,
-        ret: None,
-        placement: None,
+        ..CallsRow::new(id, flavor.parse().unwrap(), scenario, param)
     }
 }
 

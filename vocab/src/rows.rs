@@ -163,6 +163,41 @@ pub struct CallsRow {
 }
 
 impl CallsRow {
+    /// A row of `flavor` in `scenario` (`param`) with nothing measured yet: costs NaN (empty in the CSV),
+    /// counts 0, text and every optional column empty. The base a measurement, a refusal or a test
+    /// fills in with `CallsRow { .., ..CallsRow::new(..) }`.
+    pub fn new(machine_id: &str, flavor: Flavor, scenario: &str, param: &str) -> CallsRow {
+        CallsRow {
+            machine_id: machine_id.to_string(),
+            flavor,
+            scenario: scenario.to_string(),
+            param: param.to_string(),
+            unroll: 0,
+            repeats: 0,
+            cycles_min: f64::NAN,
+            cycles_median: f64::NAN,
+            cycles_p90: f64::NAN,
+            ns_median: f64::NAN,
+            instructions: String::new(),
+            branch_misses: String::new(),
+            timer: String::new(),
+            baseline: None,
+            ratio_median: None,
+            ratio_lo: None,
+            ratio_hi: None,
+            samples: None,
+            discarded: None,
+            noisy: None,
+            note: None,
+            core_hz_est: None,
+            core_cycles_median: None,
+            arena: None,
+            cpu: None,
+            ret: None,
+            placement: None,
+        }
+    }
+
     /// The row's scenario, read leniently ([`RowScenario::parse`]).
     pub fn scenario(&self) -> RowScenario {
         RowScenario::parse(&self.scenario, &self.param)

@@ -64,10 +64,6 @@ pub(crate) fn test_calls_row(
     ns: f64,
 ) -> CallsRow {
     CallsRow {
-        machine_id: "m".into(),
-        flavor,
-        scenario: scenario.into(),
-        param: param.into(),
         unroll: 32,
         repeats: 45,
         cycles_min: ticks,
@@ -77,20 +73,7 @@ pub(crate) fn test_calls_row(
         instructions: "unavailable (x)".into(),
         branch_misses: "unavailable (x)".into(),
         timer: "tsc-ref-cycles".into(),
-        baseline: None,
-        ratio_median: None,
-        ratio_lo: None,
-        ratio_hi: None,
-        samples: None,
-        discarded: None,
-        noisy: None,
-        note: None,
-        core_hz_est: None,
-        core_cycles_median: None,
-        arena: None,
-        cpu: None,
-        ret: None,
-        placement: None,
+        ..CallsRow::new("m", flavor, scenario, param)
     }
 }
 
