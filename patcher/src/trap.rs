@@ -347,8 +347,8 @@ fn install_own() -> Result<(), PatchError> {
 
 /// Restores the disposition found at install time (idempotent; a no-op when not installed, when
 /// someone replaced our handler since, and while other copies of the patcher trap through it; a copy
-/// registered with another's handler withdraws from it). Only call it when no thread can still hit an `int3` of ours:
-/// a late trap after this goes to the previous handler.
+/// registered with another's handler withdraws from it). Only call it when no thread can still hit an
+/// `int3` of ours: a late trap after this goes to the previous handler.
 pub fn uninstall_trap_handler() -> Result<(), PatchError> {
     let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if !INSTALLED.load(Ordering::Acquire) {
