@@ -44,8 +44,8 @@ impl Identity {
 /// `measure::hardware_counters_status`), the kernel's Spectre v2 mitigation and the build-time facts.
 pub fn identify(tsc_hz: f64, counters: &str) -> MachineRow {
     let Identity { machine_id, cpu, hostname: _, kernel } = Identity::read();
-    let spectre_v2 = read_trimmed("/sys/devices/system/cpu/vulnerabilities/spectre_v2")
-        .unwrap_or_else(|| "unknown (not reported by this kernel)".into());
+    let spectre_v2 = vulnerability("spectre_v2");
+    let (kernel_cfi, platform) = (kernel_cfi(&kernel), cpu.platform());
     MachineRow {
         machine_id,
         cpu_model: cpu.model_name,
@@ -65,8 +65,8 @@ pub fn identify(tsc_hz: f64, counters: &str) -> MachineRow {
         retbleed: Some(vulnerability("retbleed")),
         its: Some(vulnerability("indirect_target_selection")),
         cmdline: Some(mitigation_options(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default())),
-        kernel_cfi: Some(kernel_cfi()),
-        platform: Some(platform(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()).into()),
+        kernel_cfi: Some(kernel_cfi),
+        platform: Some(platform.into()),
     }
 }
 
@@ -84,10 +84,9 @@ pub fn mitigation_options(cmdline: &str) -> String {
     opts.into_iter().filter(|w| KEYS.iter().any(|k| w.starts_with(k))).collect::<Vec<_>>().join(" ")
 }
 
-/// `y` or `n` for kCFI (`CONFIG_CFI_CLANG`, called `CONFIG_CFI` since 6.18) from the running kernel's
-/// config, or `unknown (...)` when none is readable.
-fn kernel_cfi() -> String {
-    let release = read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default();
+/// `y` or `n` for kCFI (`CONFIG_CFI_CLANG`, called `CONFIG_CFI` since 6.18) from the config of the
+/// running kernel (`release`), or `unknown (...)` when none is readable.
+fn kernel_cfi(release: &str) -> String {
     let config = read_gz("/proc/config.gz").or_else(|| std::fs::read_to_string(format!("/boot/config-{release}")).ok());
     match config {
         Some(c) => config_cfi(&c).into(),
@@ -110,17 +109,6 @@ fn read_gz(path: &str) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `guest` when the CPU flags include `hypervisor` (a hypervisor can hide CPU features from it), else
-/// `bare metal`.
-pub fn platform(cpuinfo: &str) -> &'static str {
-    let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or("");
-    if flags.split_whitespace().any(|f| f == "hypervisor") {
-        "guest"
-    } else {
-        "bare metal"
-    }
-}
-
 fn read_trimmed(path: &str) -> Option<String> {
     let s = std::fs::read_to_string(path).ok()?.trim().to_string();
     (!s.is_empty()).then_some(s)
@@ -140,13 +128,22 @@ pub struct CpuInfo {
     /// `microcode`, the loaded revision as the kernel prints it, e.g. `0xd0003a5` (`unknown` when
     /// absent).
     pub microcode: String,
+    /// Whether `flags` include `hypervisor`: the kernel runs as a guest (and the hypervisor may hide
+    /// CPU features from it).
+    pub guest: bool,
 }
 
 impl CpuInfo {
     /// Parses the first processor block; absent fields are `unknown` / 0.
     pub fn parse(cpuinfo: &str) -> CpuInfo {
-        let mut info =
-            CpuInfo { model_name: "unknown".into(), family: 0, model: 0, stepping: 0, microcode: "unknown".into() };
+        let mut info = CpuInfo {
+            model_name: "unknown".into(),
+            family: 0,
+            model: 0,
+            stepping: 0,
+            microcode: "unknown".into(),
+            guest: false,
+        };
         for line in cpuinfo.lines() {
             if line.trim().is_empty() {
                 break; // end of the first processor's block
@@ -159,10 +156,20 @@ impl CpuInfo {
                 "model" => info.model = value.parse().unwrap_or(0),
                 "stepping" => info.stepping = value.parse().unwrap_or(0),
                 "microcode" => info.microcode = value.to_string(),
+                "flags" => info.guest = value.split_whitespace().any(|f| f == "hypervisor"),
                 _ => {}
             }
         }
         info
+    }
+
+    /// `guest` or `bare metal` (the `platform` column of `machine.csv`).
+    pub fn platform(&self) -> &'static str {
+        if self.guest {
+            "guest"
+        } else {
+            "bare metal"
+        }
     }
 }
 
@@ -232,8 +239,9 @@ mod tests {
     #[test]
     fn parses_the_first_processor_only() {
         let text = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 167\n\
-                    model name\t: Intel(R) Xeon(R) Processor\nstepping\t: 1\nmicrocode\t: 0x1\n\n\
-                    processor\t: 1\nmodel name\t: other\n";
+                    model name\t: Intel(R) Xeon(R) Processor\nstepping\t: 1\nmicrocode\t: 0x1\n\
+                    flags\t\t: fpu sse2 hypervisor\n\n\
+                    processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n";
         let c = CpuInfo::parse(text);
         assert_eq!(
             c,
@@ -242,10 +250,27 @@ mod tests {
                 family: 6,
                 model: 167,
                 stepping: 1,
-                microcode: "0x1".into()
+                microcode: "0x1".into(),
+                guest: true,
             }
         );
+        assert_eq!(c.platform(), "guest");
         assert_eq!(CpuInfo::parse("").model_name, "unknown");
+        assert_eq!(CpuInfo::parse("flags\t\t: fpu sse2 hypervisorx\n").platform(), "bare metal");
+    }
+
+    #[test]
+    fn reads_the_mitigation_options_and_kcfi_from_cmdline_and_config() {
+        let cmdline = "BOOT_IMAGE=/vmlinuz root=/dev/vda1 spectre_v2=retpoline cfi=kcfi quiet -- its=off";
+        assert_eq!(
+            mitigation_options(cmdline),
+            "spectre_v2=retpoline cfi=kcfi",
+            "init's arguments after -- are not the kernel's"
+        );
+        assert_eq!(mitigation_options("quiet"), "");
+        assert_eq!(config_cfi("CONFIG_X=y\nCONFIG_CFI_CLANG=y\n"), "y");
+        assert_eq!(config_cfi("CONFIG_CFI=y\n"), "y");
+        assert_eq!(config_cfi("# CONFIG_CFI_CLANG is not set\nCONFIG_CFI_CLANG_X=y\n"), "n");
     }
 
     #[test]
