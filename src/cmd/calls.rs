@@ -167,10 +167,10 @@ pub fn selection(args: &Args) -> (Vec<Point>, Vec<Pair>) {
         // `ret` too at the other placements (placement 0 is the row above), so that a thunk's extra is
         // read placement by placement against the same layout returning with `ret`.
         let thunked = rets.iter().any(|r| r.is_thunk());
+        let crossed = |f: &Flavor| s.supports(*f) && *f != Flavor::Trap && thunk_flavors.contains(f);
         for &kind in rets.iter().filter(|r| r.is_thunk() || thunked) {
             let first = if kind.is_thunk() { 0 } else { 1 };
             for placement in first..args.placements {
-                let crossed = |f: &Flavor| s.supports(*f) && *f != Flavor::Trap && thunk_flavors.contains(f);
                 for &f in flavors.iter().filter(|f| crossed(f)) {
                     run.push((f, s, Returning { kind, placement }));
                 }
@@ -287,12 +287,12 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
         }
     }
     let mut rows = Vec::with_capacity(pairs.len());
-    for (&(flavor, scenario, ret), m) in pairs.iter().zip(&measured) {
-        let mut r = match m {
-            Ok(m) => row(&machine.machine_id, flavor, scenario, m, hz),
-            Err(e) => failed_row(&machine.machine_id, flavor, scenario, &knobs, &format!("{e:#}")),
+    for (&point, m) in pairs.iter().zip(&measured) {
+        let (flavor, scenario, ret) = point;
+        let r = match m {
+            Ok(m) => row(&machine.machine_id, point, m, hz),
+            Err(e) => failed_row(&machine.machine_id, point, &knobs, &format!("{e:#}")),
         };
-        (r.ret, r.placement) = (Some(ret.kind), Some(ret.placement));
         if let Some(note) = &r.note {
             eprintln!("note: {flavor} {scenario}{ret}: {note}");
         }
@@ -539,10 +539,9 @@ pub fn measure_pair(
 
 /// The row of a measured pair. Cycle columns are order statistics of the flavor's block estimates,
 /// so `cycles_min ≤ cycles_median ≤ cycles_p90`; empty (NaN in memory) when no sample was clean.
-fn row(machine_id: &str, flavor: Flavor, scenario: Scenario, m: &Measurement, hz: f64) -> CallsRow {
+fn row(machine_id: &str, point: Point, m: &Measurement, hz: f64) -> CallsRow {
     let p = &m.paired;
     let (min, median, p90) = p.flavor.map_or((f64::NAN, f64::NAN, f64::NAN), |s| (s.min, s.median, s.p90));
-    let param = scenario.param().map(|p| p.to_string()).unwrap_or_default();
     CallsRow {
         unroll: m.knobs.unroll,
         repeats: m.timed_pairs,
@@ -561,13 +560,13 @@ fn row(machine_id: &str, flavor: Flavor, scenario: Scenario, m: &Measurement, hz
         discarded: Some(p.discarded.total()),
         noisy: Some(p.noisy),
         note: p.note.clone(),
-        ..CallsRow::new(machine_id, flavor, scenario.name(), &param)
+        ..unmeasured(machine_id, point)
     }
 }
 
 /// The row of a pair that could not be measured at all: the reason, and no number.
-fn failed_row(machine_id: &str, flavor: Flavor, scenario: Scenario, knobs: &Knobs, reason: &str) -> CallsRow {
-    let param = scenario.param().map(|p| p.to_string()).unwrap_or_default();
+fn failed_row(machine_id: &str, point: Point, knobs: &Knobs, reason: &str) -> CallsRow {
+    let scenario = point.1;
     CallsRow {
         unroll: knobs.unroll,
         instructions: format!("unavailable (not measured: {reason})"),
@@ -578,6 +577,16 @@ fn failed_row(machine_id: &str, flavor: Flavor, scenario: Scenario, knobs: &Knob
         discarded: Some(0),
         noisy: Some(true),
         note: Some(format!("not measured: {reason}")),
+        ..unmeasured(machine_id, point)
+    }
+}
+
+/// The row of `point` before any number: flavor, scenario and how the callee returns.
+fn unmeasured(machine_id: &str, (flavor, scenario, ret): Point) -> CallsRow {
+    let param = scenario.param().map(|p| p.to_string()).unwrap_or_default();
+    CallsRow {
+        ret: Some(ret.kind),
+        placement: Some(ret.placement),
         ..CallsRow::new(machine_id, flavor, scenario.name(), &param)
     }
 }
@@ -775,7 +784,7 @@ mod tests {
             let ret = Returning::RET;
             let m =
                 measure_pair(flavor, scenario, ret, &base, &mut Floor::new(), &knobs, &pk, ArenaMode::DualMap).unwrap();
-            rows.push(row("m", flavor, scenario, &m, hz));
+            rows.push(row("m", (flavor, scenario, Returning::RET), &m, hz));
         }
         assert_eq!(rows[2].baseline.as_deref(), Some("direct mono"), "poly compares with direct mono");
         assert_eq!(rows[1].baseline.as_deref(), Some("direct offset-3"));
@@ -794,7 +803,7 @@ mod tests {
                 assert!(counted.parse::<f64>().is_ok() || counted.starts_with("unavailable ("), "{r:?}");
             }
         }
-        rows.push(failed_row("m", Flavor::Trap, Scenario::Mono, &knobs, "emission failed"));
+        rows.push(failed_row("m", (Flavor::Trap, Scenario::Mono, Returning::RET), &knobs, "emission failed"));
         let t = table(&rows);
         assert_eq!(t.lines().count(), 2 + rows.len() + 4, "{t}");
         assert!(t.contains("(mono)") && t.contains("core cycles (est.)") && t.contains("noisy"), "{t}");
