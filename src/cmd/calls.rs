@@ -612,7 +612,7 @@ pub fn table(rows: &[CallsRow]) -> String {
     let mut lines = vec![header];
     for r in rows {
         let mono = match r.baseline.as_deref() {
-            Some(b) if b != format!("direct {}", row_scenario(r)) => format!(" ({})", b.trim_start_matches("direct ")),
+            Some(b) if b != format!("direct {}", r.cli_scenario()) => format!(" ({})", b.trim_start_matches("direct ")),
             _ => String::new(),
         };
         let ratio = match (r.ratio_median, r.ratio_lo, r.ratio_hi) {
@@ -665,15 +665,6 @@ pub fn table(rows: &[CallsRow]) -> String {
          wider than ±5% or over 25% discarded (see note in calls.csv)\n"
     ));
     out
-}
-
-/// A row's scenario in CLI spelling (`offset-62`).
-fn row_scenario(r: &CallsRow) -> String {
-    if r.param.is_empty() {
-        r.scenario.clone()
-    } else {
-        format!("{}-{}", r.scenario, r.param)
-    }
 }
 
 fn abbreviate(names: &[String], n: usize) -> String {

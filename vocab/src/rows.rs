@@ -198,6 +198,15 @@ impl CallsRow {
         }
     }
 
+    /// The row's scenario as the command line spells it (`mono`, `poly-random-4`, `offset-62`).
+    pub fn cli_scenario(&self) -> String {
+        if self.param.is_empty() {
+            self.scenario.clone()
+        } else {
+            format!("{}-{}", self.scenario, self.param)
+        }
+    }
+
     /// The row's scenario, read leniently ([`RowScenario::parse`]).
     pub fn scenario(&self) -> RowScenario {
         RowScenario::parse(&self.scenario, &self.param)

@@ -10,15 +10,18 @@ use callpatch_vocab::{Flavor, ReturnKind};
 
 use crate::report::dataset::Run;
 use crate::report::style::sig3;
-use crate::report::this_kernel::{cli, extra, spread, MIN_PLACEMENTS};
+use crate::report::this_kernel::{extra, spread, MIN_PLACEMENTS};
 
 /// The section, empty when the run measured no thunk return kind.
 pub fn section(run: &Run) -> String {
     if run.returns.is_empty() {
         return String::new();
     }
-    let mut keys: Vec<(Flavor, ReturnKind, String)> =
-        run.returns.iter().filter_map(|r| r.ret.filter(|k| k.is_thunk()).map(|k| (r.flavor, k, cli(r)))).collect();
+    let mut keys: Vec<(Flavor, ReturnKind, String)> = run
+        .returns
+        .iter()
+        .filter_map(|r| r.ret.filter(|k| k.is_thunk()).map(|k| (r.flavor, k, r.cli_scenario())))
+        .collect();
     keys.sort();
     keys.dedup();
     let mut s = String::from("### Return kinds\n\n");

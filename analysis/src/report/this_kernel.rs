@@ -6,8 +6,8 @@
 //! `lfence`, or a plain `call *%reg` under (e/Auto)IBRS), the kernel config and `cfi=` whether a kCFI
 //! check precedes it, `spec_rstack_overflow` whether every return goes through the SRSO thunk (the alias
 //! form on family 0x19 and later). A static call is an inline `call rel32` returning the same way. What a
-//! mechanism here does not model (call depth tracking, ITS thunks, FineIBT, the retbleed untraining
-//! thunks) leaves that half unknown, with the reason.
+//! mechanism here does not model (call depth tracking, ITS thunks, the retbleed untraining thunks)
+//! leaves that half unknown, with the reason.
 
 use callpatch_vocab::{Flavor, ReturnKind};
 
@@ -229,7 +229,7 @@ pub fn costs(run: &crate::report::dataset::Run, flavor: Flavor, ret: ReturnKind,
         .calls
         .iter()
         .chain(&run.returns)
-        .filter(|r| r.flavor == flavor && r.ret.unwrap_or(ReturnKind::Ret) == ret && cli(r) == scenario)
+        .filter(|r| r.flavor == flavor && r.ret.unwrap_or(ReturnKind::Ret) == ret && r.cli_scenario() == scenario)
         .map(|r| (r.placement.unwrap_or(0), r.cycles_median))
         .filter(|(_, c)| c.is_finite() && *c > 0.0)
         .collect();
@@ -259,15 +259,6 @@ pub fn extra(run: &crate::report::dataset::Run, flavor: Flavor, ret: ReturnKind,
         .filter_map(|(p, c)| base.iter().find(|b| b.0 == p).map(|b| c - b.1))
         .collect();
     spread_of(d)
-}
-
-/// A row's scenario in CLI spelling (`poly-random-4`).
-pub fn cli(r: &crate::report::rows::CallsRow) -> String {
-    if r.param.is_empty() {
-        r.scenario.clone()
-    } else {
-        format!("{}-{}", r.scenario, r.param)
-    }
 }
 
 /// The "This kernel, composed" section of `summary.md`: the kernel's own lines, the composed pair for an
