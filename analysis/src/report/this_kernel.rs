@@ -186,8 +186,20 @@ mod tests {
         assert!(text.contains("cannot reproduce"), "{text}");
         // Three placements: layout-dependent, never a verdict.
         let few: Vec<CallsRow> = rows.into_iter().filter(|r| r.placement != Some(3)).collect();
-        let text = section(&run_of(m, few));
+        let text = section(&run_of(m.clone(), few));
         assert!(text.contains("layout-dependent (fewer than 4 placements)"), "{text}");
+        // Separated the other way: the static call costs more, which is no saving (and not "indistinguishable").
+        let cheaper: Vec<CallsRow> = (0..4)
+            .flat_map(|p| {
+                [
+                    row(Flavor::Inline, "mono", "", alias, p, 18.0 + 0.2 * p as f64),
+                    row(Flavor::Retpoline, "mono", "", alias, p, 12.0 + 0.1 * p as f64),
+                ]
+            })
+            .collect();
+        let text = section(&run_of(m, cheaper));
+        let mono = text.lines().find(|l| l.contains("| mono |") && l.contains("retpoline")).unwrap();
+        assert!(mono.contains("none: the static call costs 6.20 ticks more, [5.70, 6.60]"), "{mono}");
     }
 
     #[test]
@@ -342,6 +354,13 @@ pub fn section(run: &crate::report::dataset::Run) -> String {
                         sig3(ns(mid)),
                         sig3(lo),
                         sig3(hi)
+                    )
+                } else if hi < 0.0 {
+                    format!(
+                        "none: the static call costs {} ticks more, [{}, {}] over the placements",
+                        sig3(-mid),
+                        sig3(-hi),
+                        sig3(-lo)
                     )
                 } else {
                     format!("indistinguishable here ({} to {} ticks over the placements)", sig3(lo), sig3(hi))
