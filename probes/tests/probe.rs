@@ -73,6 +73,7 @@ fn every_site_decodes_to_exactly_its_flavor_instruction_length_and_target() {
                 (Flavor::Kcfi, _) => SiteForm::KcfiCallR11 { hash: KCFI_HASH },
                 (Flavor::KcfiRetpoline, _) => SiteForm::KcfiCallThunk { hash: KCFI_HASH, thunk: p.thunk().unwrap() },
                 (Flavor::Fineibt, _) => SiteForm::FineibtCallR11 { hash: KCFI_HASH },
+                (Flavor::ItsThunk, _) => SiteForm::Call { to: p.its_thunks()[i] },
             };
             assert_eq!(site.form, expect, "{flavor} {scenario} site {i}");
             // The exact bytes the flavor table promises.

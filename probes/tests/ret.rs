@@ -2,7 +2,10 @@
 //! instructions at the addresses the kernel places them, and every flavor × return kind × placement
 //! calls and returns what it should (the weight sum, by running the code).
 
-use callpatch_probes::code::ret::{target_skip, thunk_skip, SRSO_ALIAS_BITS};
+use callpatch_probes::code::ret::{
+    call_depth, call_depth_offset, set_call_depth, target_skip, thunk_skip, CALL_DEPTH_ACCOUNT_LEN, ITS_HALF,
+    SRSO_ALIAS_BITS,
+};
 use callpatch_probes::code::{EmitOptions, Flavor, Order, Probe, ReturnKind, Scenario, CACHE_LINE};
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction};
 
@@ -34,7 +37,8 @@ fn every_flavor_returns_through_every_kind_at_every_placement() {
     for ret in ReturnKind::ALL {
         for placement in 0..4 {
             for scenario in SCENARIOS {
-                for flavor in Flavor::ALL.into_iter().filter(|f| scenario.supports(*f) && *f != Flavor::Trap) {
+                let runs = |f: &Flavor| scenario.supports(*f) && *f != Flavor::Trap && ret.crosses(*f);
+                for flavor in Flavor::ALL.into_iter().filter(runs) {
                     let p = Probe::new(flavor, scenario, &options(ret, placement))
                         .unwrap_or_else(|e| panic!("{flavor} {scenario} {ret} p{placement}: {e}"));
                     p.verify().unwrap_or_else(|e| panic!("{ret} p{placement}: {e}"));
@@ -48,8 +52,16 @@ fn every_flavor_returns_through_every_kind_at_every_placement() {
 #[test]
 fn targets_end_in_the_return_their_kind_names() {
     for ret in ReturnKind::ALL {
-        let p = Probe::new(Flavor::Indirect, SCENARIOS[1], &options(ret, 1)).unwrap();
-        assert_eq!(p.targets()[0].addr % CACHE_LINE, target_skip(1) % CACHE_LINE, "{ret}");
+        let flavor = if ret.crosses(Flavor::Indirect) { Flavor::Indirect } else { Flavor::Retpoline };
+        let p = Probe::new(flavor, SCENARIOS[1], &options(ret, 1)).unwrap();
+        let slot = match ret {
+            ReturnKind::ItsLower => 16,
+            ReturnKind::ItsUpper => 48,
+            // The call thunk takes the 16 bytes before the function.
+            ReturnKind::CallDepth => (target_skip(1) + 16) % CACHE_LINE,
+            _ => target_skip(1) % CACHE_LINE,
+        };
+        assert_eq!(p.targets()[0].addr % CACHE_LINE, slot, "{ret}");
         for t in p.targets() {
             let insns = decode_until_branch(&p, t.addr);
             let last = insns.last().unwrap();
@@ -165,5 +177,104 @@ fn fineibt_calls_land_on_the_preamble_that_checks_their_hash() {
             // before each call in mono.
             p.verify().unwrap_or_else(|e| panic!("{scenario} {ret}: {e}"));
         }
+    }
+}
+
+/// `sarq`/`shlq $5` or `movq $-1` on `%fs:offset`: the bytes of the kernel's `%gs:` forms with `64`.
+fn on_depth(op: &[u8], offset: i32, imm: &[u8]) -> Vec<u8> {
+    [&[0x64, 0x48][..], op, &[0x25], &offset.to_le_bytes(), imm].concat()
+}
+
+#[test]
+fn call_depth_counts_each_call_in_the_callees_call_thunk_and_each_return_in_its_thunk() {
+    // A thread of its own: its counter starts credited full, as CREDIT_CALL_DEPTH leaves it.
+    std::thread::spawn(|| {
+        let depth = call_depth_offset().unwrap();
+        let sar = on_depth(&[0xc1, 0x3c], depth, &[5]);
+        for flavor in [Flavor::Direct, Flavor::Inline, Flavor::Trampoline, Flavor::Retpoline] {
+            let p = Probe::new(flavor, Scenario::Mono, &options(ReturnKind::CallDepth, 1)).unwrap();
+            assert_eq!(p.call_depth(), Some(depth));
+            let t = p.targets()[0].addr;
+            assert_eq!(t % 16, 0, "{flavor}: the function stays 16-byte aligned");
+            assert_eq!(p.arena().read(t - CALL_DEPTH_ACCOUNT_LEN, CALL_DEPTH_ACCOUNT_LEN), sar, "{flavor}");
+            let thunk = p.return_thunk().unwrap().entry;
+            let shl = on_depth(&[0xc1, 0x24], depth, &[5]);
+            assert_eq!(p.arena().read(thunk, 10), shl, "{flavor}: call_depth_return_thunk starts with shlq $5");
+            // jz 1f; ret; int3; 1: 16 × (call 2f; int3; 2:); add $128, %rsp; movq $-1, depth; ret; int3.
+            let refill: Vec<u8> = (0..16).flat_map(|_| [0xe8, 1, 0, 0, 0, 0xcc]).collect();
+            let tail = [&[0x74, 0x02, 0xc3, 0xcc][..], &refill, &[0x48, 0x81, 0xc4, 0x80, 0, 0, 0]].concat();
+            assert_eq!(p.arena().read(thunk + 10, tail.len()), tail, "{flavor}");
+            let credit = on_depth(&[0xc7, 0x04], depth, &[0xff; 4]);
+            assert_eq!(p.arena().read(thunk + 10 + tail.len(), 15), [&credit[..], &[0xc3, 0xcc]].concat());
+            // The direct-style calls land on the call thunk; the retpoline's own thunk counts instead.
+            let first = p.sites()[0];
+            let to = match flavor {
+                Flavor::Trampoline => p.trampoline().unwrap().1.target().unwrap(),
+                Flavor::Retpoline => {
+                    let rp = p.thunk().unwrap();
+                    assert_eq!(p.arena().read(rp, 10), sar, "__x86_indirect_call_thunk_rax counts first");
+                    assert_eq!(p.arena().read(rp + 10, 7), [0xe8, 1, 0, 0, 0, 0xcc, 0x48], "call 1f; int3; mov");
+                    t
+                }
+                _ => first.form.insn().unwrap().target().unwrap(),
+            };
+            if flavor != Flavor::Retpoline {
+                assert_eq!(to, t - CALL_DEPTH_ACCOUNT_LEN, "{flavor}");
+            }
+            // Balanced calls and returns from a full counter: sarq keeps -1, shlq leaves it nonzero.
+            set_call_depth(u64::MAX);
+            p.verify().unwrap_or_else(|e| panic!("{flavor}: {e}"));
+            assert_eq!(call_depth(), u64::MAX << 5, "{flavor}: the code updated this thread's counter");
+            // An empty counter: the first return refills the RSB, drops those 16 frames and credits it.
+            set_call_depth(0);
+            p.verify().unwrap_or_else(|e| panic!("{flavor} after a refill: {e}"));
+            assert_eq!(call_depth(), u64::MAX << 5, "{flavor}");
+        }
+        let refused = Probe::new(Flavor::Indirect, Scenario::Mono, &options(ReturnKind::CallDepth, 0)).unwrap_err();
+        assert!(refused.to_string().contains("call-depth"), "{refused}");
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn its_returns_sit_in_the_half_their_kind_names_and_the_thunk_in_the_upper_half() {
+    for placement in 0..4 {
+        for scenario in SCENARIOS {
+            let lower = Probe::new(Flavor::ItsThunk, scenario, &options(ReturnKind::ItsLower, placement)).unwrap();
+            let thunk = lower.return_thunk().unwrap().entry;
+            assert_ne!(thunk & ITS_HALF, 0, "its_return_thunk in the upper half");
+            assert_eq!(lower.arena().read(thunk, 2), [0xc3, 0xcc]);
+            for t in lower.targets() {
+                let jmp = t.addr + 4;
+                assert_eq!(jmp & ITS_HALF, 0, "p{placement}: the return site in the lower half");
+                assert_eq!(decode_until_branch(&lower, jmp)[0].near_branch_target() as usize, thunk);
+            }
+            let upper = Probe::new(Flavor::Indirect, scenario, &options(ReturnKind::ItsUpper, placement)).unwrap();
+            assert_eq!(upper.return_thunk(), None);
+            for t in upper.targets() {
+                assert_eq!(upper.arena().read(t.addr + 4, 1), [0xc3]);
+                assert_ne!((t.addr + 4) & ITS_HALF, 0, "p{placement}: the ret in the upper half");
+            }
+            for p in [lower, upper] {
+                p.verify().unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn each_its_thunk_site_calls_a_thunk_of_its_own_in_an_upper_half() {
+    for scenario in [SCENARIOS[0], SCENARIOS[1], Scenario::Sites(64)] {
+        let p = Probe::new(Flavor::ItsThunk, scenario, &options(ReturnKind::Ret, 0)).unwrap();
+        let thunks = p.its_thunks();
+        assert_eq!(thunks.len(), p.sites().len());
+        assert_eq!(thunks.iter().collect::<std::collections::BTreeSet<_>>().len(), thunks.len(), "one per site");
+        for (s, &t) in p.sites().iter().zip(thunks) {
+            assert_eq!(s.form.insn().and_then(|i| i.target()), Some(t));
+            assert_eq!(p.arena().read(t, 3), [0xff, 0xe0, 0xcc], "jmp *%rax; int3");
+            assert!(t % CACHE_LINE >= ITS_HALF && (t + 2) % CACHE_LINE >= ITS_HALF, "{t:#x}");
+        }
+        p.verify().unwrap();
     }
 }

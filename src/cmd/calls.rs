@@ -166,12 +166,12 @@ pub fn selection(args: &Args) -> (Vec<Point>, Vec<Pair>) {
         }
         // `ret` too at the other placements (placement 0 is the row above), so that a thunk's extra is
         // read placement by placement against the same layout returning with `ret`.
-        let thunked = rets.iter().any(|r| r.is_thunk());
+        let thunked = rets.iter().any(|r| r.is_placed());
         let crossed = |f: &Flavor| s.supports(*f) && *f != Flavor::Trap && thunk_flavors.contains(f);
-        for &kind in rets.iter().filter(|r| r.is_thunk() || thunked) {
-            let first = if kind.is_thunk() { 0 } else { 1 };
+        for &kind in rets.iter().filter(|r| r.is_placed() || thunked) {
+            let first = if kind.is_placed() { 0 } else { 1 };
             for placement in first..args.placements {
-                for &f in flavors.iter().filter(|f| crossed(f)) {
+                for &f in flavors.iter().filter(|f| crossed(f) && kind.crosses(**f)) {
                     run.push((f, s, Returning { kind, placement }));
                 }
             }
@@ -625,7 +625,7 @@ pub fn table(rows: &[CallsRow]) -> String {
             r.scenario.clone(),
             r.param.clone(),
             match (r.ret, r.placement) {
-                (Some(k), Some(p)) if k.is_thunk() || p > 0 => format!("{k} p{p}"),
+                (Some(k), Some(p)) if k.is_placed() || p > 0 => format!("{k} p{p}"),
                 (k, _) => k.unwrap_or(ReturnKind::Ret).to_string(),
             },
             num(r.cycles_min),
@@ -709,8 +709,8 @@ mod tests {
         assert!(selection(&quick).0.iter().any(|(f, s, _)| *f == Flavor::CsInline && *s == Scenario::Offset(62)));
         assert_eq!(
             selection(&quick).0.iter().filter(|(_, s, _)| s.is_poly()).count(),
-            14,
-            "seven indirect flavors × poly-rr-4, poly-random-4"
+            16,
+            "eight indirect flavors × poly-rr-4, poly-random-4"
         );
     }
 
@@ -719,9 +719,12 @@ mod tests {
         let a = parse(&["--flavor", "direct,retpoline,trap", "--scenario", "poly,mono,sites-64", "--placements", "3"])
             .unwrap();
         let (run, _) = selection(&a);
-        let thunked: Vec<_> = run.iter().filter(|(_, _, r)| r.kind.is_thunk()).collect();
-        // mono: direct, retpoline (not trap); poly-random-4: retpoline; × 3 kinds × 3 placements.
-        assert_eq!(thunked.len(), (2 + 1) * 3 * 3, "{thunked:?}");
+        let thunked: Vec<_> = run.iter().filter(|(_, _, r)| r.kind.is_placed()).collect();
+        // mono: direct, retpoline (not trap); poly-random-4: retpoline; × 3 placements. ret-thunk, srso,
+        // srso-alias and call-depth cross both flavors; its-lower and its-upper only direct (the kernel
+        // drops its ITS thunks when retpolines are on).
+        assert_eq!(thunked.len(), ((2 + 1) * 4 + 2) * 3, "{thunked:?}");
+        assert!(thunked.iter().all(|(f, _, r)| r.kind.crosses(*f)));
         let ret_elsewhere = run.iter().filter(|(_, _, r)| r.kind == ReturnKind::Ret && r.placement > 0).count();
         assert_eq!(ret_elsewhere, (2 + 1) * 2, "ret at placements 1 and 2 beside the thunk kinds");
         assert!(thunked.iter().all(|(f, s, r)| *f != Flavor::Trap && THUNK_SCENARIOS.contains(s) && r.placement < 3));

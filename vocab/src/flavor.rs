@@ -11,6 +11,7 @@
 //! | `kcfi`         | kCFI hash check, `call *%r11`      | Clang kCFI on an indirect call              |
 //! | `kcfi-retpoline` | kCFI hash check, `e8` to the r11 retpoline thunk | kCFI with retpolines, as the kernel combines them |
 //! | `fineibt`      | `mov $hash,%r10d; sub $16,%r11; nop4; call *%r11; nop2` | FineIBT (Linux 6.2–6.14 form): the target's preamble checks the hash |
+//! | `its-thunk`    | `e8 rel32` to this site's own `jmp *%rax; int3` | ITS: a `call *%rax` whose last byte is in the lower half of its line |
 //! | `trampoline`   | `e8 rel32` to an `e9 rel32` jump   | out-of-line static call                     |
 //! | `inline`       | `e8 rel32` to the target           | inline static call (the patcher's site)     |
 //! | `cs-inline`    | `2e e8 rel32` to the target        | the cs-prefixed inline static call site     |
@@ -43,6 +44,8 @@ pub enum Flavor {
     /// FineIBT: the caller loads the hash and calls 16 bytes before the target, into its
     /// `endbr64; sub $hash, %r10d; je 1f; ud2; 1: nop` preamble, which checks it.
     Fineibt,
+    /// `e8 rel32` to a thunk of this site's own, `jmp *%rax; int3` in the upper half of a line.
+    ItsThunk,
     /// `e8 rel32` to a trampoline that is one `e9 rel32`.
     Trampoline,
     /// `e8 rel32` straight to the target: the patchable inline static call.
@@ -55,7 +58,7 @@ pub enum Flavor {
 
 impl Flavor {
     /// Every flavor, in table order (the order of CLI output, CSV rows, plots and tables).
-    pub const ALL: [Flavor; 12] = [
+    pub const ALL: [Flavor; 13] = [
         Flavor::Direct,
         Flavor::Indirect,
         Flavor::IndirectMem,
@@ -64,6 +67,7 @@ impl Flavor {
         Flavor::Kcfi,
         Flavor::KcfiRetpoline,
         Flavor::Fineibt,
+        Flavor::ItsThunk,
         Flavor::Trampoline,
         Flavor::Inline,
         Flavor::CsInline,
@@ -71,8 +75,8 @@ impl Flavor {
     ];
 
     /// The names of [`Flavor::ALL`], in that order.
-    pub const NAMES: [&'static str; 12] = {
-        let mut names = [""; 12];
+    pub const NAMES: [&'static str; 13] = {
+        let mut names = [""; 13];
         let mut i = 0;
         while i < names.len() {
             names[i] = Flavor::ALL[i].name();
@@ -92,6 +96,7 @@ impl Flavor {
             Flavor::Kcfi => "kcfi",
             Flavor::KcfiRetpoline => "kcfi-retpoline",
             Flavor::Fineibt => "fineibt",
+            Flavor::ItsThunk => "its-thunk",
             Flavor::Trampoline => "trampoline",
             Flavor::Inline => "inline",
             Flavor::CsInline => "cs-inline",
@@ -101,7 +106,7 @@ impl Flavor {
 
     /// True when the call's target is taken from `rax` (set once for mono, loaded per call for poly).
     pub const fn target_in_rax(self) -> bool {
-        matches!(self, Flavor::Indirect | Flavor::Retpoline | Flavor::Lfence)
+        matches!(self, Flavor::Indirect | Flavor::Retpoline | Flavor::Lfence | Flavor::ItsThunk)
     }
 
     /// True when the call's target is taken from `r11` (the kCFI and FineIBT flavors: the register the

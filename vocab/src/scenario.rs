@@ -316,7 +316,7 @@ mod tests {
         let poly = Scenario::Poly { k: 4, order: Order::Random };
         let yes: Vec<_> = Flavor::ALL.into_iter().filter(|f| poly.supports(*f)).collect();
         let indirect = [Flavor::Indirect, Flavor::IndirectMem, Flavor::Retpoline, Flavor::Lfence, Flavor::Kcfi];
-        assert_eq!(yes, [&indirect[..], &[Flavor::KcfiRetpoline, Flavor::Fineibt]].concat());
+        assert_eq!(yes, [&indirect[..], &[Flavor::KcfiRetpoline, Flavor::Fineibt, Flavor::ItsThunk]].concat());
         assert!(Flavor::ALL.iter().all(|f| Scenario::Mono.supports(*f)));
         assert!(Flavor::ALL.iter().all(|f| Scenario::Offset(3).supports(*f) == (*f != Flavor::Trap)));
     }

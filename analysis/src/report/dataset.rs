@@ -309,7 +309,7 @@ fn group_runs(folders: &[PathBuf], per_folder: &[FolderRows]) -> Vec<Run> {
 /// True for a row of the return-kind axis: a callee returning through a thunk, or with `ret` at a
 /// placement other than 0 (measured beside the thunks).
 fn thunked(r: &CallsRow) -> bool {
-    r.ret.is_some_and(|k| k.is_thunk()) || r.placement.is_some_and(|p| p > 0)
+    r.ret.is_some_and(|k| k.is_placed()) || r.placement.is_some_and(|p| p > 0)
 }
 
 fn group_binaries(per_folder: &[FolderRows]) -> Vec<CensusBinary> {

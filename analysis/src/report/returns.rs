@@ -20,7 +20,7 @@ pub fn section(run: &Run) -> String {
     let mut keys: Vec<(Flavor, ReturnKind, String)> = run
         .returns
         .iter()
-        .filter_map(|r| r.ret.filter(|k| k.is_thunk()).map(|k| (r.flavor, k, r.cli_scenario())))
+        .filter_map(|r| r.ret.filter(|k| k.is_placed()).map(|k| (r.flavor, k, r.cli_scenario())))
         .collect();
     keys.sort();
     keys.dedup();

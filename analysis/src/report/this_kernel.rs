@@ -160,7 +160,7 @@ mod tests {
     }
 
     fn run_of(m: MachineRow, rows: Vec<CallsRow>) -> Run {
-        let (returns, calls) = rows.into_iter().partition(|r| r.ret.unwrap().is_thunk() || r.placement.unwrap() > 0);
+        let (returns, calls) = rows.into_iter().partition(|r| r.ret.unwrap().is_placed() || r.placement.unwrap() > 0);
         Run { machine: Some(m), calls, returns, ..Run::default() }
     }
 

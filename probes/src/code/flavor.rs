@@ -12,6 +12,7 @@
 //! | `kcfi`         | kCFI check, `41 ff d3`             | Clang kCFI: `call *%r11` after a hash check |
 //! | `kcfi-retpoline` | kCFI check, `2e e8 rel32`        | the same through `__x86_indirect_thunk_r11` |
 //! | `fineibt`      | `41 ba hash 49 83 eb 10 0f 1f 40 00 41 ff d3 66 90` | FineIBT caller (Linux 6.6) |
+//! | `its-thunk`    | `e8 rel32` to the site's own `ff e0 cc` | ITS call thunk (Linux 6.15), one per site |
 //! | `trampoline`   | `e8 rel32` to an `e9 rel32` jump   | out-of-line static call                     |
 //! | `inline`       | `e8 rel32` to the target           | inline static call (the patcher's site)     |
 //! | `cs-inline`    | `2e e8 rel32` to the target        | the cs-prefixed inline static call site     |
@@ -26,8 +27,8 @@
 //! measuring it separately shows that a patched site costs what the compiler's direct call costs.
 //!
 //! Polymorphic scenarios need a site whose target changes from call to call without rewriting code, so
-//! only the seven indirect flavors (`indirect`, `indirect-mem`, `retpoline`, `lfence`, `kcfi`,
-//! `kcfi-retpoline`, `fineibt`) take part. There, every call first selects its target with one load from a
+//! only the eight indirect flavors (`indirect`, `indirect-mem`, `retpoline`, `lfence`, `kcfi`,
+//! `kcfi-retpoline`, `fineibt`, `its-thunk`) take part. There, every call first selects its target with one load from a
 //! sequence table (`rbx` + `rcx` + 8·j): the `rax` flavors load it with `mov rax, [rbx+rcx+8j]`, the kCFI
 //! and FineIBT flavors with `mov r11, [rbx+rcx+8j]`, and `indirect-mem` calls through that same slot
 //! (`ff 54 0b d8` / `ff 94 0b d32`, `call *8j(%rbx,%rcx)`), so each flavor pays exactly one load per call
@@ -56,6 +57,7 @@ impl FlavorSite for Flavor {
             (Flavor::Trap, _) => SiteForm::TrapCall { to: to.target },
             (Flavor::Trampoline, _) => SiteForm::Call { to: to.trampoline },
             (Flavor::Retpoline, _) => SiteForm::Call { to: to.thunk },
+            (Flavor::ItsThunk, _) => SiteForm::Call { to: to.its_thunk },
             (Flavor::Indirect, _) => SiteForm::CallRax,
             (Flavor::Lfence, _) => SiteForm::LfenceCallRax,
             (Flavor::Kcfi, _) => SiteForm::KcfiCallR11 { hash: KCFI_HASH },
@@ -78,6 +80,8 @@ pub struct CallTo {
     pub trampoline: usize,
     /// The 8-byte slot holding the target's address, for `call *disp32(%rip)`.
     pub slot: usize,
+    /// This site's own ITS thunk (`jmp *%rax; int3`), for `its-thunk`.
+    pub its_thunk: usize,
     /// `Some(d)` in poly scenarios: this call's target is the pointer at `rbx + rcx + d`.
     pub selection: Option<i32>,
 }

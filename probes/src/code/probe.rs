@@ -36,7 +36,7 @@ use super::arena::{Arena, ArenaMode, CACHE_LINE};
 use super::emit::{EmitError, Emitter};
 use super::flavor::{fineibt_preamble, CallTo, Flavor, FlavorSite, SiteForm, KCFI_HASH};
 use super::insn::{self, Insn};
-use super::ret::{self, ReturnKind, ReturnThunk};
+use super::ret::{self, ReturnKind, ReturnThunk, CALL_DEPTH_ACCOUNT_LEN, ITS_HALF};
 use super::scenario::{Scenario, ScenarioSequence, SEQUENCE_LEN};
 use crate::measure::Unroll;
 
@@ -117,8 +117,12 @@ pub struct Probe {
     sites: Vec<ProbeSite>,
     targets: Vec<Target>,
     thunk: Option<usize>,
-    trampoline: Option<usize>,
+    trampoline: Option<(usize, Insn)>,
     slot: Option<usize>,
+    /// `call-depth` only: the `%fs:` offset of the depth counter the code updates.
+    call_depth: Option<i32>,
+    /// `its-thunk` only: each site's own thunk, in site order.
+    its_thunks: Vec<usize>,
     /// Poly only: target index of each call of one sequence period, per body.
     selection: [Vec<u8>; 2],
     /// Poly only: the same as target addresses, which the generated code loads. Never read from Rust
@@ -139,6 +143,13 @@ impl Probe {
     /// flavor), a parameter is out of range, or the arena cannot be mapped.
     pub fn new(flavor: Flavor, scenario: Scenario, options: &EmitOptions) -> Result<Probe, EmitError> {
         let (unroll, calls) = check(flavor, scenario, options.unroll)?;
+        if !options.ret.crosses(flavor) {
+            return Err(EmitError::Unsupported {
+                flavor: flavor.name().into(),
+                scenario: format!("{scenario} returning `{}`", options.ret),
+                why: "no kernel combines that call with that return (see ReturnKind::crosses)".into(),
+            });
+        }
         if options.placement > ret::MAX_PLACEMENT {
             return Err(EmitError::Bad(format!(
                 "placement {} is outside 0..={}",
@@ -153,13 +164,15 @@ impl Probe {
         // One line per site, plus room for a selection load.
         // Fixed placement: the same virtual addresses in every run, so two runs time the same layout.
         let extra = ret::arena_bytes(options.ret, options.placement);
-        let mut arena = Arena::new_fixed((64 << 10) + extra + emitted_calls * (CACHE_LINE + 16), options.mode)?;
+        // One line per site, its selection load, and an ITS thunk of its own (`its-thunk`).
+        let mut arena = Arena::new_fixed((64 << 10) + extra + emitted_calls * (CACHE_LINE + 32), options.mode)?;
         let selection = [0, 1].map(|b| scenario.sequence(calls[b]).unwrap_or_default());
 
         // Front to back: the return thunk, targets, what the flavor's sites go through, the two loops.
-        let mut l = Layout::new(&mut arena, flavor, scenario);
+        let mut l = Layout::new(&mut arena, flavor, scenario, options.ret);
         l.return_thunk = ret::emit_thunk(&mut l.e, options.ret, options.placement, &mut l.symbols)?;
         l.targets(options.placement)?;
+        l.its_thunks(emitted_calls)?;
         // Poly: each loop's selection as target addresses, which its code loads.
         let tables =
             [0, 1].map(|b| selection[b].iter().map(|&t| l.targets[t as usize].addr as u64).collect::<Box<[u64]>>());
@@ -173,7 +186,7 @@ impl Probe {
                 l.timed_loop(Unroll::Double, calls[1], &tables[1])?,
             ],
         };
-        let Layout { targets, slot, thunk, trampoline, sites, symbols, return_thunk, .. } = l;
+        let Layout { targets, slot, thunk, trampoline, sites, symbols, return_thunk, call_depth, its_thunks, .. } = l;
 
         arena.seal()?;
         emulate_trap_sites(&sites)?;
@@ -192,6 +205,8 @@ impl Probe {
             thunk,
             trampoline,
             slot,
+            call_depth,
+            its_thunks,
             selection,
             tables,
             symbols,
@@ -243,26 +258,36 @@ struct Layout<'a> {
     e: Emitter<'a>,
     flavor: Flavor,
     scenario: Scenario,
+    ret: ReturnKind,
     targets: Vec<Target>,
     slot: Option<usize>,
     thunk: Option<usize>,
-    trampoline: Option<usize>,
+    trampoline: Option<(usize, Insn)>,
     return_thunk: Option<ReturnThunk>,
+    /// `call-depth`: the depth counter's `%fs:` offset.
+    call_depth: Option<i32>,
+    /// `its-thunk`: one thunk per site, in site order, and how many sites took theirs.
+    its_thunks: Vec<usize>,
+    its_taken: usize,
     sites: Vec<ProbeSite>,
     symbols: Vec<Symbol>,
 }
 
 impl<'a> Layout<'a> {
-    fn new(arena: &'a mut Arena, flavor: Flavor, scenario: Scenario) -> Self {
+    fn new(arena: &'a mut Arena, flavor: Flavor, scenario: Scenario, ret: ReturnKind) -> Self {
         Layout {
             e: Emitter::new(arena),
             flavor,
             scenario,
+            ret,
             targets: Vec::new(),
             slot: None,
             thunk: None,
             trampoline: None,
             return_thunk: None,
+            call_depth: None,
+            its_thunks: Vec::new(),
+            its_taken: 0,
             sites: Vec::new(),
             symbols: Vec::new(),
         }
@@ -270,18 +295,40 @@ impl<'a> Layout<'a> {
 
     /// The targets, `add rdx, w` and the return ([`ret::emit_return`]) with w = 1, 2, …, each on its
     /// own 16 bytes, so the sum a loop returns says which targets it really called; the first at
-    /// [`ret::target_skip`] bytes past a line start.
+    /// [`ret::target_skip`] bytes past a line start. For the ITS kinds each target has a line of its
+    /// own and starts in the half its kind names (byte 0 or 16 for `its-lower`, 32 or 48 for
+    /// `its-upper`, alternating with the placement), so its 4-byte `add` leaves the return there too.
     fn targets(&mut self, placement: u32) -> Result<(), EmitError> {
         let line = self.e.align_int3(64)?;
-        self.e.skip_int3(line + ret::target_skip(placement))?;
+        let its_half = match self.ret {
+            ReturnKind::ItsLower => Some(0),
+            ReturnKind::ItsUpper => Some(ITS_HALF),
+            _ => None,
+        };
+        let first = match its_half {
+            Some(_) => line + placement as usize * 1024,
+            None => line + ret::target_skip(placement),
+        };
+        self.e.skip_int3(first)?;
+        let preamble = if self.flavor.target_in_r11() || self.ret == ReturnKind::CallDepth { 16 } else { 0 };
         let thunk = self.return_thunk;
         for i in 0..self.scenario.targets() {
             let weight = i as u64 + 1;
-            self.e.align_int3(16)?;
+            match its_half {
+                Some(half) => {
+                    let line = self.e.align_int3(64)?;
+                    self.e.skip_int3(line + 64 + half + (placement as usize % 2) * 16 - preamble)?;
+                }
+                None => {
+                    self.e.align_int3(16)?;
+                }
+            }
             if self.flavor == Flavor::Fineibt {
                 self.e.raw(&fineibt_preamble(KCFI_HASH))?;
             } else if self.flavor.target_in_r11() {
                 self.kcfi_preamble()?;
+            } else if self.ret == ReturnKind::CallDepth {
+                self.call_thunk()?;
             }
             let (addr, _) = self.e.asm(|a, _: &mut [CodeLabel; 0]| {
                 a.add(rdx, weight as i32)?;
@@ -289,6 +336,61 @@ impl<'a> Layout<'a> {
             })?;
             self.symbols.push(Symbol { addr, len: self.e.here() - addr, name: format!("callpatch_target_{i}") });
             self.targets.push(Target { addr, weight });
+        }
+        Ok(())
+    }
+
+    /// The call thunk of the target that follows, as arch/x86/kernel/callthunks.c (Linux 6.12) writes
+    /// it into the 16 bytes of padding before a function: `sarq $5` on the depth counter in the last
+    /// [`CALL_DEPTH_ACCOUNT_LEN`] bytes (the rest `int3` here, never executed), falling through into the
+    /// function. Direct calls are redirected to it ([`Layout::call_entry`]).
+    fn call_thunk(&mut self) -> Result<(), EmitError> {
+        let depth = self.depth()?;
+        self.e.skip_int3(self.e.here() + 16 - CALL_DEPTH_ACCOUNT_LEN)?;
+        let (at, _) = self.e.asm(|a, _: &mut [CodeLabel; 0]| ret::call_depth_account(a, depth))?;
+        debug_assert_eq!(self.e.here() - at, CALL_DEPTH_ACCOUNT_LEN);
+        Ok(())
+    }
+
+    /// The depth counter's `%fs:` offset, read once per probe.
+    fn depth(&mut self) -> Result<i32, EmitError> {
+        let depth = ret::call_depth_offset()
+            .ok_or_else(|| EmitError::Bad("the call depth counter is beyond %fs:disp32".into()))?;
+        self.call_depth = Some(depth);
+        Ok(depth)
+    }
+
+    /// Where a direct call to the first target goes: the target, or with `call-depth` its call thunk.
+    fn call_entry(&self) -> usize {
+        match self.ret {
+            ReturnKind::CallDepth => self.targets[0].addr - CALL_DEPTH_ACCOUNT_LEN,
+            _ => self.targets[0].addr,
+        }
+    }
+
+    /// `its-thunk`: one thunk per site, `jmp *%rax; int3`, laid out as arch/x86/kernel/alternative.c
+    /// `its_allocate_thunk` (Linux 6.15) does in its own pages: from byte 32 of a fresh page, each next
+    /// thunk moved to the next line's upper half when its last byte would fall in a lower half. One per
+    /// site, not one shared, so each keeps its own prediction, as the kernel intends.
+    fn its_thunks(&mut self, sites: usize) -> Result<(), EmitError> {
+        if self.flavor != Flavor::ItsThunk {
+            return Ok(());
+        }
+        let page = self.e.align_int3(4096)?;
+        let (size, mut offset) = (3, ITS_HALF);
+        for j in 0..sites {
+            if (offset + size - 1) % CACHE_LINE < ITS_HALF {
+                offset = ((offset - 1) | (CACHE_LINE - 1)) + ITS_HALF + 1;
+            }
+            self.e.skip_int3(page + offset)?;
+            let (at, _) = self.e.asm(|a, _: &mut [CodeLabel; 0]| {
+                a.jmp(rax)?;
+                a.int3()
+            })?;
+            debug_assert_eq!(self.e.here() - at, size);
+            self.symbols.push(Symbol { addr: at, len: size, name: format!("its_thunk_rax_{j}") });
+            self.its_thunks.push(at);
+            offset += size;
         }
         Ok(())
     }
@@ -325,6 +427,9 @@ impl<'a> Layout<'a> {
             Flavor::KcfiRetpoline => (r11, "__x86_indirect_thunk_r11"),
             _ => return Ok(()),
         };
+        if self.ret == ReturnKind::CallDepth {
+            return self.call_depth_retpoline();
+        }
         self.e.align_int3(32)?;
         let (at, _) = self.e.asm(|a, [do_rop, capture]: &mut [CodeLabel; 2]| {
             a.call(*do_rop)?;
@@ -341,6 +446,25 @@ impl<'a> Layout<'a> {
         Ok(())
     }
 
+    /// `retpoline` with `call-depth`: arch/x86/lib/retpoline.S `__x86_indirect_call_thunk_rax` (Linux
+    /// 6.12), where the kernel redirects retpoline calls under call depth tracking: the accounting, then
+    /// `POLINE` (`call 1f; int3; 1: mov %rax, (%rsp)`) and `ret`. The call lands on the function itself.
+    fn call_depth_retpoline(&mut self) -> Result<(), EmitError> {
+        let depth = self.depth()?;
+        self.e.align_int3(32)?;
+        let (at, _) = self.e.asm(|a, [do_rop]: &mut [CodeLabel; 1]| {
+            ret::call_depth_account(a, depth)?;
+            a.call(*do_rop)?;
+            a.int3()?;
+            a.set_label(do_rop)?;
+            a.mov(qword_ptr(rsp), rax)?;
+            a.ret()
+        })?;
+        self.symbols.push(Symbol { addr: at, len: self.e.here() - at, name: "__x86_indirect_call_thunk_rax".into() });
+        self.thunk = Some(at);
+        Ok(())
+    }
+
     /// `trampoline`: the static-call trampoline, one `jmp rel32` to the first target (exact bytes, the
     /// patch point), then int3 padding.
     fn trampoline(&mut self) -> Result<(), EmitError> {
@@ -349,9 +473,10 @@ impl<'a> Layout<'a> {
         }
         self.e.align_int3(16)?;
         let at = self.e.here();
-        self.e.raw(&insn::encode(Insn::Jmp(self.targets[0].addr), at)?)?;
+        let jmp = Insn::Jmp(self.call_entry());
+        self.e.raw(&insn::encode(jmp, at)?)?;
         self.symbols.push(Symbol { addr: at, len: insn::REL32_LEN, name: "callpatch_trampoline".into() });
-        self.trampoline = Some(at);
+        self.trampoline = Some((at, jmp));
         Ok(())
     }
 
@@ -432,11 +557,14 @@ impl<'a> Layout<'a> {
                 (None, _) if self.flavor == Flavor::Fineibt => FINEIBT_RELOAD.to_vec(),
                 _ => Vec::new(),
             };
+            let its_thunk = self.its_thunks.get(self.its_taken).copied().unwrap_or(0);
+            self.its_taken += usize::from(self.flavor == Flavor::ItsThunk);
             let to = CallTo {
-                target: self.targets[0].addr,
+                target: self.call_entry(),
                 thunk: self.thunk.unwrap_or(0),
-                trampoline: self.trampoline.unwrap_or(0),
+                trampoline: self.trampoline.map_or(0, |(t, _)| t),
                 slot: self.slot.unwrap_or(0),
+                its_thunk,
                 selection,
             };
             let form = self.flavor.site_form(&to);
@@ -553,6 +681,11 @@ impl Probe {
         if iters == 0 {
             return 0;
         }
+        // The code updates the depth counter at the offset it was emitted with: this thread's must be
+        // there (it is, for the executable's static TLS; a counter in dynamic TLS would not be).
+        if let Some(offset) = self.call_depth {
+            assert_eq!(ret::call_depth_offset(), Some(offset), "the call depth counter moved between threads");
+        }
         // SAFETY: the entry is the start of a function this probe emitted into its own arena (which
         // lives as long as `self`) following the sysv64 ABI: it saves the one callee-saved register it
         // uses (rbx), touches only its own arena, the selection table owned by `self` and the stack
@@ -630,7 +763,17 @@ impl Probe {
     /// The trampoline's address and its `jmp` (`trampoline` only): the patch point of an out-of-line
     /// static call.
     pub fn trampoline(&self) -> Option<(usize, Insn)> {
-        self.trampoline.map(|t| (t, Insn::Jmp(self.targets[0].addr)))
+        self.trampoline
+    }
+
+    /// Each site's own ITS thunk, in the order of [`Probe::sites`] (`its-thunk` only; empty otherwise).
+    pub fn its_thunks(&self) -> &[usize] {
+        &self.its_thunks
+    }
+
+    /// The `%fs:` offset of the call depth counter this probe's code updates (`call-depth` only).
+    pub fn call_depth(&self) -> Option<i32> {
+        self.call_depth
     }
 
     /// The pointer slot of `call *slot(%rip)` (`indirect-mem` outside poly).
