@@ -43,9 +43,10 @@ pub struct Args {
     /// How the generated code is mapped: rwx, sealed (RW then RX) or dualmap (W^X via memfd).
     #[arg(long, value_name = "MODE", default_value = "rwx")]
     pub arena: ArenaMode,
-    /// How the callee returns (repeat or comma-separate): ret, ret-thunk, srso, srso-alias. The thunk
-    /// kinds run in mono and poly-random-4 only (of the selected scenarios), at each of --placements
-    /// layouts. Default: all (with --quick: ret, srso-alias).
+    /// How the callee returns (repeat or comma-separate): ret, ret-thunk, srso, srso-alias, call-depth,
+    /// its-lower, its-upper. All but ret run in mono and poly-random-4 only (of the selected scenarios),
+    /// at each of --placements layouts, with the flavors a kernel combines them with. Default: all (with
+    /// --quick: ret, srso-alias).
     #[arg(long = "ret", value_name = "R", value_delimiter = ',')]
     pub rets: Vec<ReturnKind>,
     /// Flavors the thunk return kinds cross (of the selected flavors; trap never). Default: all (with

@@ -79,7 +79,7 @@ pub struct Run {
     /// 0 (both columns empty in older files): every plot, table and comparison of flavors reads these.
     pub calls: Vec<CallsRow>,
     /// The folder's `calls.csv` rows of this machine of the return-kind axis: callees returning through
-    /// a thunk (`ret-thunk`, `srso`, `srso-alias`), one per placement, and `ret` at placements other than
+    /// a thunk or placed in one half of a line (every kind but `ret`), one per placement, and `ret` at placements other than
     /// 0: read by the summary's return-kind sections only.
     pub returns: Vec<CallsRow>,
     /// The folder's `patch.csv` rows of this machine.

@@ -5,9 +5,12 @@
 //! The kernel's choice is read, never measured: `spectre_v2` decides the indirect call (retpoline,
 //! `lfence`, or a plain `call *%reg` under (e/Auto)IBRS), the kernel config and `cfi=` whether a kCFI
 //! check precedes it, `spec_rstack_overflow` whether every return goes through the SRSO thunk (the alias
-//! form on family 0x19 and later). A static call is an inline `call rel32` returning the same way. What a
-//! mechanism here does not model (call depth tracking, ITS thunks, the retbleed untraining thunks)
-//! leaves that half unknown, with the reason.
+//! form on family 0x19 and later), `retbleed` / `indirect_target_selection` whether returns and calls
+//! carry call depth tracking ("Stuffing") or the ITS thunks ("Aligned branch/return thunks"). A static
+//! call is an inline `call rel32` returning the same way. Under ITS, which sites are thunked depends on
+//! where each one's last byte falls: the pair is composed for the lower half (the thunked one). What a
+//! mechanism here does not model (the retbleed untraining thunks, kCFI with the ITS or call-depth
+//! thunks) leaves that half unknown, with the reason.
 
 use callpatch_vocab::{Flavor, ReturnKind};
 
@@ -28,6 +31,17 @@ pub struct Composed {
 
 /// Composes this kernel's call and return from its `machine.csv` row.
 pub fn compose(m: &MachineRow) -> Composed {
+    let mut c = compose_parts(m);
+    if let (Some(f), Some(r)) = (c.indirect, c.ret)
+        && !r.crosses(f)
+    {
+        c.unknown.push(format!("`{f}` returning through `{r}` is not modelled here"));
+        c.indirect = None;
+    }
+    c
+}
+
+fn compose_parts(m: &MachineRow) -> Composed {
     let mut c = Composed::default();
     let cmdline = m.cmdline.as_deref().unwrap_or("");
     let opt = |key: &str| cmdline.split_whitespace().find_map(|w| w.strip_prefix(key));
@@ -43,10 +57,20 @@ pub fn compose(m: &MachineRow) -> Composed {
             m.family,
             if alias { "srso_alias_return_thunk" } else { "srso_return_thunk" }
         ));
-    } else if retbleed.contains("Stuffing") || retbleed.contains("untrained return thunk") {
+    } else if retbleed.contains("Stuffing") || its.contains("Stuffing") {
+        c.ret = Some(ReturnKind::CallDepth);
+        c.because.push(format!(
+            "retbleed `{retbleed}`, indirect_target_selection `{its}`: call depth tracking: every call counts \
+             `sarq $5`, every return is `jmp call_depth_return_thunk` (the counter per CPU there, per thread here)"
+        ));
+    } else if retbleed.contains("untrained return thunk") {
         c.unknown.push(format!("retbleed: `{retbleed}`: that return thunk is not modelled here"));
     } else if its.contains("return thunk") {
-        c.unknown.push(format!("indirect_target_selection: `{its}`: the ITS return thunk is not modelled here"));
+        c.ret = Some(ReturnKind::ItsLower);
+        c.because.push(format!(
+            "indirect_target_selection `{its}`: a return whose byte is in the lower half of its line is \
+             `jmp its_return_thunk`; composed for that half (in the upper half it stays `ret`: the `its-upper` rows)"
+        ));
     } else if srso.starts_with("unknown") && retbleed.starts_with("unknown") {
         c.unknown.push("the return mitigations were not recorded (an older machine.csv)".into());
     } else {
@@ -60,6 +84,9 @@ pub fn compose(m: &MachineRow) -> Composed {
         Flavor::Retpoline
     } else if v2.contains("LFENCE") {
         Flavor::Lfence
+    } else if its.contains("Aligned branch") {
+        // A `call *%reg` whose last byte is in the lower half goes through a thunk of its own.
+        Flavor::ItsThunk
     } else {
         Flavor::Indirect
     };
@@ -210,8 +237,22 @@ mod tests {
         let mut stuff = machine(6, "Mitigation: Retpolines", "Not affected", "n", "");
         stuff.retbleed = Some("Mitigation: Stuffing".into());
         let c = compose(&stuff);
+        assert_eq!((c.indirect, c.ret), (Some(Flavor::Retpoline), Some(ReturnKind::CallDepth)), "{c:?}");
+        // kCFI with the call-depth retpoline thunk is not modelled: said, not guessed.
+        stuff.kernel_cfi = Some("y".into());
+        let c = compose(&stuff);
+        assert_eq!((c.indirect, c.ret), (None, Some(ReturnKind::CallDepth)), "{c:?}");
+        assert!(c.unknown.iter().any(|u| u.contains("kcfi-retpoline") && u.contains("call-depth")), "{c:?}");
+        let mut its = machine(6, "Mitigation: Enhanced / Automatic IBRS; BHI: BHI_DIS_S", "Not affected", "n", "");
+        its.its = Some("Mitigation: Aligned branch/return thunks".into());
+        let c = compose(&its);
+        assert_eq!((c.indirect, c.ret), (Some(Flavor::ItsThunk), Some(ReturnKind::ItsLower)), "{c:?}");
+        assert!(c.because.iter().any(|b| b.contains("upper half")), "{c:?}");
+        let mut untrained = machine(0x17, "Mitigation: Retpolines", "Not affected", "n", "");
+        untrained.retbleed = Some("Mitigation: untrained return thunk; SMT vulnerable".into());
+        let c = compose(&untrained);
         assert_eq!(c.ret, None);
-        assert!(c.unknown.iter().any(|u| u.contains("Stuffing")), "{c:?}");
+        assert!(c.unknown.iter().any(|u| u.contains("untrained return thunk")), "{c:?}");
         // FineIBT is never combined with retpolines: the kernel keeps kCFI.
         let fine = compose(&machine(6, "Mitigation: Retpolines", "Not affected", "y", "cfi=fineibt"));
         assert_eq!(fine.indirect, Some(Flavor::KcfiRetpoline));
