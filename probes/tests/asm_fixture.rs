@@ -1,5 +1,6 @@
 //! A hand-written assembly loop of the sequences the probes emit (`tests/fixtures/srso_alias_loop.s`):
-//! `direct` + `ret`, `direct` + `srso-alias`, `retpoline` + `srso-alias`, each as a U and a 2U loop.
+//! `direct` + `ret`, `direct` + `srso-alias`, `retpoline` + `srso-alias`, `kcfi` + `ret`, `direct` +
+//! `call-depth`, `direct` + `its-lower`, each as a U and a 2U loop.
 //!
 //! The normal tests check what holds by construction: the fixture calls what it says (the weight sum)
 //! and its SRSO alias thunk has the bytes and the address relation of the probes' emitted one. The
@@ -21,21 +22,33 @@ unsafe extern "sysv64" {
     fn callpatch_fixture_direct_srso_2u(iters: u64) -> u64;
     fn callpatch_fixture_retpoline_srso_u(iters: u64) -> u64;
     fn callpatch_fixture_retpoline_srso_2u(iters: u64) -> u64;
+    fn callpatch_fixture_kcfi_ret_u(iters: u64) -> u64;
+    fn callpatch_fixture_kcfi_ret_2u(iters: u64) -> u64;
+    fn callpatch_fixture_direct_cd_u(iters: u64) -> u64;
+    fn callpatch_fixture_direct_cd_2u(iters: u64) -> u64;
+    fn callpatch_fixture_direct_its_u(iters: u64) -> u64;
+    fn callpatch_fixture_direct_its_2u(iters: u64) -> u64;
 }
 
 unsafe extern "C" {
     static callpatch_fixture_srso_alias_untrain_ret: u8;
     static callpatch_fixture_srso_alias_safe_ret: u8;
     static callpatch_fixture_srso_alias_return_thunk: u8;
+    static callpatch_fixture_call_depth_return_thunk: u8;
+    static callpatch_fixture_target_cd_thunk: u8;
+    static callpatch_fixture_its_return_thunk: u8;
 }
 
 type Loop = unsafe extern "sysv64" fn(u64) -> u64;
 
-/// The three sequences: the probe's flavor and return kind, and the fixture's U and 2U loops.
-const SEQUENCES: [(Flavor, ReturnKind, Loop, Loop); 3] = [
+/// The sequences: the probe's flavor and return kind, and the fixture's U and 2U loops.
+const SEQUENCES: [(Flavor, ReturnKind, Loop, Loop); 6] = [
     (Flavor::Direct, ReturnKind::Ret, callpatch_fixture_direct_ret_u, callpatch_fixture_direct_ret_2u),
     (Flavor::Direct, ReturnKind::SrsoAlias, callpatch_fixture_direct_srso_u, callpatch_fixture_direct_srso_2u),
     (Flavor::Retpoline, ReturnKind::SrsoAlias, callpatch_fixture_retpoline_srso_u, callpatch_fixture_retpoline_srso_2u),
+    (Flavor::Kcfi, ReturnKind::Ret, callpatch_fixture_kcfi_ret_u, callpatch_fixture_kcfi_ret_2u),
+    (Flavor::Direct, ReturnKind::CallDepth, callpatch_fixture_direct_cd_u, callpatch_fixture_direct_cd_2u),
+    (Flavor::Direct, ReturnKind::ItsLower, callpatch_fixture_direct_its_u, callpatch_fixture_direct_its_2u),
 ];
 
 fn run_fixture(f: Loop, iters: u64) -> u64 {
@@ -79,6 +92,42 @@ fn the_fixture_thunk_has_the_probes_bytes_and_address_relation() {
     .unwrap();
     let t = p.return_thunk().unwrap();
     assert_eq!(fixture, p.arena().read(t.safe_ret.unwrap(), 14).as_slice(), "same bytes, same rel32");
+}
+
+#[test]
+fn the_fixtures_mitigation_code_is_the_probes_but_for_the_counter_offset() {
+    // SAFETY: labels of the fixture's code, readable as bytes.
+    let (cd_thunk, call_thunk, its) = unsafe {
+        (
+            addr(&callpatch_fixture_call_depth_return_thunk),
+            addr(&callpatch_fixture_target_cd_thunk),
+            addr(&callpatch_fixture_its_return_thunk),
+        )
+    };
+    // SAFETY: bytes of the fixture's code from those labels (the thunk is 128 bytes, the others less).
+    let read = |at: usize, n: usize| unsafe { std::slice::from_raw_parts(at as *const u8, n) }.to_vec();
+    let probe =
+        |ret| Probe::new(Flavor::Direct, Scenario::Mono, &EmitOptions { ret, ..EmitOptions::default() }).unwrap();
+    // The `%fs:` displacement (bytes 5..9 of each counter access) differs: two counters.
+    let unmask = |mut b: Vec<u8>, at: &[usize]| {
+        for &i in at {
+            b[i..i + 4].fill(0);
+        }
+        b
+    };
+    let cd = probe(ReturnKind::CallDepth);
+    let entry = cd.return_thunk().unwrap().entry;
+    let len = 10 + 4 + 16 * 6 + 7 + 13 + 2;
+    assert_eq!(
+        unmask(read(cd_thunk, len), &[5, len - 15 + 5]),
+        unmask(cd.arena().read(entry, len), &[5, len - 15 + 5]),
+        "call_depth_return_thunk"
+    );
+    let target = cd.targets()[0].addr - 10;
+    assert_eq!(unmask(read(call_thunk, 10), &[5]), unmask(cd.arena().read(target, 10), &[5]), "the call thunk");
+    assert_eq!(its % 64, 32);
+    let lower = probe(ReturnKind::ItsLower);
+    assert_eq!(read(its, 2), lower.arena().read(lower.return_thunk().unwrap().entry, 2), "its_return_thunk");
 }
 
 /// Ticks per call of `a` and `b` timed in alternation (the paired method), medians.
