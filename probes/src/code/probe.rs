@@ -161,10 +161,9 @@ impl Probe {
             Scenario::Sites(n) => n,
             _ => 3 * options.unroll,
         };
-        // One line per site, plus room for a selection load.
+        // One line per site, its selection load, and an ITS thunk of its own (`its-thunk`).
         // Fixed placement: the same virtual addresses in every run, so two runs time the same layout.
         let extra = ret::arena_bytes(options.ret, options.placement);
-        // One line per site, its selection load, and an ITS thunk of its own (`its-thunk`).
         let mut arena = Arena::new_fixed((64 << 10) + extra + emitted_calls * (CACHE_LINE + 32), options.mode)?;
         let selection = [0, 1].map(|b| scenario.sequence(calls[b]).unwrap_or_default());
 
@@ -354,8 +353,7 @@ impl<'a> Layout<'a> {
 
     /// The depth counter's `%fs:` offset, read once per probe.
     fn depth(&mut self) -> Result<i32, EmitError> {
-        let depth = ret::call_depth_offset()
-            .ok_or_else(|| EmitError::Bad("the call depth counter is beyond %fs:disp32".into()))?;
+        let depth = ret::call_depth_disp()?;
         self.call_depth = Some(depth);
         Ok(depth)
     }

@@ -80,6 +80,11 @@ pub fn call_depth_offset() -> Option<i32> {
     i32::try_from(counter as isize - tp as isize).ok()
 }
 
+/// [`call_depth_offset`] for emitting, with the error a probe reports when it does not fit.
+pub(crate) fn call_depth_disp() -> Result<i32, EmitError> {
+    call_depth_offset().ok_or_else(|| EmitError::Bad("the call depth counter is beyond %fs:disp32".into()))
+}
+
 /// This thread's depth counter as the emitted code left it.
 pub fn call_depth() -> u64 {
     CALL_DEPTH.with(Cell::get)
@@ -146,8 +151,7 @@ pub fn emit_thunk(
         // counter; on zero (more returns than the RSB holds) refill 16 RSB entries with calls whose
         // frames it drops, credit the counter full, then `ret`.
         ReturnKind::CallDepth => {
-            let depth = call_depth_offset()
-                .ok_or_else(|| EmitError::Bad("the call depth counter is beyond %fs:disp32".into()))?;
+            let depth = call_depth_disp()?;
             e.skip_int3(page + thunk_skip(p))?;
             let (entry, _) = e.asm(|a, _: &mut [CodeLabel; 0]| {
                 a.add_instruction(on_depth(Code::Shl_rm64_imm8, 5, depth)?)?;
