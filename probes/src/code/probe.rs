@@ -14,9 +14,9 @@
 //!
 //! Layout: every site starts its own 64-byte line (at byte B of it for `offset-B`, byte 0 otherwise),
 //! the gap after it filled with executed multi-byte NOPs. Packing sites back to back instead measures
-//! the front end, not the call: on this machine (Golden Cove class) sixteen 2-byte `call *%rax` in one
-//! 32-byte window cost 3.3× a direct call each, because the decoded-uop cache holds only a few
-//! branches per window; one site per line costs 1.3×. The NOPs retire in the shadow of the call and
+//! the front end, not the call: on the Intel Xeon guest (family 6 model 167) where this was measured,
+//! sixteen 2-byte `call *%rax` in one 32-byte window cost 3.3× a direct call each, because the
+//! decoded-uop cache holds only a few branches per window; one site per line costs 1.3×. The NOPs retire in the shadow of the call and
 //! return (a direct call costs the same or less than with any denser pitch), and every flavor pays
 //! them alike. So `mono` is the layout of `offset-0`.
 //!
