@@ -278,3 +278,23 @@ fn each_its_thunk_site_calls_a_thunk_of_its_own_in_an_upper_half() {
         p.verify().unwrap();
     }
 }
+
+#[test]
+fn the_retpoline_thunk_returns_through_the_return_thunk_as_the_kernels_ret_macro_does() {
+    for ret in [ReturnKind::RetThunk, ReturnKind::Srso, ReturnKind::SrsoAlias] {
+        for flavor in [Flavor::Retpoline, Flavor::KcfiRetpoline] {
+            let p = Probe::new(flavor, SCENARIOS[1], &options(ret, 1)).unwrap();
+            let insns = decode_until_branch(&p, p.thunk().unwrap());
+            // call 1f (not a stop: decode on); int3; mov %reg, (%rsp); jmp the return thunk.
+            let codes: Vec<Code> = codes(&insns);
+            assert_eq!(
+                codes[codes.len() - 3..],
+                [Code::Int3, Code::Mov_rm64_r64, Code::Jmp_rel32_64],
+                "{flavor} {ret}"
+            );
+            let jmp = insns.last().unwrap();
+            assert_eq!(jmp.near_branch_target() as usize, p.return_thunk().unwrap().entry, "{flavor} {ret}");
+            p.verify().unwrap();
+        }
+    }
+}

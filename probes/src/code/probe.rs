@@ -415,50 +415,42 @@ impl<'a> Layout<'a> {
         Ok(())
     }
 
-    /// `retpoline`: the thunk, as Linux's `__x86_indirect_thunk_rax`: the `call` pushes a return
-    /// address whose prediction (the RSB) lands in the pause/lfence capture loop, while the real return
-    /// goes to `rax` after `mov %rax, (%rsp)`: the indirect branch is never predicted.
-    /// `kcfi-retpoline` gets the same thunk for `r11`, `__x86_indirect_thunk_r11`.
+    /// `retpoline`: the thunk as arch/x86/lib/retpoline.S (Linux 6.12) builds `__x86_indirect_thunk_rax`,
+    /// `RETPOLINE` = `POLINE` + `RET`: `call 1f; int3; 1: mov %rax, (%rsp)` and the thunk's own return.
+    /// The `call` pushes a return address whose prediction (the RSB) lands on the `int3` (a `pause;
+    /// lfence` capture loop before Linux 6.2), while the real return goes to `rax`: the indirect branch
+    /// is never predicted. In a kernel built with return thunks `RET` is `jmp __x86_return_thunk`
+    /// (arch/x86/include/asm/linkage.h), a return site `apply_returns` patches like any other: so the
+    /// thunk returns the way every target does ([`ret::emit_return`]), and a retpolined call passes the
+    /// return thunk twice. Under `call-depth` the kernel redirects the call to
+    /// `__x86_indirect_call_thunk_rax`: the accounting, `POLINE`, and a plain `ret`
+    /// (`ANNOTATE_UNRET_SAFE`); the call lands on the function itself. `kcfi-retpoline` gets the same
+    /// thunks for `r11`.
     fn retpoline_thunk(&mut self) -> Result<(), EmitError> {
-        let (reg, name): (AsmRegister64, _) = match self.flavor {
-            Flavor::Retpoline => (rax, "__x86_indirect_thunk_rax"),
-            Flavor::KcfiRetpoline => (r11, "__x86_indirect_thunk_r11"),
+        let reg: AsmRegister64 = match self.flavor {
+            Flavor::Retpoline => rax,
+            Flavor::KcfiRetpoline => r11,
             _ => return Ok(()),
         };
-        if self.ret == ReturnKind::CallDepth {
-            return self.call_depth_retpoline();
-        }
-        self.e.align_int3(32)?;
-        let (at, _) = self.e.asm(|a, [do_rop, capture]: &mut [CodeLabel; 2]| {
-            a.call(*do_rop)?;
-            a.set_label(capture)?;
-            a.pause()?;
-            a.lfence()?;
-            a.jmp(*capture)?;
-            a.set_label(do_rop)?;
-            a.mov(qword_ptr(rsp), reg)?;
-            a.ret()
-        })?;
-        self.symbols.push(Symbol { addr: at, len: self.e.here() - at, name: name.into() });
-        self.thunk = Some(at);
-        Ok(())
-    }
-
-    /// `retpoline` with `call-depth`: arch/x86/lib/retpoline.S `__x86_indirect_call_thunk_rax` (Linux
-    /// 6.12), where the kernel redirects retpoline calls under call depth tracking: the accounting, then
-    /// `POLINE` (`call 1f; int3; 1: mov %rax, (%rsp)`) and `ret`. The call lands on the function itself.
-    fn call_depth_retpoline(&mut self) -> Result<(), EmitError> {
-        let depth = self.depth()?;
+        let depth = if self.ret == ReturnKind::CallDepth { Some(self.depth()?) } else { None };
+        let returns = if depth.is_some() { None } else { self.return_thunk };
         self.e.align_int3(32)?;
         let (at, _) = self.e.asm(|a, [do_rop]: &mut [CodeLabel; 1]| {
-            ret::call_depth_account(a, depth)?;
+            if let Some(depth) = depth {
+                ret::call_depth_account(a, depth)?;
+            }
             a.call(*do_rop)?;
             a.int3()?;
             a.set_label(do_rop)?;
-            a.mov(qword_ptr(rsp), rax)?;
-            a.ret()
+            a.mov(qword_ptr(rsp), reg)?;
+            ret::emit_return(a, returns.as_ref())
         })?;
-        self.symbols.push(Symbol { addr: at, len: self.e.here() - at, name: "__x86_indirect_call_thunk_rax".into() });
+        let name = format!(
+            "__x86_indirect_{}thunk_{}",
+            if depth.is_some() { "call_" } else { "" },
+            if reg == rax { "rax" } else { "r11" }
+        );
+        self.symbols.push(Symbol { addr: at, len: self.e.here() - at, name });
         self.thunk = Some(at);
         Ok(())
     }
