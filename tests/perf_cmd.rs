@@ -11,20 +11,27 @@ fn callpatch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_callpatch")).args(args).output().expect("run callpatch")
 }
 
-fn scratch(test: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("callpatch-perfcmd-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh temporary directory for one test, removed when it drops (a failing test's too).
+fn scratch(test: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("callpatch-perfcmd-{test}-")).tempdir().unwrap()
 }
 
 #[test]
 fn writes_per_call_rows_for_tsc_hardware_and_software_events() {
     let dir = scratch("rows");
-    let out =
-        callpatch(&["perf", "--flavor", "retpoline", "--quick", "--seconds", "0", "--out", dir.to_str().unwrap()]);
+    let out = callpatch(&[
+        "perf",
+        "--flavor",
+        "retpoline",
+        "--quick",
+        "--seconds",
+        "0",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<PerfRow> = read_csv(&dir.join("perf.csv")).unwrap();
+    let rows: Vec<PerfRow> = read_csv(&dir.path().join("perf.csv")).unwrap();
     let events: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
     assert_eq!(
         events,
@@ -42,8 +49,7 @@ fn writes_per_call_rows_for_tsc_hardware_and_software_events() {
         }
         assert_eq!((r.flavor.name(), r.scenario.as_str()), ("retpoline", "mono"));
     }
-    assert!(dir.join("machine.csv").exists());
-    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(dir.path().join("machine.csv").exists());
     // Without --hold no outside perf reads the map: it goes when the process does.
     let map = stdout.lines().find_map(|l| l.strip_prefix("perf map: ")).expect("map announced");
     let map = map.split(' ').next().unwrap();
@@ -64,7 +70,7 @@ fn hold_announces_pid_and_a_map_covering_the_probe() {
         "--seconds",
         "0.2",
         "--out",
-        dir.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -81,7 +87,6 @@ fn hold_announces_pid_and_a_map_covering_the_probe() {
     }
     assert!(entries.iter().all(|e| e.size > 0) && entries.windows(2).all(|w| w[0].end() <= w[1].start));
     std::fs::remove_file(Path::new(&map)).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -99,7 +104,7 @@ fn bad_input_is_one_error_line() {
     ] {
         let dir = scratch("bad");
         let mut args = args.to_vec();
-        args.extend(["--out", dir.to_str().unwrap()]);
+        args.extend(["--out", dir.path().to_str().unwrap()]);
         let out = callpatch(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");

@@ -15,10 +15,11 @@ fn err(bytes: &[u8]) -> CensusError {
     }
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("callpatch-census-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A path `name` in a fresh temporary directory, removed when the returned guard drops.
+fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new().prefix("callpatch-census-bad-").tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
 }
 
 #[test]
@@ -26,7 +27,7 @@ fn empty_file() {
     let e = err(b"");
     assert!(matches!(e, CensusError::Empty { .. }));
     assert_eq!(e.to_string(), "f: empty file (0 bytes), not an ELF file");
-    let path = scratch("empty");
+    let (_dir, path) = scratch("empty");
     std::fs::write(&path, b"").unwrap();
     let e = census_file(&path, Options::default()).unwrap_err();
     assert_eq!(e.to_string(), format!("{}: empty file (0 bytes), not an ELF file", path.display()));
@@ -77,7 +78,7 @@ fn directory_and_missing_path() {
     let dir = std::env::temp_dir();
     let e = census_file(&dir, Options::default()).unwrap_err();
     assert_eq!(e.to_string(), format!("{}: is a directory, not an ELF file", dir.display()));
-    let missing = scratch("does-not-exist");
+    let (_dir, missing) = scratch("does-not-exist");
     let e = census_file(&missing, Options::default()).unwrap_err();
     assert_eq!(e.to_string(), format!("{}: cannot open: No such file or directory (os error 2)", missing.display()));
     let e = census_file(std::path::Path::new("/dev/null"), Options::default()).unwrap_err();

@@ -157,11 +157,10 @@ fn on_own_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 
 fn run(plugin_first: bool) {
     // Two copies of one plugin: two paths are two objects, each with its own patcher.
-    let dir = std::env::temp_dir().join(format!("callpatch-dso-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::Builder::new().prefix("callpatch-dso-").tempdir().unwrap();
     let built = fixture();
     let paths = ["a", "b"].map(|n| {
-        let p = dir.join(format!("libdso_fixture_{n}.so"));
+        let p = dir.path().join(format!("libdso_fixture_{n}.so"));
         std::fs::copy(&built, &p).unwrap();
         p
     });
@@ -272,5 +271,4 @@ fn run(plugin_first: bool) {
         "{} executable calls, {n} updates of its key while plugins came and went; 0 wrong",
         calls.load(Ordering::Relaxed),
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -84,9 +84,8 @@ mod tests {
 
     #[test]
     fn calls_row_round_trips_with_documented_header() {
-        let dir = std::env::temp_dir().join(format!("callpatch-rows-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("calls.csv");
+        let dir = tempfile::Builder::new().prefix("callpatch-rows-").tempdir().unwrap();
+        let path = dir.path().join("calls.csv");
         let row = CallsRow {
             machine_id: "m".into(),
             flavor: Flavor::Retpoline,
@@ -126,14 +125,12 @@ mod tests {
         let back = read_csv::<CallsRow>(&path).unwrap();
         // An empty note reads back as no note.
         assert_eq!(back, vec![CallsRow { note: None, ..row }]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn perf_row_round_trips_with_documented_header() {
-        let dir = std::env::temp_dir().join(format!("callpatch-perfrow-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("perf.csv");
+        let dir = tempfile::Builder::new().prefix("callpatch-perfrow-").tempdir().unwrap();
+        let path = dir.path().join("perf.csv");
         let row = PerfRow {
             machine_id: "m".into(),
             flavor: Flavor::Retpoline,
@@ -154,14 +151,12 @@ mod tests {
             "machine_id,flavor,scenario,param,event,per_call,read_path,note,unroll,iterations,repeats"
         );
         assert_eq!(read_csv::<PerfRow>(&path).unwrap(), vec![row]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn an_unknown_flavor_is_an_error_that_names_it() {
-        let dir = std::env::temp_dir().join(format!("callpatch-rows-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("calls.csv");
+        let dir = tempfile::Builder::new().prefix("callpatch-rows-bad-").tempdir().unwrap();
+        let path = dir.path().join("calls.csv");
         std::fs::write(
             &path,
             "machine_id,flavor,scenario,param,unroll,repeats,cycles_min,cycles_median,cycles_p90,ns_median,instructions,branch_misses,timer\n\
@@ -170,6 +165,5 @@ mod tests {
         .unwrap();
         let err = read_csv::<CallsRow>(&path).unwrap_err().to_string();
         assert!(err.contains("unknown flavor `retpolin`"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
