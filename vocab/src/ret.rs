@@ -77,7 +77,8 @@ impl ReturnKind {
 
     /// True when a kernel combines this return with calls of `flavor`: call depth tracking only with
     /// retpolines (and the direct-style calls, which land on the callee's accounting thunk), the ITS
-    /// return thunk only without them, SRSO (AMD) never with the ITS call thunks (Intel).
+    /// return thunk only without them (`lfence` is `spectre_v2=retpoline,lfence`: with them), SRSO
+    /// (AMD) never with the ITS call thunks (Intel).
     pub const fn crosses(self, flavor: Flavor) -> bool {
         match self {
             ReturnKind::Ret | ReturnKind::RetThunk => true,
@@ -86,7 +87,9 @@ impl ReturnKind {
                 flavor,
                 Flavor::Direct | Flavor::Retpoline | Flavor::Trampoline | Flavor::Inline | Flavor::CsInline
             ),
-            ReturnKind::ItsLower | ReturnKind::ItsUpper => !matches!(flavor, Flavor::Retpoline | Flavor::KcfiRetpoline),
+            ReturnKind::ItsLower | ReturnKind::ItsUpper => {
+                !matches!(flavor, Flavor::Retpoline | Flavor::KcfiRetpoline | Flavor::Lfence)
+            }
         }
     }
 }
@@ -123,6 +126,6 @@ mod tests {
         assert!(!ReturnKind::Ret.is_placed() && ReturnKind::ALL[1..].iter().all(|r| r.is_placed()));
         assert!(ReturnKind::CallDepth.crosses(Flavor::Retpoline) && !ReturnKind::CallDepth.crosses(Flavor::Indirect));
         assert!(ReturnKind::ItsLower.crosses(Flavor::ItsThunk) && !ReturnKind::ItsLower.crosses(Flavor::Retpoline));
-        assert!(!ReturnKind::SrsoAlias.crosses(Flavor::ItsThunk));
+        assert!(!ReturnKind::SrsoAlias.crosses(Flavor::ItsThunk) && !ReturnKind::ItsUpper.crosses(Flavor::Lfence));
     }
 }
