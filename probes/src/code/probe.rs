@@ -265,9 +265,8 @@ struct Layout<'a> {
     return_thunk: Option<ReturnThunk>,
     /// `call-depth`: the depth counter's `%fs:` offset.
     call_depth: Option<i32>,
-    /// `its-thunk`: one thunk per site, in site order, and how many sites took theirs.
+    /// `its-thunk`: one thunk per site, in site order (site j takes `its_thunks[j]`).
     its_thunks: Vec<usize>,
-    its_taken: usize,
     sites: Vec<ProbeSite>,
     symbols: Vec<Symbol>,
 }
@@ -286,7 +285,6 @@ impl<'a> Layout<'a> {
             return_thunk: None,
             call_depth: None,
             its_thunks: Vec::new(),
-            its_taken: 0,
             sites: Vec::new(),
             symbols: Vec::new(),
         }
@@ -547,8 +545,7 @@ impl<'a> Layout<'a> {
                 (None, _) if self.flavor == Flavor::Fineibt => FINEIBT_RELOAD.to_vec(),
                 _ => Vec::new(),
             };
-            let its_thunk = self.its_thunks.get(self.its_taken).copied().unwrap_or(0);
-            self.its_taken += usize::from(self.flavor == Flavor::ItsThunk);
+            let its_thunk = self.its_thunks.get(self.sites.len()).copied().unwrap_or(0);
             let to = CallTo {
                 target: self.call_entry(),
                 thunk: self.thunk.unwrap_or(0),
