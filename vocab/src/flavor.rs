@@ -21,7 +21,6 @@
 //! `callpatch_probes::code::flavor`; this module holds the names and the two properties every part of
 //! callpatch asks of a flavor: where its target comes from and whether it can change without patching.
 
-use std::fmt;
 use std::str::FromStr;
 
 /// One way of making a call, as listed in the module table.
@@ -121,19 +120,10 @@ impl Flavor {
     }
 }
 
-impl fmt::Display for Flavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl FromStr for Flavor {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Flavor::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| format!("unknown flavor `{s}` (expected one of: {})", Flavor::NAMES.join(", ")))
+        crate::names::parse_among(&Flavor::ALL, Flavor::name, "flavor", s)
     }
 }
 

@@ -7,7 +7,6 @@
 //! five come from a Linux kernel's own site tables and describe the instruction found at each listed
 //! address, so they overlap with the decoded kinds by design.
 
-use std::fmt;
 use std::str::FromStr;
 
 /// One kind of call site counted by the census.
@@ -141,19 +140,10 @@ impl SiteKind {
     }
 }
 
-impl fmt::Display for SiteKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl FromStr for SiteKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        SiteKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown site kind `{s}` (expected one of: {})", SiteKind::NAMES.join(", ")))
+        crate::names::parse_among(&SiteKind::ALL, SiteKind::name, "site kind", s)
     }
 }
 

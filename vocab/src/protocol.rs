@@ -8,7 +8,6 @@
 //!   trampoline otherwise; one sync, no trap.
 //! - `naive`: a byte copy with no protocol, to show the torn-write hazard (never under callers).
 
-use std::fmt;
 use std::str::FromStr;
 
 use crate::crossing::{self, CACHE_LINE};
@@ -113,12 +112,6 @@ impl Protocol {
     }
 }
 
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl FromStr for Protocol {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -165,12 +158,6 @@ impl PatchSubject {
 impl From<Protocol> for PatchSubject {
     fn from(p: Protocol) -> Self {
         PatchSubject::Protocol(p)
-    }
-}
-
-impl fmt::Display for PatchSubject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -229,12 +216,6 @@ impl HazardWriter {
             HazardWriter::Naive(s) => s.name(),
             HazardWriter::Bp => Protocol::Bp.name(),
         }
-    }
-}
-
-impl fmt::Display for HazardWriter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 

@@ -20,7 +20,6 @@
 //! retpolines (its indirect calls go through the accounting retpoline thunk), the kernel drops the ITS
 //! thunks when retpolines are on, and SRSO (AMD) and ITS (Intel) never meet.
 
-use std::fmt;
 use std::str::FromStr;
 
 use crate::Flavor;
@@ -94,19 +93,10 @@ impl ReturnKind {
     }
 }
 
-impl fmt::Display for ReturnKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl FromStr for ReturnKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        ReturnKind::ALL.into_iter().find(|r| r.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = ReturnKind::ALL.iter().map(|r| r.name()).collect();
-            format!("unknown return kind `{s}` (expected one of: {})", names.join(", "))
-        })
+        crate::names::parse_among(&ReturnKind::ALL, ReturnKind::name, "return kind", s)
     }
 }
 
