@@ -133,9 +133,13 @@ pub type Pair = (Flavor, Scenario);
 /// One measurement: a flavor in a scenario, returning one way.
 pub type Point = (Flavor, Scenario, Returning);
 
+/// A flavor and a return kind no kernel combines ([`ReturnKind::crosses`]).
+pub type Uncombined = (Flavor, ReturnKind);
+
 /// The points to measure, in table order (each scenario's `ret` rows, then its thunk kinds, placement
-/// by placement), and the selected pairs that do not exist.
-pub fn selection(args: &Args) -> (Vec<Point>, Vec<Pair>) {
+/// by placement), the selected pairs that do not exist, and the flavors × return kinds asked for with
+/// `--ret` that no kernel combines (left out of the points).
+pub fn selection(args: &Args) -> (Vec<Point>, Vec<Pair>, Vec<Uncombined>) {
     let rets = match (args.rets.is_empty(), args.quick) {
         (true, true) => QUICK_RETS.to_vec(),
         (true, false) => ReturnKind::ALL.to_vec(),
@@ -154,6 +158,7 @@ pub fn selection(args: &Args) -> (Vec<Point>, Vec<Pair>) {
     };
     let mut run = Vec::new();
     let mut skipped = Vec::new();
+    let mut uncombined = Vec::new();
     for &s in &scenarios {
         for &f in &flavors {
             if !s.supports(f) {
@@ -176,9 +181,14 @@ pub fn selection(args: &Args) -> (Vec<Point>, Vec<Pair>) {
                     run.push((f, s, Returning { kind, placement }));
                 }
             }
+            for &f in flavors.iter().filter(|f| crossed(f) && !kind.crosses(**f)) {
+                if !args.rets.is_empty() && !uncombined.contains(&(f, kind)) {
+                    uncombined.push((f, kind));
+                }
+            }
         }
     }
-    (run, skipped)
+    (run, skipped, uncombined)
 }
 
 fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
@@ -195,7 +205,7 @@ fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
 /// baseline ([`measure::paired`]). A pair that cannot be emitted or measured becomes a row with its
 /// reason in `note`; it never costs the other rows. Used by `callpatch run` too.
 pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
-    let (pairs, skipped) = selection(args);
+    let (pairs, skipped, uncombined) = selection(args);
     if !skipped.is_empty() {
         let names: Vec<String> = skipped.iter().map(|(f, s)| format!("{f}×{s}")).collect();
         eprintln!(
@@ -205,10 +215,19 @@ pub fn measure_all(args: &Args) -> anyhow::Result<(MachineRow, Vec<CallsRow>)> {
             abbreviate(&names, 6)
         );
     }
+    let uncombined: Vec<String> = uncombined.iter().map(|(f, r)| format!("{f}×{r}")).collect();
+    if !uncombined.is_empty() {
+        eprintln!(
+            "note: skipping {} flavor × return pair(s) no kernel combines (call depth tracking needs retpolines, ITS \
+             excludes them, SRSO excludes its-thunk): {}",
+            uncombined.len(),
+            abbreviate(&uncombined, 6)
+        );
+    }
     anyhow::ensure!(
         !pairs.is_empty(),
         "nothing to measure: every selected flavor × scenario pair was skipped (thunk return kinds run in mono and \
-         poly-random-4 only)"
+         poly-random-4 only, with the flavors a kernel combines them with)"
     );
 
     // Read the allowed CPUs and calibrate before pinning or timing anything.
@@ -696,7 +715,7 @@ mod tests {
         let a =
             parse(&["--flavor", "direct,retpoline", "--scenario", "poly-random", "--scenario", "mono", "--ret", "ret"])
                 .unwrap();
-        let (run, skipped) = selection(&a);
+        let (run, skipped, _) = selection(&a);
         assert_eq!(run.len(), 3 + 2, "{run:?}");
         assert_eq!(skipped.len(), 3);
         assert!(skipped.iter().all(|(f, _)| *f == Flavor::Direct));
@@ -719,7 +738,7 @@ mod tests {
     fn thunk_return_kinds_run_in_mono_and_poly_random_4_at_each_placement() {
         let a = parse(&["--flavor", "direct,retpoline,trap", "--scenario", "poly,mono,sites-64", "--placements", "3"])
             .unwrap();
-        let (run, _) = selection(&a);
+        let (run, ..) = selection(&a);
         let thunked: Vec<_> = run.iter().filter(|(_, _, r)| r.kind.is_placed()).collect();
         // mono: direct, retpoline (not trap); poly-random-4: retpoline; × 3 placements. ret-thunk, srso,
         // srso-alias and call-depth cross both flavors; its-lower and its-upper only direct (the kernel
@@ -731,6 +750,13 @@ mod tests {
         assert!(thunked.iter().all(|(f, s, r)| *f != Flavor::Trap && THUNK_SCENARIOS.contains(s) && r.placement < 3));
         let only = parse(&["--ret", "srso-alias", "--scenario", "sites-64"]).unwrap();
         assert!(selection(&only).0.is_empty(), "no thunk kind outside mono and poly-random-4");
+        // Asked for a pair no kernel combines: none measured, each pair named once.
+        let asked =
+            parse(&["--flavor", "indirect,direct", "--scenario", "mono,poly-random-4", "--ret", "call-depth"]).unwrap();
+        let (points, _, uncombined) = selection(&asked);
+        assert!(points.iter().all(|(f, _, r)| *f == Flavor::Direct && r.kind == ReturnKind::CallDepth), "{points:?}");
+        assert_eq!(uncombined, [(Flavor::Indirect, ReturnKind::CallDepth)]);
+        assert!(selection(&parse(&[]).unwrap()).2.is_empty(), "the defaults ask for no pair by name");
         for (argv, needle) in [
             (&["--ret", "srso-alais"][..], "unknown return kind `srso-alais`"),
             (&["--placements", "0"][..], "0 is not in 1..=16"),
